@@ -1,0 +1,231 @@
+//! The TOML configuration file: server settings and the models to serve.
+//!
+//! Unknown keys and bad values are errors at startup that name the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::scheduler::BatchingConfig;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The models to serve; at least one.
+    pub models: Vec<ModelConfig>,
+}
+
+/// `[server]`: addresses, limits and thread pools.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the HTTP API.
+    pub http: SocketAddr,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Folders searched for engine plugins, relative to the config file. Empty: the folder of the
+    /// `embedrt` executable.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Threads of the async runtime that serves connections.
+    pub async_threads: usize,
+    /// Threads that tokenize requests.
+    pub tokenizer_threads: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        // On a small machine the engines deserve the cores: one thread each for I/O and tokenization.
+        let light = (cores() / 4).max(1);
+        Self {
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 4 << 20,
+            plugin_dirs: Vec::new(),
+            async_threads: light,
+            tokenizer_threads: light,
+        }
+    }
+}
+
+/// The number of cores this process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// `[[models]]`: one served model.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The name clients put in `model`.
+    pub name: String,
+    /// The model folder, relative to the config file.
+    pub path: PathBuf,
+    /// The engine plugin that runs it (`onnx`, `candle`, ...).
+    pub backend: String,
+    /// Engine options, handed to the plugin as JSON.
+    #[serde(default)]
+    pub options: toml::Table,
+    /// Most inputs in one request.
+    #[serde(default = "default_max_inputs")]
+    pub max_inputs_per_request: usize,
+    /// Whether over-long inputs are cut (true) or rejected (false) when a request does not say.
+    #[serde(default = "default_truncate")]
+    pub truncate: bool,
+    /// Batching limits.
+    #[serde(default)]
+    pub batching: BatchingSettings,
+}
+
+fn default_max_inputs() -> usize {
+    2048
+}
+
+fn default_truncate() -> bool {
+    true
+}
+
+/// `batching = { ... }`: how the scheduler forms batches.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchingSettings {
+    /// Most tokens in one batch (padding counted for engines that pad).
+    pub max_batch_tokens: usize,
+    /// Most sequences in one batch.
+    pub max_batch_requests: usize,
+    /// How long the first queued input waits for others, in milliseconds.
+    pub max_wait_ms: u64,
+    /// Most inputs waiting; beyond it requests get 429.
+    pub max_queued_inputs: usize,
+}
+
+impl Default for BatchingSettings {
+    fn default() -> Self {
+        Self { max_batch_tokens: 16384, max_batch_requests: 64, max_wait_ms: 2, max_queued_inputs: 4096 }
+    }
+}
+
+impl BatchingSettings {
+    /// The scheduler's view of these settings.
+    pub fn to_scheduler(&self) -> BatchingConfig {
+        BatchingConfig {
+            max_batch_tokens: self.max_batch_tokens,
+            max_batch_requests: self.max_batch_requests,
+            max_wait: Duration::from_millis(self.max_wait_ms),
+            max_queued: self.max_queued_inputs,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks `path`; relative paths inside are resolved against the file's folder.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let mut config = Self::parse(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for model in &mut config.models {
+            model.path = base.join(&model.path);
+        }
+        config.server.plugin_dirs = config.server.plugin_dirs.iter().map(|dir| base.join(dir)).collect();
+        Ok(config)
+    }
+
+    /// Parses and checks a configuration; paths stay as written.
+    pub fn parse(text: &str) -> Result<Self> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let at_least_one = |key: String, value: usize| -> Result<()> {
+            if value == 0 {
+                bail!("`{key}` must be at least 1");
+            }
+            Ok(())
+        };
+        if self.models.is_empty() {
+            bail!("`models` is empty: configure at least one [[models]] table");
+        }
+        at_least_one("server.async_threads".into(), self.server.async_threads)?;
+        at_least_one("server.tokenizer_threads".into(), self.server.tokenizer_threads)?;
+        at_least_one("server.max_body_bytes".into(), self.server.max_body_bytes)?;
+        for (i, model) in self.models.iter().enumerate() {
+            let key = |field: &str| format!("models[{i}].{field}");
+            if model.name.trim().is_empty() {
+                bail!("`{}` must not be empty", key("name"));
+            }
+            if self.models[..i].iter().any(|other| other.name == model.name) {
+                bail!("`{}`: the name {:?} is used twice", key("name"), model.name);
+            }
+            at_least_one(key("max_inputs_per_request"), model.max_inputs_per_request)?;
+            at_least_one(key("batching.max_batch_tokens"), model.batching.max_batch_tokens)?;
+            at_least_one(key("batching.max_batch_requests"), model.batching.max_batch_requests)?;
+            at_least_one(key("batching.max_queued_inputs"), model.batching.max_queued_inputs)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [[models]]
+        name = "m"
+        path = "models/m"
+        backend = "onnx"
+    "#;
+
+    #[test]
+    fn defaults_fill_the_rest() {
+        let config = Config::parse(MINIMAL).unwrap();
+        assert_eq!(config.server.http.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.models[0].batching.max_batch_requests, 64);
+        assert!(config.models[0].truncate);
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let config = Config::parse(
+            r#"
+            [server]
+            http = "0.0.0.0:9000"
+            tokenizer_threads = 2
+            [[models]]
+            name = "m"
+            path = "m"
+            backend = "candle"
+            options = { threads = 2 }
+            batching = { max_batch_tokens = 4096, max_batch_requests = 8, max_wait_ms = 5 }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.models[0].options["threads"].as_integer(), Some(2));
+        assert_eq!(config.models[0].batching.to_scheduler().max_wait, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse(&format!("{MINIMAL}\nmax_batch = 3")).unwrap_err();
+        assert!(format!("{err:#}").contains("max_batch"), "{err:#}");
+        let err = Config::parse(&format!("[server]\nhttp_port = 1\n{MINIMAL}")).unwrap_err();
+        assert!(format!("{err:#}").contains("http_port"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::parse(&format!("{MINIMAL}\nbatching = {{ max_batch_requests = 0 }}")).unwrap_err();
+        assert!(err.to_string().contains("models[0].batching.max_batch_requests"), "{err}");
+        let err = Config::parse(&format!("{MINIMAL}{MINIMAL}")).unwrap_err();
+        assert!(err.to_string().contains("used twice"), "{err}");
+        let err = Config::parse("[server]\nhttp = \"not an address\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("http"), "{err:#}");
+    }
+}

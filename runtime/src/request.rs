@@ -1,0 +1,75 @@
+//! The one embedding request type every front end (HTTP, gRPC) turns its wire format into, and
+//! the errors it can get back.
+
+/// One input: text to tokenize, or token ids used as given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Text; the model's tokenizer adds its special tokens.
+    Text(String),
+    /// Token ids of the model's own vocabulary, used as they are.
+    Tokens(Vec<u32>),
+}
+
+/// An embedding request, already parsed from the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmbedRequest {
+    /// The served model's name.
+    pub model: String,
+    /// The inputs, answered in this order.
+    pub inputs: Vec<Input>,
+    /// Matryoshka size: keep this many leading dimensions.
+    pub dimensions: Option<usize>,
+    /// Cut over-long inputs (true) or reject them (false); the model's default when `None`.
+    pub truncate: Option<bool>,
+}
+
+/// The answer to an [`EmbedRequest`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmbedResponse {
+    /// The model that answered.
+    pub model: String,
+    /// One vector per input, in input order.
+    pub embeddings: Vec<Vec<f32>>,
+    /// Tokens processed, special tokens included.
+    pub prompt_tokens: usize,
+}
+
+/// Why a request got no embeddings. Front ends map each kind to their own status codes.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EmbedError {
+    /// The request is malformed or asks for something the model cannot do.
+    #[error("{message}")]
+    InvalidRequest {
+        /// What is wrong, for the client.
+        message: String,
+        /// The request field at fault.
+        param: Option<&'static str>,
+    },
+    /// No model of that name is served.
+    #[error("the model `{0}` does not exist")]
+    ModelNotFound(String),
+    /// More inputs than the model allows in one request.
+    #[error("too many inputs: {count}, the limit is {limit}")]
+    TooManyInputs {
+        /// Inputs sent.
+        count: usize,
+        /// The model's limit.
+        limit: usize,
+    },
+    /// The model's queue is full; the client should retry later.
+    #[error("the server is busy: {0}")]
+    Overloaded(String),
+    /// The model cannot serve now (loading, shutting down, or its engine failed).
+    #[error("the model is unavailable: {0}")]
+    Unavailable(String),
+    /// An unexpected engine failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EmbedError {
+    /// An [`EmbedError::InvalidRequest`] about `param`.
+    pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
+        EmbedError::InvalidRequest { message: message.into(), param: Some(param) }
+    }
+}

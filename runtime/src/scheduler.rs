@@ -1,0 +1,416 @@
+//! Dynamic batching: one queue and one inference thread per loaded model instance.
+//!
+//! Requests are split into sequences and queued. The inference thread takes the oldest sequence,
+//! adds queued sequences of similar length (so padded engines waste little) until the token budget,
+//! the sequence limit or the short wait runs out, runs the batch on the engine and answers each
+//! sequence on its own channel. While a batch runs, new sequences queue up and form the next one.
+//! A full queue refuses new work at once instead of letting latency grow without bound.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::backend::{Backend, BackendError, Batch, Capabilities};
+
+/// Limits that shape batches and bound the queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchingConfig {
+    /// Most tokens in one batch, padding included for engines that pad.
+    pub max_batch_tokens: usize,
+    /// Most sequences in one batch.
+    pub max_batch_requests: usize,
+    /// Longest time the oldest queued sequence waits for others to join its batch.
+    pub max_wait: Duration,
+    /// Most sequences waiting in the queue; more are refused with [`SubmitError::QueueFull`].
+    pub max_queued: usize,
+}
+
+/// One tokenized input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sequence {
+    /// Token ids, special tokens included.
+    pub ids: Vec<u32>,
+    /// Task (adapter) id; 0 for models without tasks.
+    pub task: u32,
+}
+
+/// The pooled embedding of one sequence, or why there is none.
+pub type SequenceResult = Result<Vec<f32>, BackendError>;
+
+/// Why the scheduler refused work.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The queue holds too many sequences already.
+    #[error("the queue is full ({queued} inputs waiting, limit {limit})")]
+    QueueFull {
+        /// Sequences waiting now.
+        queued: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The engine failed fatally (for example a plugin panicked) and serves no more.
+    #[error("the model's engine is unhealthy")]
+    Unhealthy,
+    /// The scheduler is shutting down.
+    #[error("the model is shutting down")]
+    Closed,
+}
+
+struct Item {
+    sequence: Sequence,
+    reply: oneshot::Sender<SequenceResult>,
+    enqueued: Instant,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Item>,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    healthy: AtomicBool,
+    config: BatchingConfig,
+    capabilities: Capabilities,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Tokens a batch of `count` sequences costs, the longest being `longest` and all `total`.
+    fn cost(&self, count: usize, longest: usize, total: usize) -> usize {
+        if self.capabilities.pads_batches {
+            count * longest
+        } else {
+            total
+        }
+    }
+}
+
+/// A model instance's queue and the thread that runs its engine.
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Scheduler {
+    /// Starts the inference thread `name` around `backend`.
+    pub fn start(name: &str, backend: Box<dyn Backend>, config: BatchingConfig) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            healthy: AtomicBool::new(true),
+            capabilities: backend.capabilities().clone(),
+            config,
+        });
+        let worker_shared = Arc::clone(&shared);
+        let worker = std::thread::Builder::new()
+            .name(format!("infer-{name}"))
+            .spawn(move || run_worker(&worker_shared, backend))?;
+        Ok(Self { shared, worker: Some(worker) })
+    }
+
+    /// Queues `sequences` and returns one receiver per sequence, in order.
+    ///
+    /// Either all sequences are queued or none is.
+    pub fn submit(&self, sequences: Vec<Sequence>) -> Result<Vec<oneshot::Receiver<SequenceResult>>, SubmitError> {
+        if !self.is_healthy() {
+            return Err(SubmitError::Unhealthy);
+        }
+        let mut queue = self.shared.lock();
+        if queue.closed {
+            return Err(SubmitError::Closed);
+        }
+        let limit = self.shared.config.max_queued;
+        if queue.items.len() + sequences.len() > limit {
+            return Err(SubmitError::QueueFull { queued: queue.items.len(), limit });
+        }
+        let enqueued = Instant::now();
+        let receivers = sequences
+            .into_iter()
+            .map(|sequence| {
+                let (reply, receiver) = oneshot::channel();
+                queue.items.push_back(Item { sequence, reply, enqueued });
+                receiver
+            })
+            .collect();
+        drop(queue);
+        self.shared.wake.notify_one();
+        Ok(receivers)
+    }
+
+    /// Sequences waiting now.
+    pub fn queued(&self) -> usize {
+        self.shared.lock().items.len()
+    }
+
+    /// False once the engine failed fatally.
+    pub fn is_healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+    }
+
+    /// What the engine can do.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.shared.capabilities
+    }
+}
+
+impl Drop for Scheduler {
+    /// Stops accepting work, lets the thread finish everything already queued, and joins it.
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_all();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn run_worker(shared: &Shared, mut backend: Box<dyn Backend>) {
+    while let Some(items) = next_batch(shared) {
+        if !shared.healthy.load(Ordering::Acquire) {
+            fail(items, &BackendError::Unhealthy("the engine failed earlier".into()));
+            continue;
+        }
+        run_batch(shared, backend.as_mut(), items);
+    }
+}
+
+/// Blocks until a batch is ready; `None` once the queue is closed and empty.
+fn next_batch(shared: &Shared) -> Option<Vec<Item>> {
+    let mut queue = shared.lock();
+    while queue.items.is_empty() {
+        if queue.closed {
+            return None;
+        }
+        queue = shared.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
+    }
+    let deadline = queue.items[0].enqueued + shared.config.max_wait;
+    while !queue.closed && !is_full(shared, &queue) {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        queue = shared.wake.wait_timeout(queue, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+    }
+    Some(select(shared, &mut queue))
+}
+
+/// Whether the queue already holds a full batch (in arrival order).
+fn is_full(shared: &Shared, queue: &Queue) -> bool {
+    let config = &shared.config;
+    if queue.items.len() >= config.max_batch_requests {
+        return true;
+    }
+    let (longest, total) = queue.items.iter().fold((0, 0), |(longest, total), item| {
+        (longest.max(item.sequence.ids.len()), total + item.sequence.ids.len())
+    });
+    shared.cost(queue.items.len(), longest, total) >= config.max_batch_tokens
+}
+
+/// Takes the oldest sequence plus the queued sequences closest to it in length that fit the budget
+/// (and share its task when the engine cannot mix tasks). Returns them longest first.
+fn select(shared: &Shared, queue: &mut Queue) -> Vec<Item> {
+    let config = &shared.config;
+    let oldest = &queue.items[0].sequence;
+    let (oldest_len, oldest_task) = (oldest.ids.len(), oldest.task);
+    let window = queue.items.len().min(config.max_batch_requests.saturating_mul(4));
+    let mut candidates: Vec<usize> = (1..window)
+        .filter(|&i| shared.capabilities.mixed_tasks || queue.items[i].sequence.task == oldest_task)
+        .collect();
+    candidates.sort_by_key(|&i| (queue.items[i].sequence.ids.len().abs_diff(oldest_len), i));
+
+    let mut chosen = vec![0];
+    let (mut longest, mut total) = (oldest_len, oldest_len);
+    for i in candidates {
+        if chosen.len() == config.max_batch_requests {
+            break;
+        }
+        let len = queue.items[i].sequence.ids.len();
+        if shared.cost(chosen.len() + 1, longest.max(len), total + len) <= config.max_batch_tokens {
+            chosen.push(i);
+            longest = longest.max(len);
+            total += len;
+        }
+    }
+    chosen.sort_unstable_by(|a, b| b.cmp(a));
+    let mut items: Vec<Item> = chosen.into_iter().filter_map(|i| queue.items.remove(i)).collect();
+    items.sort_by_key(|item| std::cmp::Reverse(item.sequence.ids.len()));
+    items
+}
+
+/// Runs `items` as one batch. When the batch fails for a reason other than a dead engine, each
+/// sequence is retried alone, so one bad input cannot fail the others.
+fn run_batch(shared: &Shared, backend: &mut dyn Backend, items: Vec<Item>) {
+    let batch = Batch::from_sequences(items.iter().map(|item| (item.sequence.ids.as_slice(), item.sequence.task)));
+    match backend.embed(&batch) {
+        Ok(embeddings) => {
+            for (i, item) in items.into_iter().enumerate() {
+                let _ = item.reply.send(Ok(embeddings.row(i).to_vec()));
+            }
+        }
+        Err(error @ BackendError::Unhealthy(_)) => {
+            tracing::error!(%error, "engine failed fatally; the model stops serving");
+            shared.healthy.store(false, Ordering::Release);
+            fail(items, &error);
+        }
+        Err(error) if items.len() == 1 => fail(items, &error),
+        Err(error) => {
+            tracing::warn!(%error, size = items.len(), "batch failed; retrying its inputs one by one");
+            for item in items {
+                run_batch(shared, backend, vec![item]);
+            }
+        }
+    }
+}
+
+fn fail(items: Vec<Item>, error: &BackendError) {
+    for item in items {
+        let _ = item.reply.send(Err(error.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Embeddings;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Embeds a sequence as `[len, first id]`, records batch sizes, fails on id 666, dies on 999.
+    struct Fake {
+        capabilities: Capabilities,
+        batches: Arc<Mutex<Vec<usize>>>,
+        delay: Duration,
+    }
+
+    impl Backend for Fake {
+        fn capabilities(&self) -> &Capabilities {
+            &self.capabilities
+        }
+
+        fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
+            std::thread::sleep(self.delay);
+            self.batches.lock().unwrap().push(batch.len());
+            if batch.input_ids.contains(&999) {
+                return Err(BackendError::Unhealthy("panicked".into()));
+            }
+            if batch.input_ids.contains(&666) {
+                return Err(BackendError::InvalidInput("bad id".into()));
+            }
+            let data = (0..batch.len()).flat_map(|i| [batch.ids(i).len() as f32, batch.ids(i)[0] as f32]).collect();
+            Ok(Embeddings::new(data, 2))
+        }
+    }
+
+    fn scheduler(max_batch_requests: usize, max_queued: usize, delay: Duration) -> (Scheduler, Arc<Mutex<Vec<usize>>>) {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let capabilities = Capabilities {
+            hidden_size: 2,
+            max_tokens: 512,
+            mixed_tasks: true,
+            pads_batches: true,
+            token_states: false,
+        };
+        let config = BatchingConfig {
+            max_batch_tokens: 1024,
+            max_batch_requests,
+            max_wait: Duration::from_millis(20),
+            max_queued,
+        };
+        let fake = Fake { capabilities, batches: Arc::clone(&batches), delay };
+        (Scheduler::start("test", Box::new(fake), config).unwrap(), batches)
+    }
+
+    fn seq(len: usize, first: u32) -> Sequence {
+        let mut ids = vec![1; len];
+        ids[0] = first;
+        Sequence { ids, task: 0 }
+    }
+
+    async fn collect(receivers: Vec<oneshot::Receiver<SequenceResult>>) -> Vec<SequenceResult> {
+        let mut out = Vec::new();
+        for r in receivers {
+            out.push(r.await.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn batches_concurrent_sequences_and_keeps_order() {
+        let (scheduler, batches) = scheduler(8, 100, Duration::ZERO);
+        let receivers = scheduler.submit((1..=6).map(|n| seq(n, n as u32 + 10)).collect()).unwrap();
+        let results = collect(receivers).await;
+        for (n, result) in (1..=6).zip(results) {
+            assert_eq!(result.unwrap(), vec![n as f32, n as f32 + 10.0]);
+        }
+        assert_eq!(batches.lock().unwrap().as_slice(), &[6]);
+    }
+
+    #[tokio::test]
+    async fn respects_the_sequence_limit() {
+        let (scheduler, batches) = scheduler(4, 100, Duration::ZERO);
+        collect(scheduler.submit((0..10).map(|n| seq(3, n)).collect()).unwrap()).await;
+        assert_eq!(batches.lock().unwrap().as_slice(), &[4, 4, 2]);
+    }
+
+    #[tokio::test]
+    async fn token_budget_groups_similar_lengths() {
+        let (scheduler, batches) = scheduler(64, 100, Duration::ZERO);
+        // Padded cost: 2 x 500 fits the 1024 budget, 500 + 20 x 3 does not fit with the long ones.
+        let mut sequences = vec![seq(500, 1)];
+        sequences.extend((0..3).map(|n| seq(20, n + 2)));
+        sequences.push(seq(500, 9));
+        let results = collect(scheduler.submit(sequences).unwrap()).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(batches.lock().unwrap().as_slice(), &[2, 3]);
+    }
+
+    #[tokio::test]
+    async fn full_queue_refuses_at_once() {
+        let (scheduler, _) = scheduler(1, 3, Duration::from_millis(200));
+        let first = scheduler.submit(vec![seq(2, 1)]).unwrap();
+        std::thread::sleep(Duration::from_millis(50)); // the worker is now busy with the first
+        let _queued = scheduler.submit(vec![seq(2, 2), seq(2, 3)]).unwrap();
+        let err = scheduler.submit(vec![seq(2, 4), seq(2, 5)]).unwrap_err();
+        assert_eq!(err, SubmitError::QueueFull { queued: 2, limit: 3 });
+        assert!(collect(first).await[0].is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_bad_input_fails_alone() {
+        let (scheduler, _) = scheduler(8, 100, Duration::ZERO);
+        let results = collect(scheduler.submit(vec![seq(3, 1), seq(3, 666), seq(3, 2)]).unwrap()).await;
+        assert!(results[0].is_ok() && results[2].is_ok());
+        assert_eq!(results[1], Err(BackendError::InvalidInput("bad id".into())));
+    }
+
+    #[tokio::test]
+    async fn a_dead_engine_marks_the_model_unhealthy() {
+        let (scheduler, _) = scheduler(8, 100, Duration::ZERO);
+        let results = collect(scheduler.submit(vec![seq(3, 999)]).unwrap()).await;
+        assert!(matches!(results[0], Err(BackendError::Unhealthy(_))));
+        assert!(!scheduler.is_healthy());
+        assert_eq!(scheduler.submit(vec![seq(3, 1)]).unwrap_err(), SubmitError::Unhealthy);
+    }
+
+    #[tokio::test]
+    async fn drop_finishes_queued_work() {
+        let (scheduler, _) = scheduler(1, 100, Duration::from_millis(10));
+        let receivers = scheduler.submit((0..5).map(|n| seq(2, n)).collect()).unwrap();
+        drop(scheduler);
+        let done = AtomicUsize::new(0);
+        for result in collect(receivers).await {
+            assert!(result.is_ok());
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+        assert_eq!(done.load(Ordering::Relaxed), 5);
+    }
+}

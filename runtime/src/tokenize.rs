@@ -1,0 +1,138 @@
+//! Tokenization with the model's own `tokenizer.json`, and the small thread pool it runs on.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use tokenizers::{PostProcessor, Tokenizer, TruncationDirection};
+
+/// Why an input could not be turned into token ids.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenizeError {
+    /// The input is longer than the model accepts and truncation was not allowed.
+    #[error("input has {tokens} tokens, more than the model's limit of {max} (set `truncate` to true to cut it)")]
+    TooLong {
+        /// Tokens in the input, special tokens included.
+        tokens: usize,
+        /// The model's limit.
+        max: usize,
+    },
+    /// A token id is outside the model's vocabulary.
+    #[error("token id {id} is outside the model's vocabulary of {vocab_size}")]
+    UnknownTokenId {
+        /// The offending id.
+        id: u32,
+        /// Size of the vocabulary.
+        vocab_size: usize,
+    },
+    /// The input holds no token.
+    #[error("input is empty")]
+    Empty,
+    /// The tokenizer itself failed.
+    #[error("tokenizer failed: {0}")]
+    Failed(String),
+}
+
+/// A model's tokenizer, set up to add special tokens and to truncate at the model's real limit
+/// (not the limit its `tokenizer.json` may carry).
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    max_tokens: usize,
+    vocab_size: usize,
+    special_tokens: usize,
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json` from `model_dir`; inputs longer than `max_tokens` are truncated or
+    /// rejected, and ids at or past `vocab_size` are rejected.
+    pub fn load(model_dir: &Path, max_tokens: usize, vocab_size: usize) -> Result<Self> {
+        let path = model_dir.join("tokenizer.json");
+        let mut inner = Tokenizer::from_file(&path).map_err(|e| anyhow!("cannot load {}: {e}", path.display()))?;
+        inner.with_padding(None);
+        inner.with_truncation(None).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let special_tokens = inner.get_post_processor().map_or(0, |p| p.added_tokens(false));
+        Ok(Self { inner, max_tokens, vocab_size, special_tokens })
+    }
+
+    /// Token ids of `text` with the model's special tokens; cut to the limit when `truncate` is set.
+    pub fn encode(&self, text: &str, truncate: bool) -> Result<Vec<u32>, TokenizeError> {
+        let failed = |e: tokenizers::Error| TokenizeError::Failed(e.to_string());
+        let mut encoding = self.inner.encode(text, false).map_err(failed)?;
+        let tokens = encoding.len() + self.special_tokens;
+        if tokens > self.max_tokens {
+            if !truncate {
+                return Err(TokenizeError::TooLong { tokens, max: self.max_tokens });
+            }
+            encoding.truncate(self.max_tokens.saturating_sub(self.special_tokens), 0, TruncationDirection::Right);
+        }
+        let encoding = self.inner.post_process(encoding, None, true).map_err(failed)?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Checks caller-supplied token ids (used as they are, without added special tokens).
+    pub fn check_ids(&self, mut ids: Vec<u32>, truncate: bool) -> Result<Vec<u32>, TokenizeError> {
+        if ids.is_empty() {
+            return Err(TokenizeError::Empty);
+        }
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
+            return Err(TokenizeError::UnknownTokenId { id, vocab_size: self.vocab_size });
+        }
+        if ids.len() > self.max_tokens {
+            if !truncate {
+                return Err(TokenizeError::TooLong { tokens: ids.len(), max: self.max_tokens });
+            }
+            ids.truncate(self.max_tokens);
+        }
+        Ok(ids)
+    }
+
+    /// The model's limit in tokens.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+}
+
+/// A fixed-size pool of threads for CPU work that must stay off the async runtime (tokenization).
+pub struct WorkerPool {
+    pool: rayon::ThreadPool,
+}
+
+impl WorkerPool {
+    /// Starts `threads` worker threads named `name-N`.
+    pub fn new(name: &str, threads: usize) -> Result<Self> {
+        let name = name.to_string();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(move |i| format!("{name}-{i}"))
+            .build()?;
+        Ok(Self { pool })
+    }
+
+    /// Runs `job` on the pool and waits for its result without blocking the async runtime.
+    ///
+    /// A job that panics yields [`JobPanicked`]; the pool and the process carry on.
+    pub async fn run<R: Send + 'static>(&self, job: impl FnOnce() -> R + Send + 'static) -> Result<R, JobPanicked> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pool.spawn(move || {
+            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)));
+        });
+        rx.await.ok().and_then(Result::ok).ok_or(JobPanicked)
+    }
+}
+
+/// A [`WorkerPool`] job panicked.
+#[derive(Clone, Copy, Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a worker job panicked")]
+pub struct JobPanicked;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pool_survives_a_panicking_job() {
+        let pool = WorkerPool::new("test", 1).unwrap();
+        assert_eq!(pool.run(|| 1 + 1).await, Ok(2));
+        assert_eq!(pool.run(|| -> i32 { panic!("boom") }).await, Err(JobPanicked));
+        assert_eq!(pool.run(|| 3).await, Ok(3));
+    }
+}

