@@ -1,1 +1,65 @@
-fn main(){}
+//! The `embedrt` command: `embedrt serve --config FILE`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use embedrt_runtime::Config;
+
+/// embedrt: one server for many text-embedding models on interchangeable engines.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the models of a config file over HTTP.
+    Serve {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Listen here instead of the config's `[server] http`.
+        #[arg(long)]
+        http: Option<SocketAddr>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let Command::Serve { config, http } = cli.command;
+    let mut config = Config::from_file(&config)?;
+    if let Some(http) = http {
+        config.server.http = http;
+    }
+    if config.server.plugin_dirs.is_empty() {
+        // Plugins are built next to the binary.
+        let exe = std::env::current_exe().context("cannot locate the embedrt executable")?;
+        config.server.plugin_dirs.extend(exe.parent().map(PathBuf::from));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.async_threads)
+        .thread_name("embedrt-io")
+        .enable_all()
+        .build()?;
+    runtime.block_on(embedrt_api::server::serve(config))
+}

@@ -124,6 +124,19 @@ pub enum BackendError {
     Unsupported(String),
 }
 
+impl BackendError {
+    /// The message without the kind's prefix (the kind travels separately across the plugin ABI).
+    pub fn message(&self) -> &str {
+        match self {
+            BackendError::Load(m)
+            | BackendError::InvalidInput(m)
+            | BackendError::Inference(m)
+            | BackendError::Unhealthy(m)
+            | BackendError::Unsupported(m) => m,
+        }
+    }
+}
+
 /// An inference engine holding one loaded model.
 ///
 /// Calls come from one dedicated thread at a time (never from the async runtime), so methods take

@@ -1,0 +1,66 @@
+//! The `echo` test plugin: a deterministic engine with no weights, for testing the plugin boundary,
+//! the scheduler and the API without a real model.
+//!
+//! Each embedding is a function of its sequence's token ids and nothing else, so a test can
+//! recompute it. Options make it misbehave on purpose:
+//! `panic_on_token` panics (the host must survive and mark the model unhealthy), and
+//! `reject_token` fails the batch with an invalid-input error (the other inputs must still pass).
+
+use embedrt_runtime::plugin::EngineConfig;
+use embedrt_runtime::{Backend, BackendError, Batch, Capabilities, Embeddings};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct EchoOptions {
+    panic_on_token: Option<u32>,
+    reject_token: Option<u32>,
+}
+
+struct Echo {
+    capabilities: Capabilities,
+    options: EchoOptions,
+}
+
+impl Echo {
+    fn load(config: &EngineConfig) -> Result<Self, BackendError> {
+        Ok(Self {
+            capabilities: Capabilities {
+                hidden_size: config.card.hidden_size,
+                max_tokens: config.card.max_tokens,
+                mixed_tasks: true,
+                pads_batches: false,
+                token_states: false,
+            },
+            options: config.options()?,
+        })
+    }
+}
+
+/// Value `j` of the echo embedding of `ids`.
+fn echo_value(ids: &[u32], j: usize) -> f32 {
+    let mixed = ids.iter().enumerate().fold(j as u64 + 1, |acc, (pos, &id)| {
+        (acc * 31 + id as u64 * (pos as u64 + 7)) % 1_000_003
+    });
+    (mixed % 2001) as f32 / 1000.0 - 1.0
+}
+
+impl Backend for Echo {
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
+        if let Some(token) = self.options.panic_on_token.filter(|t| batch.input_ids.contains(t)) {
+            panic!("echo plugin told to panic on token {token}");
+        }
+        if let Some(token) = self.options.reject_token.filter(|t| batch.input_ids.contains(t)) {
+            return Err(BackendError::InvalidInput(format!("echo plugin rejects token {token}")));
+        }
+        let hidden = self.capabilities.hidden_size;
+        let data = (0..batch.len()).flat_map(|i| (0..hidden).map(move |j| echo_value(batch.ids(i), j))).collect();
+        Ok(Embeddings::new(data, hidden))
+    }
+}
+
+embedrt_runtime::export_plugin!(c"echo", Echo::load);

@@ -1,14 +1,9 @@
 //! The plugin side of the ABI: export a [`Backend`] implementation as a plugin.
 //!
-//! A plugin crate implements [`Engine`] and calls [`export_plugin!`](crate::export_plugin):
+//! A plugin crate is one line: its engine's name and the function that loads a model.
 //!
 //! ```ignore
-//! struct MyEngine;
-//! impl embedrt_runtime::plugin::guest::Engine for MyEngine {
-//!     const NAME: &'static std::ffi::CStr = c"my-engine";
-//!     fn load(config: EngineConfig) -> Result<Box<dyn Backend>, BackendError> { ... }
-//! }
-//! embedrt_runtime::export_plugin!(MyEngine);
+//! embedrt_runtime::export_plugin!(c"my-engine", my_engine::MyBackend::load);
 //! ```
 //!
 //! Every exported function catches panics and reports them as [`Status::PANIC`].
@@ -48,14 +43,29 @@ pub const fn plugin_api<E: Engine>() -> PluginApi {
     }
 }
 
-/// Exports `$engine` (a type implementing [`Engine`]) as this library's plugin entry point.
+/// Exports an engine as this library's plugin entry point.
+///
+/// `$name` is the engine's name as a C string literal; `$load` is a function
+/// `fn(&EngineConfig) -> Result<B, BackendError>` for some `B: Backend`.
 #[macro_export]
 macro_rules! export_plugin {
-    ($engine:ty) => {
+    ($name:literal, $load:path) => {
+        struct ExportedEngine;
+
+        impl $crate::plugin::guest::Engine for ExportedEngine {
+            const NAME: &'static ::std::ffi::CStr = $name;
+
+            fn load(
+                config: $crate::plugin::EngineConfig,
+            ) -> ::std::result::Result<::std::boxed::Box<dyn $crate::Backend>, $crate::BackendError> {
+                Ok(::std::boxed::Box::new($load(&config)?))
+            }
+        }
+
         /// The plugin's entry point: returns its function table.
         #[no_mangle]
         pub extern "C" fn embedrt_plugin_entry_v1() -> *const $crate::plugin::abi::PluginApi {
-            static API: $crate::plugin::abi::PluginApi = $crate::plugin::guest::plugin_api::<$engine>();
+            static API: $crate::plugin::abi::PluginApi = $crate::plugin::guest::plugin_api::<ExportedEngine>();
             &API
         }
     };
@@ -94,7 +104,7 @@ unsafe fn guarded(err: *mut ErrorBuf, body: impl FnOnce() -> Result<(), BackendE
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => Status::OK,
         Ok(Err(error)) => {
-            write_error(err, &error.to_string());
+            write_error(err, error.message());
             status_of(&error)
         }
         Err(panic) => {

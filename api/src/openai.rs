@@ -1,0 +1,203 @@
+//! OpenAI's embeddings wire format: parsing `POST /v1/embeddings` bodies and writing responses.
+
+use base64::Engine as _;
+use embedrt_runtime::{EmbedRequest, EmbedResponse, Input};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// How vectors are written in the response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodingFormat {
+    /// JSON arrays of numbers.
+    Float,
+    /// Base64 of the little-endian f32 bytes (the `openai` Python client's default).
+    Base64,
+}
+
+/// A parsed request: the runtime's request plus how to encode the answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedRequest {
+    /// What to embed.
+    pub request: EmbedRequest,
+    /// How to write the vectors.
+    pub encoding: EncodingFormat,
+}
+
+/// Parses a request body. `default_model` answers requests that name no model.
+pub fn parse_request(body: &[u8], default_model: Option<&str>) -> Result<ParsedRequest, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(None, "invalid_json", format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(fields) = value else {
+        return Err(ApiError::wrong_type(None, "the body must be a JSON object"));
+    };
+    let model = match fields.get("model") {
+        Some(Value::String(model)) => model.clone(),
+        Some(_) => return Err(ApiError::wrong_type(Some("model"), "`model` must be a string")),
+        None => default_model
+            .ok_or_else(|| ApiError::bad_request(Some("model"), "missing_model", "`model` is required"))?
+            .to_string(),
+    };
+    let inputs = parse_input(fields.get("input"))?;
+    let encoding = match optional(&fields, "encoding_format", Value::as_str, "a string")? {
+        None | Some("float") => EncodingFormat::Float,
+        Some("base64") => EncodingFormat::Base64,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                Some("encoding_format"),
+                "invalid_value",
+                format!("`encoding_format` must be \"float\" or \"base64\", got {other:?}"),
+            ))
+        }
+    };
+    let dimensions = optional(&fields, "dimensions", Value::as_u64, "a positive integer")?.map(|d| d as usize);
+    optional(&fields, "user", Value::as_str, "a string")?;
+    let truncate = optional(&fields, "truncate", Value::as_bool, "a boolean")?;
+    Ok(ParsedRequest { request: EmbedRequest { model, inputs, dimensions, truncate }, encoding })
+}
+
+/// Reads an optional field with `get`; present but of another type is a 422 naming it.
+fn optional<'a, T>(
+    fields: &'a Map<String, Value>,
+    key: &'static str,
+    get: impl Fn(&'a Value) -> Option<T>,
+    expected: &str,
+) -> Result<Option<T>, ApiError> {
+    match fields.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => get(value).map(Some).ok_or_else(|| ApiError::wrong_type(Some(key), format!("`{key}` must be {expected}"))),
+    }
+}
+
+const INPUT_SHAPES: &str =
+    "`input` must be a string, an array of strings, an array of token ids, or an array of token-id arrays";
+
+fn parse_input(input: Option<&Value>) -> Result<Vec<Input>, ApiError> {
+    let wrong = || ApiError::wrong_type(Some("input"), INPUT_SHAPES);
+    match input {
+        None => Err(ApiError::bad_request(Some("input"), "missing_input", "`input` is required")),
+        Some(Value::String(text)) => Ok(vec![Input::Text(text.clone())]),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            Ok(items.iter().filter_map(|item| item.as_str().map(|s| Input::Text(s.to_string()))).collect())
+        }
+        Some(Value::Array(items)) if items.iter().all(Value::is_number) => Ok(vec![Input::Tokens(token_ids(items).ok_or_else(wrong)?)]),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_array().and_then(|ids| token_ids(ids)).map(Input::Tokens).ok_or_else(wrong))
+            .collect(),
+        Some(_) => Err(wrong()),
+    }
+}
+
+fn token_ids(items: &[Value]) -> Option<Vec<u32>> {
+    items.iter().map(|item| item.as_u64().and_then(|id| u32::try_from(id).ok())).collect()
+}
+
+/// The response body of `POST /v1/embeddings`.
+#[derive(Serialize)]
+pub struct EmbeddingList {
+    object: &'static str,
+    data: Vec<EmbeddingObject>,
+    model: String,
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct EmbeddingObject {
+    object: &'static str,
+    index: usize,
+    embedding: EmbeddingValue,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EmbeddingValue {
+    Float(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: usize,
+    total_tokens: usize,
+}
+
+/// Writes `response` in OpenAI's format with vectors encoded as `encoding`.
+pub fn write_response(response: EmbedResponse, encoding: EncodingFormat) -> EmbeddingList {
+    let data = response
+        .embeddings
+        .into_iter()
+        .enumerate()
+        .map(|(index, vector)| EmbeddingObject {
+            object: "embedding",
+            index,
+            embedding: match encoding {
+                EncodingFormat::Float => EmbeddingValue::Float(vector),
+                EncodingFormat::Base64 => EmbeddingValue::Base64(base64_f32(&vector)),
+            },
+        })
+        .collect();
+    EmbeddingList {
+        object: "list",
+        data,
+        model: response.model,
+        usage: Usage { prompt_tokens: response.prompt_tokens, total_tokens: response.prompt_tokens },
+    }
+}
+
+/// Base64 of `vector` as little-endian f32 bytes.
+pub fn base64_f32(vector: &[f32]) -> String {
+    let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    fn parse(body: &str) -> Result<ParsedRequest, ApiError> {
+        parse_request(body.as_bytes(), None)
+    }
+
+    #[test]
+    fn every_input_shape() {
+        let inputs = |body: &str| parse(body).unwrap().request.inputs;
+        assert_eq!(inputs(r#"{"model":"m","input":"hi"}"#), vec![Input::Text("hi".into())]);
+        assert_eq!(inputs(r#"{"model":"m","input":["a","b"]}"#), vec![Input::Text("a".into()), Input::Text("b".into())]);
+        assert_eq!(inputs(r#"{"model":"m","input":[1,2]}"#), vec![Input::Tokens(vec![1, 2])]);
+        assert_eq!(inputs(r#"{"model":"m","input":[[1],[2,3]]}"#), vec![Input::Tokens(vec![1]), Input::Tokens(vec![2, 3])]);
+        assert_eq!(inputs(r#"{"model":"m","input":[]}"#), vec![]);
+    }
+
+    #[test]
+    fn fields_and_defaults() {
+        let parsed = parse(r#"{"model":"m","input":"x","encoding_format":"base64","dimensions":8,"user":"u"}"#).unwrap();
+        assert_eq!(parsed.encoding, EncodingFormat::Base64);
+        assert_eq!(parsed.request.dimensions, Some(8));
+        let parsed = parse_request(br#"{"input":"x"}"#, Some("only")).unwrap();
+        assert_eq!((parsed.request.model.as_str(), parsed.encoding), ("only", EncodingFormat::Float));
+    }
+
+    #[test]
+    fn bad_bodies() {
+        let status = |body: &str| parse(body).unwrap_err().status;
+        assert_eq!(status("{not json"), StatusCode::BAD_REQUEST);
+        assert_eq!(status(r#"{"model":"m"}"#), StatusCode::BAD_REQUEST);
+        assert_eq!(status(r#"{"input":"x"}"#), StatusCode::BAD_REQUEST);
+        assert_eq!(status(r#"[1]"#), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(status(r#"{"model":"m","input":5}"#), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(status(r#"{"model":"m","input":["a",1]}"#), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(status(r#"{"model":"m","input":[-1]}"#), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(status(r#"{"model":"m","input":"x","dimensions":"8"}"#), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(status(r#"{"model":"m","input":"x","dimensions":-8}"#), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(status(r#"{"model":"m","input":"x","encoding_format":"hex"}"#), StatusCode::BAD_REQUEST);
+        assert_eq!(parse(r#"{"model":7,"input":"x"}"#).unwrap_err().param, Some("model"));
+    }
+
+    #[test]
+    fn base64_is_little_endian_f32() {
+        assert_eq!(base64_f32(&[1.0]), "AACAPw==");
+    }
+}

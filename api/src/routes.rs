@@ -1,0 +1,105 @@
+//! The HTTP routes and their handlers.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use embedrt_runtime::Registry;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::openai::{parse_request, write_response};
+
+/// What every handler shares: the models, once they are loaded.
+#[derive(Default)]
+pub struct AppState {
+    registry: OnceLock<Arc<Registry>>,
+}
+
+impl AppState {
+    /// Publishes the loaded models; requests are served from now on.
+    pub fn set_registry(&self, registry: Arc<Registry>) {
+        let _ = self.registry.set(registry);
+    }
+
+    /// The loaded models, or a 503 while they load.
+    fn registry(&self) -> Result<&Arc<Registry>, ApiError> {
+        self.registry.get().ok_or_else(ApiError::loading)
+    }
+}
+
+/// The API's router; request bodies over `max_body_bytes` get 413.
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .fallback(|| async { ApiError::no_route() })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// `POST /v1/embeddings`.
+async fn embeddings(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| ApiError {
+        status: rejection.status(),
+        message: rejection.body_text(),
+        code: if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "invalid_body" },
+        ..ApiError::bad_request(None, "", "")
+    })?;
+    let registry = state.registry()?;
+    let mut names = registry.models().map(|m| m.name());
+    let only_model = match (names.next(), names.next()) {
+        (Some(name), None) => Some(name),
+        _ => None,
+    };
+    let parsed = parse_request(&body, only_model)?;
+    let response = registry.embed(parsed.request).await?;
+    Ok(Json(write_response(response, parsed.encoding)).into_response())
+}
+
+/// `GET /v1/models`: OpenAI's model list, with each model's engine and limits.
+async fn models(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let data: Vec<_> = state
+        .registry()?
+        .models()
+        .map(|model| {
+            json!({
+                "id": model.name(),
+                "object": "model",
+                "created": 0,
+                "owned_by": "embedrt",
+                "backend": model.engine(),
+                "dimensions": model.card().hidden_size,
+                "max_tokens": model.capabilities().max_tokens,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "object": "list", "data": data })).into_response())
+}
+
+/// `GET /health`: the process is up.
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /ready`: 200 once every model is loaded, warmed up and healthy, else 503.
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    match state.registry.get() {
+        Some(registry) => {
+            let unhealthy: Vec<&str> = registry.models().filter(|m| !m.is_healthy()).map(|m| m.name()).collect();
+            if unhealthy.is_empty() {
+                Json(json!({ "status": "ready" })).into_response()
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unhealthy", "models": unhealthy }))).into_response()
+            }
+        }
+        None => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "loading" }))).into_response(),
+    }
+}
