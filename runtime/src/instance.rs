@@ -148,7 +148,6 @@ fn tokenize_all(tokenizer: &TextTokenizer, inputs: Vec<Input>, truncate: bool) -
         .enumerate()
         .map(|(i, input)| {
             let ids = match input {
-                Input::Text(text) if text.is_empty() => Err(TokenizeError::Empty),
                 Input::Text(text) => tokenizer.encode(&text, truncate),
                 Input::Tokens(ids) => tokenizer.check_ids(ids, truncate),
             };

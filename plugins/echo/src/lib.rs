@@ -4,7 +4,8 @@
 //! Each embedding is a function of its sequence's token ids and nothing else, so a test can
 //! recompute it. Options make it misbehave on purpose:
 //! `panic_on_token` panics (the host must survive and mark the model unhealthy), and
-//! `reject_token` fails the batch with an invalid-input error (the other inputs must still pass).
+//! `reject_token` fails the batch with an invalid-input error (the other inputs must still pass),
+//! and `delay_ms` makes every batch slow (to fill queues).
 
 use embedrt_runtime::plugin::EngineConfig;
 use embedrt_runtime::{Backend, BackendError, Batch, Capabilities, Embeddings};
@@ -15,6 +16,7 @@ use serde::Deserialize;
 struct EchoOptions {
     panic_on_token: Option<u32>,
     reject_token: Option<u32>,
+    delay_ms: u64,
 }
 
 struct Echo {
@@ -51,6 +53,7 @@ impl Backend for Echo {
     }
 
     fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
+        std::thread::sleep(std::time::Duration::from_millis(self.options.delay_ms));
         if let Some(token) = self.options.panic_on_token.filter(|t| batch.input_ids.contains(t)) {
             panic!("echo plugin told to panic on token {token}");
         }

@@ -1,0 +1,181 @@
+//! Shared helpers for the end-to-end tests: where things are, and a real `embedrt` server process.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// `target/<profile>`, where the `embedrt` binary and the plugins are built.
+pub fn build_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+/// The all-MiniLM-L6-v2 folder that scripts/setup.sh prepares.
+pub fn minilm_dir() -> PathBuf {
+    let dir = repo_root().join(".assets/models/all-MiniLM-L6-v2");
+    assert!(dir.join("model.onnx").is_file(), "{} is missing: run scripts/setup.sh", dir.display());
+    dir
+}
+
+/// `../shared/fixtures`, the golden data made with the models' reference code.
+pub fn fixtures_dir() -> PathBuf {
+    repo_root().join("../shared/fixtures")
+}
+
+/// sentence-transformers' output for all-MiniLM-L6-v2.
+#[derive(Deserialize)]
+pub struct MiniLmExpected {
+    /// The input texts.
+    pub texts: Vec<String>,
+    /// Token ids per text, special tokens included.
+    pub token_ids: Vec<Vec<u32>>,
+    /// Normalized embeddings per text.
+    pub embeddings: Vec<Vec<f32>>,
+}
+
+/// Reads the all-MiniLM-L6-v2 golden data.
+pub fn minilm_expected() -> MiniLmExpected {
+    let path = fixtures_dir().join("all-MiniLM-L6-v2/expected.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// Cosine similarity.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+/// A free loopback port (closed again before the server binds it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `embedrt serve` process, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    _dir: TempDir,
+}
+
+/// A temporary folder removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates an empty folder named after `label`.
+    pub fn new(label: &str) -> Self {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("embedrt-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Server {
+    /// Starts the server with `models_toml` (one or more `[[models]]` tables) and optional extra
+    /// `[server]` lines, and waits until `/ready` answers 200.
+    pub fn start(server_toml: &str, models_toml: &str) -> Self {
+        let server = Self::spawn(server_toml, models_toml);
+        server.wait_ready();
+        server
+    }
+
+    /// Starts the server without waiting for it.
+    pub fn spawn(server_toml: &str, models_toml: &str) -> Self {
+        let binary = build_dir().join("embedrt");
+        assert!(binary.is_file(), "{} is missing: run `cargo build --workspace` first", binary.display());
+        let dir = TempDir::new("server");
+        let port = free_port();
+        let config = format!(
+            "[server]\nhttp = \"127.0.0.1:{port}\"\nplugin_dirs = [{:?}]\n{server_toml}\n{models_toml}\n",
+            build_dir().display().to_string()
+        );
+        let config_path = dir.0.join("config.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Self { child, url: format!("http://127.0.0.1:{port}"), _dir: dir }
+    }
+
+    /// Polls `/ready` for up to two minutes; panics with the server's log if it dies first.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let client = reqwest::blocking::Client::new();
+        while Instant::now() < deadline {
+            match client.get(format!("{}/ready", self.url)).send() {
+                Ok(response) if response.status() == 200 => return,
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        panic!("server at {} not ready in time", self.url);
+    }
+
+    /// Stops the server and returns what it logged.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut log = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = stderr.read_to_string(&mut log);
+        }
+        log
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for the process to exit by itself and returns its log.
+    pub fn wait_exit(mut self, timeout: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut log = String::new();
+                self.child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+                return (status.code(), log);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not exit in time");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `[[models]]` table for all-MiniLM-L6-v2 named `name` on `backend`.
+pub fn minilm_model(name: &str, backend: &str, extra: &str) -> String {
+    format!("[[models]]\nname = {name:?}\npath = {:?}\nbackend = {backend:?}\n{extra}\n", minilm_dir().display().to_string())
+}
