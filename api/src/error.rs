@@ -23,13 +23,27 @@ pub struct ApiError {
 
 impl ApiError {
     /// A 400 about `param`.
-    pub fn bad_request(param: Option<&'static str>, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, message: message.into(), kind: "invalid_request_error", param, code }
+    pub fn bad_request(
+        param: Option<&'static str>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param,
+            code,
+        }
     }
 
     /// A 422: the JSON is well-formed but a field has the wrong type.
     pub fn wrong_type(param: Option<&'static str>, message: impl Into<String>) -> Self {
-        Self { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_type", ..Self::bad_request(param, "", message) }
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_type",
+            ..Self::bad_request(param, "", message)
+        }
     }
 
     /// A 404 for a path the API does not have.
@@ -37,7 +51,11 @@ impl ApiError {
         Self {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
-            ..Self::bad_request(None, "", "no such endpoint; see /v1/embeddings and /v1/models")
+            ..Self::bad_request(
+                None,
+                "",
+                "no such endpoint; see /v1/embeddings and /v1/models",
+            )
         }
     }
 
@@ -57,18 +75,50 @@ impl From<EmbedError> for ApiError {
     fn from(error: EmbedError) -> Self {
         let message = error.to_string();
         let (status, kind, param, code) = match error {
-            EmbedError::InvalidRequest { param, .. } => {
-                (StatusCode::BAD_REQUEST, "invalid_request_error", param, "invalid_value")
-            }
-            EmbedError::ModelNotFound(_) => (StatusCode::NOT_FOUND, "invalid_request_error", Some("model"), "model_not_found"),
-            EmbedError::TooManyInputs { .. } => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", Some("input"), "too_many_inputs")
-            }
-            EmbedError::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", None, "queue_full"),
-            EmbedError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", None, "unavailable"),
-            EmbedError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, "internal_error"),
+            EmbedError::InvalidRequest { param, .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                param,
+                "invalid_value",
+            ),
+            EmbedError::ModelNotFound(_) => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("model"),
+                "model_not_found",
+            ),
+            EmbedError::TooManyInputs { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                Some("input"),
+                "too_many_inputs",
+            ),
+            EmbedError::Overloaded(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                None,
+                "queue_full",
+            ),
+            EmbedError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                None,
+                "unavailable",
+            ),
+            EmbedError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                None,
+                "internal_error",
+            ),
         };
-        Self { status, message, kind, param, code }
+        Self {
+            status,
+            message,
+            kind,
+            param,
+            code,
+        }
     }
 }
 
@@ -89,11 +139,18 @@ struct ErrorFields<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: ErrorFields { message: &self.message, kind: self.kind, param: self.param, code: self.code },
+            error: ErrorFields {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param,
+                code: self.code,
+            },
         };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

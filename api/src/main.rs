@@ -54,7 +54,10 @@ fn run(cli: Cli) -> Result<()> {
     if config.server.plugin_dirs.is_empty() {
         // Plugins are built next to the binary.
         let exe = std::env::current_exe().context("cannot locate the embedrt executable")?;
-        config.server.plugin_dirs.extend(exe.parent().map(PathBuf::from));
+        config
+            .server
+            .plugin_dirs
+            .extend(exe.parent().map(PathBuf::from));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.server.async_threads)

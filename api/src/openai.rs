@@ -27,16 +27,28 @@ pub struct ParsedRequest {
 
 /// Parses a request body. `default_model` answers requests that name no model.
 pub fn parse_request(body: &[u8], default_model: Option<&str>) -> Result<ParsedRequest, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(None, "invalid_json", format!("the body is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            None,
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
     let Value::Object(fields) = value else {
         return Err(ApiError::wrong_type(None, "the body must be a JSON object"));
     };
     let model = match fields.get("model") {
         Some(Value::String(model)) => model.clone(),
-        Some(_) => return Err(ApiError::wrong_type(Some("model"), "`model` must be a string")),
+        Some(_) => {
+            return Err(ApiError::wrong_type(
+                Some("model"),
+                "`model` must be a string",
+            ))
+        }
         None => default_model
-            .ok_or_else(|| ApiError::bad_request(Some("model"), "missing_model", "`model` is required"))?
+            .ok_or_else(|| {
+                ApiError::bad_request(Some("model"), "missing_model", "`model` is required")
+            })?
             .to_string(),
     };
     let inputs = parse_input(fields.get("input"))?;
@@ -51,10 +63,19 @@ pub fn parse_request(body: &[u8], default_model: Option<&str>) -> Result<ParsedR
             ))
         }
     };
-    let dimensions = optional(&fields, "dimensions", Value::as_u64, "a positive integer")?.map(|d| d as usize);
+    let dimensions =
+        optional(&fields, "dimensions", Value::as_u64, "a positive integer")?.map(|d| d as usize);
     optional(&fields, "user", Value::as_str, "a string")?;
     let truncate = optional(&fields, "truncate", Value::as_bool, "a boolean")?;
-    Ok(ParsedRequest { request: EmbedRequest { model, inputs, dimensions, truncate }, encoding })
+    Ok(ParsedRequest {
+        request: EmbedRequest {
+            model,
+            inputs,
+            dimensions,
+            truncate,
+        },
+        encoding,
+    })
 }
 
 /// Reads an optional field with `get`; present but of another type is a 422 naming it.
@@ -66,7 +87,9 @@ fn optional<'a, T>(
 ) -> Result<Option<T>, ApiError> {
     match fields.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => get(value).map(Some).ok_or_else(|| ApiError::wrong_type(Some(key), format!("`{key}` must be {expected}"))),
+        Some(value) => get(value)
+            .map(Some)
+            .ok_or_else(|| ApiError::wrong_type(Some(key), format!("`{key}` must be {expected}"))),
     }
 }
 
@@ -76,22 +99,37 @@ const INPUT_SHAPES: &str =
 fn parse_input(input: Option<&Value>) -> Result<Vec<Input>, ApiError> {
     let wrong = || ApiError::wrong_type(Some("input"), INPUT_SHAPES);
     match input {
-        None => Err(ApiError::bad_request(Some("input"), "missing_input", "`input` is required")),
+        None => Err(ApiError::bad_request(
+            Some("input"),
+            "missing_input",
+            "`input` is required",
+        )),
         Some(Value::String(text)) => Ok(vec![Input::Text(text.clone())]),
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-            Ok(items.iter().filter_map(|item| item.as_str().map(|s| Input::Text(s.to_string()))).collect())
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(items
+            .iter()
+            .filter_map(|item| item.as_str().map(|s| Input::Text(s.to_string())))
+            .collect()),
+        Some(Value::Array(items)) if items.iter().all(Value::is_number) => {
+            Ok(vec![Input::Tokens(token_ids(items).ok_or_else(wrong)?)])
         }
-        Some(Value::Array(items)) if items.iter().all(Value::is_number) => Ok(vec![Input::Tokens(token_ids(items).ok_or_else(wrong)?)]),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|item| item.as_array().and_then(|ids| token_ids(ids)).map(Input::Tokens).ok_or_else(wrong))
+            .map(|item| {
+                item.as_array()
+                    .and_then(|ids| token_ids(ids))
+                    .map(Input::Tokens)
+                    .ok_or_else(wrong)
+            })
             .collect(),
         Some(_) => Err(wrong()),
     }
 }
 
 fn token_ids(items: &[Value]) -> Option<Vec<u32>> {
-    items.iter().map(|item| item.as_u64().and_then(|id| u32::try_from(id).ok())).collect()
+    items
+        .iter()
+        .map(|item| item.as_u64().and_then(|id| u32::try_from(id).ok()))
+        .collect()
 }
 
 /// The response body of `POST /v1/embeddings`.
@@ -142,7 +180,10 @@ pub fn write_response(response: EmbedResponse, encoding: EncodingFormat) -> Embe
         object: "list",
         data,
         model: response.model,
-        usage: Usage { prompt_tokens: response.prompt_tokens, total_tokens: response.prompt_tokens },
+        usage: Usage {
+            prompt_tokens: response.prompt_tokens,
+            total_tokens: response.prompt_tokens,
+        },
     }
 }
 
@@ -164,20 +205,38 @@ mod tests {
     #[test]
     fn every_input_shape() {
         let inputs = |body: &str| parse(body).unwrap().request.inputs;
-        assert_eq!(inputs(r#"{"model":"m","input":"hi"}"#), vec![Input::Text("hi".into())]);
-        assert_eq!(inputs(r#"{"model":"m","input":["a","b"]}"#), vec![Input::Text("a".into()), Input::Text("b".into())]);
-        assert_eq!(inputs(r#"{"model":"m","input":[1,2]}"#), vec![Input::Tokens(vec![1, 2])]);
-        assert_eq!(inputs(r#"{"model":"m","input":[[1],[2,3]]}"#), vec![Input::Tokens(vec![1]), Input::Tokens(vec![2, 3])]);
+        assert_eq!(
+            inputs(r#"{"model":"m","input":"hi"}"#),
+            vec![Input::Text("hi".into())]
+        );
+        assert_eq!(
+            inputs(r#"{"model":"m","input":["a","b"]}"#),
+            vec![Input::Text("a".into()), Input::Text("b".into())]
+        );
+        assert_eq!(
+            inputs(r#"{"model":"m","input":[1,2]}"#),
+            vec![Input::Tokens(vec![1, 2])]
+        );
+        assert_eq!(
+            inputs(r#"{"model":"m","input":[[1],[2,3]]}"#),
+            vec![Input::Tokens(vec![1]), Input::Tokens(vec![2, 3])]
+        );
         assert_eq!(inputs(r#"{"model":"m","input":[]}"#), vec![]);
     }
 
     #[test]
     fn fields_and_defaults() {
-        let parsed = parse(r#"{"model":"m","input":"x","encoding_format":"base64","dimensions":8,"user":"u"}"#).unwrap();
+        let parsed = parse(
+            r#"{"model":"m","input":"x","encoding_format":"base64","dimensions":8,"user":"u"}"#,
+        )
+        .unwrap();
         assert_eq!(parsed.encoding, EncodingFormat::Base64);
         assert_eq!(parsed.request.dimensions, Some(8));
         let parsed = parse_request(br#"{"input":"x"}"#, Some("only")).unwrap();
-        assert_eq!((parsed.request.model.as_str(), parsed.encoding), ("only", EncodingFormat::Float));
+        assert_eq!(
+            (parsed.request.model.as_str(), parsed.encoding),
+            ("only", EncodingFormat::Float)
+        );
     }
 
     #[test]
@@ -187,13 +246,34 @@ mod tests {
         assert_eq!(status(r#"{"model":"m"}"#), StatusCode::BAD_REQUEST);
         assert_eq!(status(r#"{"input":"x"}"#), StatusCode::BAD_REQUEST);
         assert_eq!(status(r#"[1]"#), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(status(r#"{"model":"m","input":5}"#), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(status(r#"{"model":"m","input":["a",1]}"#), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(status(r#"{"model":"m","input":[-1]}"#), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(status(r#"{"model":"m","input":"x","dimensions":"8"}"#), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(status(r#"{"model":"m","input":"x","dimensions":-8}"#), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(status(r#"{"model":"m","input":"x","encoding_format":"hex"}"#), StatusCode::BAD_REQUEST);
-        assert_eq!(parse(r#"{"model":7,"input":"x"}"#).unwrap_err().param, Some("model"));
+        assert_eq!(
+            status(r#"{"model":"m","input":5}"#),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            status(r#"{"model":"m","input":["a",1]}"#),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            status(r#"{"model":"m","input":[-1]}"#),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            status(r#"{"model":"m","input":"x","dimensions":"8"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            status(r#"{"model":"m","input":"x","dimensions":-8}"#),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            status(r#"{"model":"m","input":"x","encoding_format":"hex"}"#),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            parse(r#"{"model":7,"input":"x"}"#).unwrap_err().param,
+            Some("model")
+        );
     }
 
     #[test]

@@ -46,11 +46,18 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
 }
 
 /// `POST /v1/embeddings`.
-async fn embeddings(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let body = body.map_err(|rejection| ApiError {
         status: rejection.status(),
         message: rejection.body_text(),
-        code: if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "invalid_body" },
+        code: if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "invalid_body"
+        },
         ..ApiError::bad_request(None, "", "")
     })?;
     let registry = state.registry()?;
@@ -93,13 +100,25 @@ async fn health() -> Json<serde_json::Value> {
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
     match state.registry.get() {
         Some(registry) => {
-            let unhealthy: Vec<&str> = registry.models().filter(|m| !m.is_healthy()).map(|m| m.name()).collect();
+            let unhealthy: Vec<&str> = registry
+                .models()
+                .filter(|m| !m.is_healthy())
+                .map(|m| m.name())
+                .collect();
             if unhealthy.is_empty() {
                 Json(json!({ "status": "ready" })).into_response()
             } else {
-                (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unhealthy", "models": unhealthy }))).into_response()
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({ "status": "unhealthy", "models": unhealthy })),
+                )
+                    .into_response()
             }
         }
-        None => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "loading" }))).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "loading" })),
+        )
+            .into_response(),
     }
 }

@@ -39,7 +39,10 @@ pub struct Batch {
 impl Batch {
     /// Builds a batch from `(token ids, task id)` pairs; token types are all 0.
     pub fn from_sequences<'a>(sequences: impl IntoIterator<Item = (&'a [u32], u32)>) -> Self {
-        let mut batch = Batch { cu_seq_lengths: vec![0], ..Batch::default() };
+        let mut batch = Batch {
+            cu_seq_lengths: vec![0],
+            ..Batch::default()
+        };
         for (ids, task) in sequences {
             batch.input_ids.extend_from_slice(ids);
             batch.position_ids.extend(0..ids.len() as u32);
@@ -84,7 +87,7 @@ pub struct Matrix {
 impl Matrix {
     /// Wraps `data` as rows of `dim` values.
     pub fn new(data: Vec<f32>, dim: usize) -> Self {
-        debug_assert!(dim > 0 && data.len() % dim == 0);
+        debug_assert!(dim > 0 && data.len().is_multiple_of(dim));
         Self { data, dim }
     }
 

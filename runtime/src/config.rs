@@ -106,7 +106,12 @@ pub struct BatchingSettings {
 
 impl Default for BatchingSettings {
     fn default() -> Self {
-        Self { max_batch_tokens: 16384, max_batch_requests: 64, max_wait_ms: 2, max_queued_inputs: 4096 }
+        Self {
+            max_batch_tokens: 16384,
+            max_batch_requests: 64,
+            max_wait_ms: 2,
+            max_queued_inputs: 4096,
+        }
     }
 }
 
@@ -125,13 +130,20 @@ impl BatchingSettings {
 impl Config {
     /// Reads and checks `path`; relative paths inside are resolved against the file's folder.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        let mut config = Self::parse(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let mut config =
+            Self::parse(&text).with_context(|| format!("invalid config {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for model in &mut config.models {
             model.path = base.join(&model.path);
         }
-        config.server.plugin_dirs = config.server.plugin_dirs.iter().map(|dir| base.join(dir)).collect();
+        config.server.plugin_dirs = config
+            .server
+            .plugin_dirs
+            .iter()
+            .map(|dir| base.join(dir))
+            .collect();
         Ok(config)
     }
 
@@ -153,20 +165,35 @@ impl Config {
             bail!("`models` is empty: configure at least one [[models]] table");
         }
         at_least_one("server.async_threads".into(), self.server.async_threads)?;
-        at_least_one("server.tokenizer_threads".into(), self.server.tokenizer_threads)?;
+        at_least_one(
+            "server.tokenizer_threads".into(),
+            self.server.tokenizer_threads,
+        )?;
         at_least_one("server.max_body_bytes".into(), self.server.max_body_bytes)?;
         for (i, model) in self.models.iter().enumerate() {
             let key = |field: &str| format!("models[{i}].{field}");
             if model.name.trim().is_empty() {
                 bail!("`{}` must not be empty", key("name"));
             }
-            if self.models[..i].iter().any(|other| other.name == model.name) {
+            if self.models[..i]
+                .iter()
+                .any(|other| other.name == model.name)
+            {
                 bail!("`{}`: the name {:?} is used twice", key("name"), model.name);
             }
             at_least_one(key("max_inputs_per_request"), model.max_inputs_per_request)?;
-            at_least_one(key("batching.max_batch_tokens"), model.batching.max_batch_tokens)?;
-            at_least_one(key("batching.max_batch_requests"), model.batching.max_batch_requests)?;
-            at_least_one(key("batching.max_queued_inputs"), model.batching.max_queued_inputs)?;
+            at_least_one(
+                key("batching.max_batch_tokens"),
+                model.batching.max_batch_tokens,
+            )?;
+            at_least_one(
+                key("batching.max_batch_requests"),
+                model.batching.max_batch_requests,
+            )?;
+            at_least_one(
+                key("batching.max_queued_inputs"),
+                model.batching.max_queued_inputs,
+            )?;
         }
         Ok(())
     }
@@ -208,7 +235,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.models[0].options["threads"].as_integer(), Some(2));
-        assert_eq!(config.models[0].batching.to_scheduler().max_wait, Duration::from_millis(5));
+        assert_eq!(
+            config.models[0].batching.to_scheduler().max_wait,
+            Duration::from_millis(5)
+        );
     }
 
     #[test]
@@ -221,8 +251,15 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let err = Config::parse(&format!("{MINIMAL}\nbatching = {{ max_batch_requests = 0 }}")).unwrap_err();
-        assert!(err.to_string().contains("models[0].batching.max_batch_requests"), "{err}");
+        let err = Config::parse(&format!(
+            "{MINIMAL}\nbatching = {{ max_batch_requests = 0 }}"
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("models[0].batching.max_batch_requests"),
+            "{err}"
+        );
         let err = Config::parse(&format!("{MINIMAL}{MINIMAL}")).unwrap_err();
         assert!(err.to_string().contains("used twice"), "{err}");
         let err = Config::parse("[server]\nhttp = \"not an address\"\n").unwrap_err();

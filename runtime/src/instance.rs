@@ -28,9 +28,13 @@ pub struct ModelInstance {
 impl ModelInstance {
     /// Loads the model of `config` with its engine plugin and warms it up.
     pub fn load(config: &ModelConfig, plugins: &PluginHost) -> Result<Self> {
-        let card = ModelCard::load(&config.path).with_context(|| format!("model {:?}", config.name))?;
+        let card =
+            ModelCard::load(&config.path).with_context(|| format!("model {:?}", config.name))?;
         let options = serde_json::to_value(&config.options)?;
-        let engine_config = EngineConfig { card: card.clone(), options };
+        let engine_config = EngineConfig {
+            card: card.clone(),
+            options,
+        };
         let backend = plugins
             .load_model(&config.backend, &engine_config)
             .with_context(|| format!("model {:?}: engine {:?}", config.name, config.backend))?;
@@ -38,9 +42,14 @@ impl ModelInstance {
     }
 
     /// Builds an instance around an engine that is already loaded (linked in, or from a plugin).
-    pub fn with_backend(config: &ModelConfig, card: ModelCard, backend: Box<dyn Backend>) -> Result<Self> {
+    pub fn with_backend(
+        config: &ModelConfig,
+        card: ModelCard,
+        backend: Box<dyn Backend>,
+    ) -> Result<Self> {
         let capabilities = backend.capabilities().clone();
-        check_capabilities(&card, &capabilities).with_context(|| format!("model {:?}", config.name))?;
+        check_capabilities(&card, &capabilities)
+            .with_context(|| format!("model {:?}", config.name))?;
         let max_tokens = card.max_tokens.min(capabilities.max_tokens);
         let tokenizer = TextTokenizer::load(&card.path, max_tokens, card.vocab_size)?;
         let mut batching = config.batching.to_scheduler();
@@ -56,7 +65,9 @@ impl ModelInstance {
             max_inputs: config.max_inputs_per_request,
             truncate: config.truncate,
         };
-        instance.warm_up().with_context(|| format!("model {:?}: warm-up failed", config.name))?;
+        instance
+            .warm_up()
+            .with_context(|| format!("model {:?}: warm-up failed", config.name))?;
         Ok(instance)
     }
 
@@ -65,7 +76,9 @@ impl ModelInstance {
         let ids = self.tokenizer.encode("warm up", true)?;
         let receivers = self.scheduler.submit(vec![Sequence { ids, task: 0 }])?;
         for receiver in receivers {
-            receiver.blocking_recv().context("the engine thread stopped")??;
+            receiver
+                .blocking_recv()
+                .context("the engine thread stopped")??;
         }
         Ok(())
     }
@@ -96,7 +109,11 @@ impl ModelInstance {
     }
 
     /// Validates, tokenizes (on `pool`), batches, runs and post-processes `request`.
-    pub async fn embed(&self, request: EmbedRequest, pool: &WorkerPool) -> Result<EmbedResponse, EmbedError> {
+    pub async fn embed(
+        &self,
+        request: EmbedRequest,
+        pool: &WorkerPool,
+    ) -> Result<EmbedResponse, EmbedError> {
         self.validate(&request)?;
         let truncate = request.truncate.unwrap_or(self.truncate);
         let tokenizer = Arc::clone(&self.tokenizer);
@@ -119,7 +136,11 @@ impl ModelInstance {
                 .map_err(engine_error)?;
             embeddings.push(finish(pooled, request.dimensions, self.card.normalize));
         }
-        Ok(EmbedResponse { model: self.name.clone(), embeddings, prompt_tokens })
+        Ok(EmbedResponse {
+            model: self.name.clone(),
+            embeddings,
+            prompt_tokens,
+        })
     }
 
     fn validate(&self, request: &EmbedRequest) -> Result<(), EmbedError> {
@@ -127,7 +148,10 @@ impl ModelInstance {
             return Err(EmbedError::invalid("input", "`input` must not be empty"));
         }
         if request.inputs.len() > self.max_inputs {
-            return Err(EmbedError::TooManyInputs { count: request.inputs.len(), limit: self.max_inputs });
+            return Err(EmbedError::TooManyInputs {
+                count: request.inputs.len(),
+                limit: self.max_inputs,
+            });
         }
         if let Some(dimensions) = request.dimensions {
             let hidden = self.card.hidden_size;
@@ -142,7 +166,11 @@ impl ModelInstance {
     }
 }
 
-fn tokenize_all(tokenizer: &TextTokenizer, inputs: Vec<Input>, truncate: bool) -> Result<Vec<Sequence>, EmbedError> {
+fn tokenize_all(
+    tokenizer: &TextTokenizer,
+    inputs: Vec<Input>,
+    truncate: bool,
+) -> Result<Vec<Sequence>, EmbedError> {
     inputs
         .into_iter()
         .enumerate()
@@ -175,6 +203,9 @@ fn check_capabilities(card: &ModelCard, capabilities: &Capabilities) -> Result<(
         capabilities.hidden_size,
         card.hidden_size
     );
-    anyhow::ensure!(capabilities.max_tokens > 0, "the engine reports a max length of 0");
+    anyhow::ensure!(
+        capabilities.max_tokens > 0,
+        "the engine reports a max length of 0"
+    );
     Ok(())
 }

@@ -45,16 +45,22 @@ impl ModelCard {
             path: path.to_path_buf(),
             hidden_size,
             vocab_size,
-            max_tokens: declared_max_tokens(path)?.unwrap_or(max_positions).min(max_positions),
+            max_tokens: declared_max_tokens(path)?
+                .unwrap_or(max_positions)
+                .min(max_positions),
             pooling: pooling(path)?,
             normalize: normalizes(path)?,
-            pad_token_id: config.get("pad_token_id").and_then(Value::as_u64).unwrap_or(0) as u32,
+            pad_token_id: config
+                .get("pad_token_id")
+                .and_then(Value::as_u64)
+                .unwrap_or(0) as u32,
         })
     }
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
@@ -92,10 +98,16 @@ fn pooling(path: &Path) -> Result<Pooling> {
         return Ok(Pooling::Mean);
     };
     let flag = |key: &str| config.get(key).and_then(Value::as_bool).unwrap_or(false);
-    match (flag("pooling_mode_mean_tokens"), flag("pooling_mode_cls_token")) {
+    match (
+        flag("pooling_mode_mean_tokens"),
+        flag("pooling_mode_cls_token"),
+    ) {
         (true, false) => Ok(Pooling::Mean),
         (false, true) => Ok(Pooling::Cls),
-        _ => bail!("{}: only mean or CLS pooling is supported", path.join("1_Pooling/config.json").display()),
+        _ => bail!(
+            "{}: only mean or CLS pooling is supported",
+            path.join("1_Pooling/config.json").display()
+        ),
     }
 }
 
@@ -104,7 +116,10 @@ fn normalizes(path: &Path) -> Result<bool> {
         return Ok(false);
     };
     Ok(modules.as_array().into_iter().flatten().any(|module| {
-        module.get("type").and_then(Value::as_str).is_some_and(|t| t.ends_with(".Normalize"))
+        module
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.ends_with(".Normalize"))
     }))
 }
 
@@ -120,14 +135,37 @@ mod tests {
     #[test]
     fn reads_sentence_transformers_layout() {
         let dir = std::env::temp_dir().join(format!("embedrt-card-{}", std::process::id()));
-        write(&dir, "config.json", r#"{"hidden_size": 8, "vocab_size": 100, "max_position_embeddings": 512}"#);
+        write(
+            &dir,
+            "config.json",
+            r#"{"hidden_size": 8, "vocab_size": 100, "max_position_embeddings": 512}"#,
+        );
         write(&dir, "tokenizer.json", "{}");
-        write(&dir, "tokenizer_config.json", r#"{"model_max_length": 128}"#);
-        write(&dir, "sentence_bert_config.json", r#"{"max_seq_length": 256}"#);
-        write(&dir, "1_Pooling/config.json", r#"{"pooling_mode_cls_token": true}"#);
-        write(&dir, "modules.json", r#"[{"type": "sentence_transformers.models.Normalize"}]"#);
+        write(
+            &dir,
+            "tokenizer_config.json",
+            r#"{"model_max_length": 128}"#,
+        );
+        write(
+            &dir,
+            "sentence_bert_config.json",
+            r#"{"max_seq_length": 256}"#,
+        );
+        write(
+            &dir,
+            "1_Pooling/config.json",
+            r#"{"pooling_mode_cls_token": true}"#,
+        );
+        write(
+            &dir,
+            "modules.json",
+            r#"[{"type": "sentence_transformers.models.Normalize"}]"#,
+        );
         let card = ModelCard::load(&dir).unwrap();
-        assert_eq!((card.hidden_size, card.vocab_size, card.max_tokens), (8, 100, 256));
+        assert_eq!(
+            (card.hidden_size, card.vocab_size, card.max_tokens),
+            (8, 100, 256)
+        );
         assert_eq!(card.pooling, Pooling::Cls);
         assert!(card.normalize);
         std::fs::remove_dir_all(&dir).unwrap();

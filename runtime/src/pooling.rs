@@ -17,7 +17,12 @@ pub enum Pooling {
 impl Pooling {
     /// Pools `states` (row-major, `hidden` wide) over `spans` of `(first row, row count)`, one output
     /// row per span.
-    pub fn pool(self, states: &[f32], hidden: usize, spans: impl IntoIterator<Item = (usize, usize)>) -> Vec<f32> {
+    pub fn pool(
+        self,
+        states: &[f32],
+        hidden: usize,
+        spans: impl IntoIterator<Item = (usize, usize)>,
+    ) -> Vec<f32> {
         let mut out = Vec::new();
         for (start, len) in spans {
             let rows = &states[start * hidden..(start + len.max(1)) * hidden];
@@ -66,7 +71,10 @@ impl PaddedBatch {
         for i in 0..rows {
             let span = batch.span(i);
             let row = i * cols..i * cols + span.len();
-            padded.input_ids[row.clone()].iter_mut().zip(&batch.input_ids[span.clone()]).for_each(|(d, s)| *d = *s as i64);
+            padded.input_ids[row.clone()]
+                .iter_mut()
+                .zip(&batch.input_ids[span.clone()])
+                .for_each(|(d, s)| *d = *s as i64);
             padded.token_type_ids[row.clone()]
                 .iter_mut()
                 .zip(&batch.token_type_ids[span])
@@ -111,6 +119,9 @@ mod tests {
         assert_eq!(padded.attention_mask, vec![1, 1, 1, 1, 0, 0]);
         let states: Vec<f32> = (0..6).map(|v| v as f32).collect();
         assert_eq!(padded.unpad(&batch, &states, 1), vec![0.0, 1.0, 2.0, 3.0]);
-        assert_eq!(Pooling::Mean.pool(&states, 1, padded.spans(&batch)), vec![1.0, 3.0]);
+        assert_eq!(
+            Pooling::Mean.pool(&states, 1, padded.spans(&batch)),
+            vec![1.0, 3.0]
+        );
     }
 }

@@ -27,7 +27,10 @@ mod tests {
     #[test]
     fn truncates_before_normalizing() {
         assert_eq!(finish(vec![3.0, 4.0, 12.0], Some(2), true), vec![0.6, 0.8]);
-        assert_eq!(finish(vec![3.0, 4.0, 12.0], None, false), vec![3.0, 4.0, 12.0]);
+        assert_eq!(
+            finish(vec![3.0, 4.0, 12.0], None, false),
+            vec![3.0, 4.0, 12.0]
+        );
         assert_eq!(finish(vec![0.0, 0.0], None, true), vec![0.0, 0.0]);
     }
 }

@@ -36,8 +36,15 @@ impl Registry {
     /// A registry of already loaded instances, tokenizing on `tokenizer_threads` threads.
     pub fn new(instances: Vec<ModelInstance>, tokenizer_threads: usize) -> Result<Self> {
         let order = instances.iter().map(|m| m.name().to_string()).collect();
-        let models = instances.into_iter().map(|m| (m.name().to_string(), Arc::new(m))).collect();
-        Ok(Self { models, order, tokenizers: WorkerPool::new("tokenize", tokenizer_threads)? })
+        let models = instances
+            .into_iter()
+            .map(|m| (m.name().to_string(), Arc::new(m)))
+            .collect();
+        Ok(Self {
+            models,
+            order,
+            tokenizers: WorkerPool::new("tokenize", tokenizer_threads)?,
+        })
     }
 
     /// The model called `name`.
@@ -52,7 +59,9 @@ impl Registry {
 
     /// Answers `request` with the model it names.
     pub async fn embed(&self, request: EmbedRequest) -> Result<EmbedResponse, EmbedError> {
-        let model = self.get(&request.model).ok_or_else(|| EmbedError::ModelNotFound(request.model.clone()))?;
+        let model = self
+            .get(&request.model)
+            .ok_or_else(|| EmbedError::ModelNotFound(request.model.clone()))?;
         model.embed(request, &self.tokenizers).await
     }
 }

@@ -70,6 +70,9 @@ pub enum EmbedError {
 impl EmbedError {
     /// An [`EmbedError::InvalidRequest`] about `param`.
     pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
-        EmbedError::InvalidRequest { message: message.into(), param: Some(param) }
+        EmbedError::InvalidRequest {
+            message: message.into(),
+            param: Some(param),
+        }
     }
 }

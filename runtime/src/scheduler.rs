@@ -82,7 +82,9 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Tokens a batch of `count` sequences costs, the longest being `longest` and all `total`.
@@ -103,7 +105,11 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// Starts the inference thread `name` around `backend`.
-    pub fn start(name: &str, backend: Box<dyn Backend>, config: BatchingConfig) -> std::io::Result<Self> {
+    pub fn start(
+        name: &str,
+        backend: Box<dyn Backend>,
+        config: BatchingConfig,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -115,13 +121,19 @@ impl Scheduler {
         let worker = std::thread::Builder::new()
             .name(format!("infer-{name}"))
             .spawn(move || run_worker(&worker_shared, backend))?;
-        Ok(Self { shared, worker: Some(worker) })
+        Ok(Self {
+            shared,
+            worker: Some(worker),
+        })
     }
 
     /// Queues `sequences` and returns one receiver per sequence, in order.
     ///
     /// Either all sequences are queued or none is.
-    pub fn submit(&self, sequences: Vec<Sequence>) -> Result<Vec<oneshot::Receiver<SequenceResult>>, SubmitError> {
+    pub fn submit(
+        &self,
+        sequences: Vec<Sequence>,
+    ) -> Result<Vec<oneshot::Receiver<SequenceResult>>, SubmitError> {
         if !self.is_healthy() {
             return Err(SubmitError::Unhealthy);
         }
@@ -131,14 +143,21 @@ impl Scheduler {
         }
         let limit = self.shared.config.max_queued;
         if queue.items.len() + sequences.len() > limit {
-            return Err(SubmitError::QueueFull { queued: queue.items.len(), limit });
+            return Err(SubmitError::QueueFull {
+                queued: queue.items.len(),
+                limit,
+            });
         }
         let enqueued = Instant::now();
         let receivers = sequences
             .into_iter()
             .map(|sequence| {
                 let (reply, receiver) = oneshot::channel();
-                queue.items.push_back(Item { sequence, reply, enqueued });
+                queue.items.push_back(Item {
+                    sequence,
+                    reply,
+                    enqueued,
+                });
                 receiver
             })
             .collect();
@@ -177,7 +196,10 @@ impl Drop for Scheduler {
 fn run_worker(shared: &Shared, mut backend: Box<dyn Backend>) {
     while let Some(items) = next_batch(shared) {
         if !shared.healthy.load(Ordering::Acquire) {
-            fail(items, &BackendError::Unhealthy("the engine failed earlier".into()));
+            fail(
+                items,
+                &BackendError::Unhealthy("the engine failed earlier".into()),
+            );
             continue;
         }
         run_batch(shared, backend.as_mut(), items);
@@ -199,7 +221,11 @@ fn next_batch(shared: &Shared) -> Option<Vec<Item>> {
         if now >= deadline {
             break;
         }
-        queue = shared.wake.wait_timeout(queue, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+        queue = shared
+            .wake
+            .wait_timeout(queue, deadline - now)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
     }
     Some(select(shared, &mut queue))
 }
@@ -211,7 +237,10 @@ fn is_full(shared: &Shared, queue: &Queue) -> bool {
         return true;
     }
     let (longest, total) = queue.items.iter().fold((0, 0), |(longest, total), item| {
-        (longest.max(item.sequence.ids.len()), total + item.sequence.ids.len())
+        (
+            longest.max(item.sequence.ids.len()),
+            total + item.sequence.ids.len(),
+        )
     });
     shared.cost(queue.items.len(), longest, total) >= config.max_batch_tokens
 }
@@ -222,7 +251,10 @@ fn select(shared: &Shared, queue: &mut Queue) -> Vec<Item> {
     let config = &shared.config;
     let oldest = &queue.items[0].sequence;
     let (oldest_len, oldest_task) = (oldest.ids.len(), oldest.task);
-    let window = queue.items.len().min(config.max_batch_requests.saturating_mul(4));
+    let window = queue
+        .items
+        .len()
+        .min(config.max_batch_requests.saturating_mul(4));
     let mut candidates: Vec<usize> = (1..window)
         .filter(|&i| shared.capabilities.mixed_tasks || queue.items[i].sequence.task == oldest_task)
         .collect();
@@ -242,7 +274,10 @@ fn select(shared: &Shared, queue: &mut Queue) -> Vec<Item> {
         }
     }
     chosen.sort_unstable_by(|a, b| b.cmp(a));
-    let mut items: Vec<Item> = chosen.into_iter().filter_map(|i| queue.items.remove(i)).collect();
+    let mut items: Vec<Item> = chosen
+        .into_iter()
+        .filter_map(|i| queue.items.remove(i))
+        .collect();
     items.sort_by_key(|item| std::cmp::Reverse(item.sequence.ids.len()));
     items
 }
@@ -250,7 +285,11 @@ fn select(shared: &Shared, queue: &mut Queue) -> Vec<Item> {
 /// Runs `items` as one batch. When the batch fails for a reason other than a dead engine, each
 /// sequence is retried alone, so one bad input cannot fail the others.
 fn run_batch(shared: &Shared, backend: &mut dyn Backend, items: Vec<Item>) {
-    let batch = Batch::from_sequences(items.iter().map(|item| (item.sequence.ids.as_slice(), item.sequence.task)));
+    let batch = Batch::from_sequences(
+        items
+            .iter()
+            .map(|item| (item.sequence.ids.as_slice(), item.sequence.task)),
+    );
     match backend.embed(&batch) {
         Ok(embeddings) => {
             for (i, item) in items.into_iter().enumerate() {
@@ -305,12 +344,18 @@ mod tests {
             if batch.input_ids.contains(&666) {
                 return Err(BackendError::InvalidInput("bad id".into()));
             }
-            let data = (0..batch.len()).flat_map(|i| [batch.ids(i).len() as f32, batch.ids(i)[0] as f32]).collect();
+            let data = (0..batch.len())
+                .flat_map(|i| [batch.ids(i).len() as f32, batch.ids(i)[0] as f32])
+                .collect();
             Ok(Embeddings::new(data, 2))
         }
     }
 
-    fn scheduler(max_batch_requests: usize, max_queued: usize, delay: Duration) -> (Scheduler, Arc<Mutex<Vec<usize>>>) {
+    fn scheduler(
+        max_batch_requests: usize,
+        max_queued: usize,
+        delay: Duration,
+    ) -> (Scheduler, Arc<Mutex<Vec<usize>>>) {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let capabilities = Capabilities {
             hidden_size: 2,
@@ -325,8 +370,15 @@ mod tests {
             max_wait: Duration::from_millis(20),
             max_queued,
         };
-        let fake = Fake { capabilities, batches: Arc::clone(&batches), delay };
-        (Scheduler::start("test", Box::new(fake), config).unwrap(), batches)
+        let fake = Fake {
+            capabilities,
+            batches: Arc::clone(&batches),
+            delay,
+        };
+        (
+            Scheduler::start("test", Box::new(fake), config).unwrap(),
+            batches,
+        )
     }
 
     fn seq(len: usize, first: u32) -> Sequence {
@@ -346,7 +398,9 @@ mod tests {
     #[tokio::test]
     async fn batches_concurrent_sequences_and_keeps_order() {
         let (scheduler, batches) = scheduler(8, 100, Duration::ZERO);
-        let receivers = scheduler.submit((1..=6).map(|n| seq(n, n as u32 + 10)).collect()).unwrap();
+        let receivers = scheduler
+            .submit((1..=6).map(|n| seq(n, n as u32 + 10)).collect())
+            .unwrap();
         let results = collect(receivers).await;
         for (n, result) in (1..=6).zip(results) {
             assert_eq!(result.unwrap(), vec![n as f32, n as f32 + 10.0]);
@@ -357,7 +411,12 @@ mod tests {
     #[tokio::test]
     async fn respects_the_sequence_limit() {
         let (scheduler, batches) = scheduler(4, 100, Duration::ZERO);
-        collect(scheduler.submit((0..10).map(|n| seq(3, n)).collect()).unwrap()).await;
+        collect(
+            scheduler
+                .submit((0..10).map(|n| seq(3, n)).collect())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(batches.lock().unwrap().as_slice(), &[4, 4, 2]);
     }
 
@@ -380,14 +439,25 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50)); // the worker is now busy with the first
         let _queued = scheduler.submit(vec![seq(2, 2), seq(2, 3)]).unwrap();
         let err = scheduler.submit(vec![seq(2, 4), seq(2, 5)]).unwrap_err();
-        assert_eq!(err, SubmitError::QueueFull { queued: 2, limit: 3 });
+        assert_eq!(
+            err,
+            SubmitError::QueueFull {
+                queued: 2,
+                limit: 3
+            }
+        );
         assert!(collect(first).await[0].is_ok());
     }
 
     #[tokio::test]
     async fn a_bad_input_fails_alone() {
         let (scheduler, _) = scheduler(8, 100, Duration::ZERO);
-        let results = collect(scheduler.submit(vec![seq(3, 1), seq(3, 666), seq(3, 2)]).unwrap()).await;
+        let results = collect(
+            scheduler
+                .submit(vec![seq(3, 1), seq(3, 666), seq(3, 2)])
+                .unwrap(),
+        )
+        .await;
         assert!(results[0].is_ok() && results[2].is_ok());
         assert_eq!(results[1], Err(BackendError::InvalidInput("bad id".into())));
     }
@@ -398,13 +468,18 @@ mod tests {
         let results = collect(scheduler.submit(vec![seq(3, 999)]).unwrap()).await;
         assert!(matches!(results[0], Err(BackendError::Unhealthy(_))));
         assert!(!scheduler.is_healthy());
-        assert_eq!(scheduler.submit(vec![seq(3, 1)]).unwrap_err(), SubmitError::Unhealthy);
+        assert_eq!(
+            scheduler.submit(vec![seq(3, 1)]).unwrap_err(),
+            SubmitError::Unhealthy
+        );
     }
 
     #[tokio::test]
     async fn drop_finishes_queued_work() {
         let (scheduler, _) = scheduler(1, 100, Duration::from_millis(10));
-        let receivers = scheduler.submit((0..5).map(|n| seq(2, n)).collect()).unwrap();
+        let receivers = scheduler
+            .submit((0..5).map(|n| seq(2, n)).collect())
+            .unwrap();
         drop(scheduler);
         let done = AtomicUsize::new(0);
         for result in collect(receivers).await {

@@ -46,11 +46,21 @@ impl TextTokenizer {
     /// rejected, and ids at or past `vocab_size` are rejected.
     pub fn load(model_dir: &Path, max_tokens: usize, vocab_size: usize) -> Result<Self> {
         let path = model_dir.join("tokenizer.json");
-        let mut inner = Tokenizer::from_file(&path).map_err(|e| anyhow!("cannot load {}: {e}", path.display()))?;
+        let mut inner = Tokenizer::from_file(&path)
+            .map_err(|e| anyhow!("cannot load {}: {e}", path.display()))?;
         inner.with_padding(None);
-        inner.with_truncation(None).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-        let special_tokens = inner.get_post_processor().map_or(0, |p| p.added_tokens(false));
-        Ok(Self { inner, max_tokens, vocab_size, special_tokens })
+        inner
+            .with_truncation(None)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let special_tokens = inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(false));
+        Ok(Self {
+            inner,
+            max_tokens,
+            vocab_size,
+            special_tokens,
+        })
     }
 
     /// Token ids of `text` with the model's special tokens; cut to the limit when `truncate` is set.
@@ -60,11 +70,21 @@ impl TextTokenizer {
         let tokens = encoding.len() + self.special_tokens;
         if tokens > self.max_tokens {
             if !truncate {
-                return Err(TokenizeError::TooLong { tokens, max: self.max_tokens });
+                return Err(TokenizeError::TooLong {
+                    tokens,
+                    max: self.max_tokens,
+                });
             }
-            encoding.truncate(self.max_tokens.saturating_sub(self.special_tokens), 0, TruncationDirection::Right);
+            encoding.truncate(
+                self.max_tokens.saturating_sub(self.special_tokens),
+                0,
+                TruncationDirection::Right,
+            );
         }
-        let encoding = self.inner.post_process(encoding, None, true).map_err(failed)?;
+        let encoding = self
+            .inner
+            .post_process(encoding, None, true)
+            .map_err(failed)?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -74,11 +94,17 @@ impl TextTokenizer {
             return Err(TokenizeError::Empty);
         }
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
-            return Err(TokenizeError::UnknownTokenId { id, vocab_size: self.vocab_size });
+            return Err(TokenizeError::UnknownTokenId {
+                id,
+                vocab_size: self.vocab_size,
+            });
         }
         if ids.len() > self.max_tokens {
             if !truncate {
-                return Err(TokenizeError::TooLong { tokens: ids.len(), max: self.max_tokens });
+                return Err(TokenizeError::TooLong {
+                    tokens: ids.len(),
+                    max: self.max_tokens,
+                });
             }
             ids.truncate(self.max_tokens);
         }
@@ -110,7 +136,10 @@ impl WorkerPool {
     /// Runs `job` on the pool and waits for its result without blocking the async runtime.
     ///
     /// A job that panics yields [`JobPanicked`]; the pool and the process carry on.
-    pub async fn run<R: Send + 'static>(&self, job: impl FnOnce() -> R + Send + 'static) -> Result<R, JobPanicked> {
+    pub async fn run<R: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, JobPanicked> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.pool.spawn(move || {
             let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)));
@@ -132,7 +161,10 @@ mod tests {
     async fn pool_survives_a_panicking_job() {
         let pool = WorkerPool::new("test", 1).unwrap();
         assert_eq!(pool.run(|| 1 + 1).await, Ok(2));
-        assert_eq!(pool.run(|| -> i32 { panic!("boom") }).await, Err(JobPanicked));
+        assert_eq!(
+            pool.run(|| -> i32 { panic!("boom") }).await,
+            Err(JobPanicked)
+        );
         assert_eq!(pool.run(|| 3).await, Ok(3));
     }
 }

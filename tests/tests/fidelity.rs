@@ -13,17 +13,27 @@ use serde_json::{json, Value};
 const MIN_COSINE: f32 = 0.9999;
 
 fn engine_config() -> EngineConfig {
-    EngineConfig { card: ModelCard::load(&minilm_dir()).unwrap(), options: Value::Null }
+    EngineConfig {
+        card: ModelCard::load(&minilm_dir()).unwrap(),
+        options: Value::Null,
+    }
 }
 
 #[test]
 fn tokenizer_matches_sentence_transformers() {
     let card = ModelCard::load(&minilm_dir()).unwrap();
-    assert_eq!(card.max_tokens, 256, "the sentence-transformers limit, not tokenizer.json's 128");
+    assert_eq!(
+        card.max_tokens, 256,
+        "the sentence-transformers limit, not tokenizer.json's 128"
+    );
     let tokenizer = TextTokenizer::load(&card.path, card.max_tokens, card.vocab_size).unwrap();
     let expected = minilm_expected();
     for (text, ids) in expected.texts.iter().zip(&expected.token_ids) {
-        assert_eq!(&tokenizer.encode(text, true).unwrap(), ids, "token ids of {text:?}");
+        assert_eq!(
+            &tokenizer.encode(text, true).unwrap(),
+            ids,
+            "token ids of {text:?}"
+        );
     }
 }
 
@@ -36,29 +46,47 @@ fn check_engine(mut backend: Box<dyn Backend>) {
         let mut got = embeddings.row(i).to_vec();
         l2_normalize(&mut got);
         let similarity = cosine(&got, want);
-        assert!(similarity >= MIN_COSINE, "text {i} ({:?}): cosine {similarity}", expected.texts[i]);
+        assert!(
+            similarity >= MIN_COSINE,
+            "text {i} ({:?}): cosine {similarity}",
+            expected.texts[i]
+        );
     }
     // One sequence alone gives the same vector as inside the padded batch.
-    let longest = (0..batch.len()).max_by_key(|&i| batch.ids(i).len()).unwrap();
-    let shortest = (0..batch.len()).min_by_key(|&i| batch.ids(i).len()).unwrap();
-    let alone = backend.embed(&Batch::from_sequences([(batch.ids(shortest), 0)])).unwrap();
-    assert!(cosine(alone.row(0), embeddings.row(shortest)) > 0.99999, "padding changed the result");
+    let longest = (0..batch.len())
+        .max_by_key(|&i| batch.ids(i).len())
+        .unwrap();
+    let shortest = (0..batch.len())
+        .min_by_key(|&i| batch.ids(i).len())
+        .unwrap();
+    let alone = backend
+        .embed(&Batch::from_sequences([(batch.ids(shortest), 0)]))
+        .unwrap();
+    assert!(
+        cosine(alone.row(0), embeddings.row(shortest)) > 0.99999,
+        "padding changed the result"
+    );
     assert_ne!(longest, shortest);
 }
 
 #[test]
 fn onnx_engine_matches_reference() {
-    check_engine(Box::new(embedrt_onnx::OnnxBackend::load(&engine_config()).unwrap()));
+    check_engine(Box::new(
+        embedrt_onnx::OnnxBackend::load(&engine_config()).unwrap(),
+    ));
 }
 
 #[test]
 fn candle_engine_matches_reference() {
-    check_engine(Box::new(embedrt_candle::CandleBackend::load(&engine_config()).unwrap()));
+    check_engine(Box::new(
+        embedrt_candle::CandleBackend::load(&engine_config()).unwrap(),
+    ));
 }
 
 #[test]
 fn both_engines_match_reference_over_http() {
-    let models = minilm_model("minilm-onnx", "onnx", "") + &minilm_model("minilm-candle", "candle", "");
+    let models =
+        minilm_model("minilm-onnx", "onnx", "") + &minilm_model("minilm-candle", "candle", "");
     let server = Server::start("", &models);
     let expected = minilm_expected();
     let client = reqwest::blocking::Client::new();
@@ -77,7 +105,10 @@ fn both_engines_match_reference_over_http() {
             assert_eq!(item["index"], i);
             let got: Vec<f32> = serde_json::from_value(item["embedding"].clone()).unwrap();
             let similarity = cosine(&got, &expected.embeddings[i]);
-            assert!(similarity >= MIN_COSINE, "{model}, text {i}: cosine {similarity}");
+            assert!(
+                similarity >= MIN_COSINE,
+                "{model}, text {i}: cosine {similarity}"
+            );
         }
         let tokens: usize = expected.token_ids.iter().map(Vec::len).sum();
         assert_eq!(response["usage"]["prompt_tokens"], tokens);

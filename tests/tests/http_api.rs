@@ -48,18 +48,31 @@ fn error(response: Response, status: u16) -> Value {
     assert_eq!(response.status(), status);
     let body: Value = response.json().unwrap();
     let error = body["error"].clone();
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-    assert!(error["type"].is_string() && error["code"].is_string(), "{body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(
+        error["type"].is_string() && error["code"].is_string(),
+        "{body}"
+    );
     assert!(error.get("param").is_some(), "{body}");
     error
 }
 
 #[test]
 fn every_input_shape_gives_the_same_vectors_in_order() {
-    let texts = ok(json!({ "model": "minilm", "input": ["hello", "a longer sentence about foxes"] }));
+    let texts =
+        ok(json!({ "model": "minilm", "input": ["hello", "a longer sentence about foxes"] }));
     assert_eq!(texts["object"], "list");
     assert_eq!(texts["data"][0]["object"], "embedding");
-    assert_eq!((texts["data"][0]["index"].as_u64(), texts["data"][1]["index"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (
+            texts["data"][0]["index"].as_u64(),
+            texts["data"][1]["index"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
     let hello = embedding(&texts, 0);
     assert_eq!(hello.len(), 384);
 
@@ -72,29 +85,42 @@ fn every_input_shape_gives_the_same_vectors_in_order() {
     assert!(cosine(&embedding(&id_lists, 1), &hello) > 0.99999);
     assert!(cosine(&embedding(&id_lists, 0), &hello) < 0.99);
     // Order is kept: the second of two is the second.
-    let reversed = ok(json!({ "model": "minilm", "input": ["a longer sentence about foxes", "hello"] }));
+    let reversed =
+        ok(json!({ "model": "minilm", "input": ["a longer sentence about foxes", "hello"] }));
     assert!(cosine(&embedding(&reversed, 1), &hello) > 0.99999);
 }
 
 #[test]
 fn base64_is_little_endian_f32_of_the_float_vector() {
     let float = ok(json!({ "model": "minilm", "input": "base64 check" }));
-    let encoded = ok(json!({ "model": "minilm", "input": "base64 check", "encoding_format": "base64" }));
-    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded["data"][0]["embedding"].as_str().unwrap()).unwrap();
-    let decoded: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let encoded =
+        ok(json!({ "model": "minilm", "input": "base64 check", "encoding_format": "base64" }));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let decoded: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
     assert_eq!(decoded, embedding(&float, 0));
 }
 
 #[test]
 fn dimensions_truncate_then_normalize() {
     let full = embedding(&ok(json!({ "model": "minilm", "input": "matryoshka" })), 0);
-    let short = embedding(&ok(json!({ "model": "minilm", "input": "matryoshka", "dimensions": 64 })), 0);
+    let short = embedding(
+        &ok(json!({ "model": "minilm", "input": "matryoshka", "dimensions": 64 })),
+        0,
+    );
     assert_eq!(short.len(), 64);
     let norm = short.iter().map(|x| x * x).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
     assert!(cosine(&short, &full[..64]) > 0.99999);
     for bad in [0, 385] {
-        let err = error(post(json!({ "model": "minilm", "input": "x", "dimensions": bad })), 400);
+        let err = error(
+            post(json!({ "model": "minilm", "input": "x", "dimensions": bad })),
+            400,
+        );
         assert_eq!(err["param"], "dimensions");
     }
 }
@@ -103,27 +129,66 @@ fn dimensions_truncate_then_normalize() {
 fn long_inputs_are_truncated_or_rejected() {
     let long = "word ".repeat(600);
     let cut = ok(json!({ "model": "minilm", "input": long }));
-    assert_eq!(cut["usage"]["prompt_tokens"], 256, "cut at the model's real limit");
-    let err = error(post(json!({ "model": "minilm", "input": long, "truncate": false })), 400);
-    assert!(err["message"].as_str().unwrap().contains("602 tokens"), "{err}");
+    assert_eq!(
+        cut["usage"]["prompt_tokens"], 256,
+        "cut at the model's real limit"
+    );
+    let err = error(
+        post(json!({ "model": "minilm", "input": long, "truncate": false })),
+        400,
+    );
+    assert!(
+        err["message"].as_str().unwrap().contains("602 tokens"),
+        "{err}"
+    );
     // A model configured with truncate = false rejects unless the request allows it.
     error(post(json!({ "model": "strict", "input": long })), 400);
     ok(json!({ "model": "strict", "input": long, "truncate": true }));
-    let err = error(post(json!({ "model": "minilm", "input": vec![101u32; 300], "truncate": false })), 400);
-    assert!(err["message"].as_str().unwrap().contains("300 tokens"), "{err}");
+    let err = error(
+        post(json!({ "model": "minilm", "input": vec![101u32; 300], "truncate": false })),
+        400,
+    );
+    assert!(
+        err["message"].as_str().unwrap().contains("300 tokens"),
+        "{err}"
+    );
 }
 
 #[test]
 fn malformed_requests_get_openai_errors() {
     error(post_raw("{\"model\": \"minilm\", ".into()), 400);
     error(post_raw("[1, 2]".into()), 422);
-    assert_eq!(error(post(json!({ "model": "minilm", "input": 42 })), 422)["param"], "input");
-    assert_eq!(error(post(json!({ "model": "minilm", "input": ["a", 1] })), 422)["param"], "input");
-    assert_eq!(error(post(json!({ "model": "minilm", "input": "x", "dimensions": "8" })), 422)["param"], "dimensions");
-    assert_eq!(error(post(json!({ "model": "minilm" })), 400)["param"], "input");
-    assert_eq!(error(post(json!({ "model": "minilm", "input": "x", "encoding_format": "hex" })), 400)["param"], "encoding_format");
+    assert_eq!(
+        error(post(json!({ "model": "minilm", "input": 42 })), 422)["param"],
+        "input"
+    );
+    assert_eq!(
+        error(post(json!({ "model": "minilm", "input": ["a", 1] })), 422)["param"],
+        "input"
+    );
+    assert_eq!(
+        error(
+            post(json!({ "model": "minilm", "input": "x", "dimensions": "8" })),
+            422
+        )["param"],
+        "dimensions"
+    );
+    assert_eq!(
+        error(post(json!({ "model": "minilm" })), 400)["param"],
+        "input"
+    );
+    assert_eq!(
+        error(
+            post(json!({ "model": "minilm", "input": "x", "encoding_format": "hex" })),
+            400
+        )["param"],
+        "encoding_format"
+    );
     let err = error(post(json!({ "input": "x" })), 400);
-    assert_eq!(err["param"], "model", "two models are served, so `model` is required");
+    assert_eq!(
+        err["param"], "model",
+        "two models are served, so `model` is required"
+    );
 }
 
 #[test]
@@ -144,30 +209,69 @@ fn empty_inputs_are_rejected_but_an_empty_string_is_embedded() {
 
 #[test]
 fn out_of_vocabulary_token_ids_are_rejected() {
-    let err = error(post(json!({ "model": "minilm", "input": [101, 999999, 102] })), 400);
+    let err = error(
+        post(json!({ "model": "minilm", "input": [101, 999999, 102] })),
+        400,
+    );
     assert!(err["message"].as_str().unwrap().contains("999999"));
 }
 
 #[test]
 fn limits_answer_413() {
-    let err = error(post(json!({ "model": "minilm", "input": ["a", "b", "c", "d", "e"] })), 413);
+    let err = error(
+        post(json!({ "model": "minilm", "input": ["a", "b", "c", "d", "e"] })),
+        413,
+    );
     assert_eq!(err["code"], "too_many_inputs");
-    let err = error(post(json!({ "model": "minilm", "input": "x".repeat(70_000) })), 413);
+    let err = error(
+        post(json!({ "model": "minilm", "input": "x".repeat(70_000) })),
+        413,
+    );
     assert_eq!(err["code"], "body_too_large");
 }
 
 #[test]
 fn models_health_ready_and_unknown_routes() {
     let client = Client::new();
-    let models: Value = client.get(format!("{}/v1/models", server().url)).send().unwrap().json().unwrap();
+    let models: Value = client
+        .get(format!("{}/v1/models", server().url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(models["object"], "list");
-    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["minilm", "strict"]);
     assert_eq!(models["data"][0]["backend"], "onnx");
     assert_eq!(models["data"][0]["dimensions"], 384);
-    assert_eq!(client.get(format!("{}/health", server().url)).send().unwrap().status(), 200);
-    assert_eq!(client.get(format!("{}/ready", server().url)).send().unwrap().status(), 200);
-    error(client.get(format!("{}/v2/nothing", server().url)).send().unwrap(), 404);
+    assert_eq!(
+        client
+            .get(format!("{}/health", server().url))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/ready", server().url))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    error(
+        client
+            .get(format!("{}/v2/nothing", server().url))
+            .send()
+            .unwrap(),
+        404,
+    );
 }
 
 #[test]
@@ -188,16 +292,28 @@ fn a_full_queue_answers_429_with_retry_after_and_loses_nothing_accepted() {
                         .json(&json!({ "model": "slow", "input": format!("request {i}") }))
                         .send()
                         .unwrap();
-                    let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                    let retry = response
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap().to_string());
                     (response.status().as_u16(), retry, response.json().unwrap())
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let rejected: Vec<_> = statuses.iter().filter(|(status, ..)| *status == 429).collect();
-    let accepted: Vec<_> = statuses.iter().filter(|(status, ..)| *status == 200).collect();
-    assert!(!rejected.is_empty(), "8 concurrent requests must overflow a queue of 2");
+    let rejected: Vec<_> = statuses
+        .iter()
+        .filter(|(status, ..)| *status == 429)
+        .collect();
+    let accepted: Vec<_> = statuses
+        .iter()
+        .filter(|(status, ..)| *status == 200)
+        .collect();
+    assert!(
+        !rejected.is_empty(),
+        "8 concurrent requests must overflow a queue of 2"
+    );
     assert_eq!(rejected.len() + accepted.len(), 8, "{statuses:?}");
     for (_, retry, body) in &rejected {
         assert_eq!(retry.as_deref(), Some("1"));
@@ -221,9 +337,16 @@ fn a_bad_input_does_not_fail_the_rest_of_its_batch() {
             .map(|i| {
                 let url = &server.url;
                 scope.spawn(move || {
-                    let input = if i == 3 { json!([101, 4242, 102]) } else { json!(format!("fine {i}")) };
-                    let response =
-                        Client::new().post(format!("{url}/v1/embeddings")).json(&json!({ "model": "picky", "input": input })).send().unwrap();
+                    let input = if i == 3 {
+                        json!([101, 4242, 102])
+                    } else {
+                        json!(format!("fine {i}"))
+                    };
+                    let response = Client::new()
+                        .post(format!("{url}/v1/embeddings"))
+                        .json(&json!({ "model": "picky", "input": input }))
+                        .send()
+                        .unwrap();
                     (i, response.status().as_u16(), response.json().unwrap())
                 })
             })

@@ -14,7 +14,10 @@ fn host() -> PluginHost {
 }
 
 fn config(options: Value) -> EngineConfig {
-    EngineConfig { card: ModelCard::load(&minilm_dir()).unwrap(), options }
+    EngineConfig {
+        card: ModelCard::load(&minilm_dir()).unwrap(),
+        options,
+    }
 }
 
 #[test]
@@ -35,7 +38,10 @@ fn real_engine_plugins_load_and_embed() {
 #[test]
 fn wrong_abi_major_is_refused() {
     let err = host().open("bad-abi").unwrap_err();
-    assert!(matches!(err, PluginError::AbiMismatch { major: 99, .. }), "{err}");
+    assert!(
+        matches!(err, PluginError::AbiMismatch { major: 99, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("ABI 99.0"), "{err}");
 }
 
@@ -56,21 +62,43 @@ fn a_file_that_is_no_library_is_refused() {
 
 #[test]
 fn unknown_engine_and_bad_options_are_load_errors() {
-    let err = host().load_model("nonexistent", &config(Value::Null)).err().unwrap();
-    assert!(err.to_string().contains("embedrt_plugin_nonexistent"), "{err}");
-    let err = host().load_model("onnx", &config(json!({ "no_such_option": 1 }))).err().unwrap();
-    assert!(matches!(&err, BackendError::Load(m) if m.contains("no_such_option")), "{err}");
+    let err = host()
+        .load_model("nonexistent", &config(Value::Null))
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("embedrt_plugin_nonexistent"),
+        "{err}"
+    );
+    let err = host()
+        .load_model("onnx", &config(json!({ "no_such_option": 1 })))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, BackendError::Load(m) if m.contains("no_such_option")),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_panicking_plugin_is_isolated() {
-    let mut backend = host().load_model("echo", &config(json!({ "panic_on_token": 7 }))).unwrap();
+    let mut backend = host()
+        .load_model("echo", &config(json!({ "panic_on_token": 7 })))
+        .unwrap();
     let ok = Batch::from_sequences([(&[1, 2, 3][..], 0)]);
     let first = backend.embed(&ok).unwrap();
-    let err = backend.embed(&Batch::from_sequences([(&[1, 7][..], 0)])).unwrap_err();
-    assert!(matches!(&err, BackendError::Unhealthy(m) if m.contains("panicked")), "{err}");
+    let err = backend
+        .embed(&Batch::from_sequences([(&[1, 7][..], 0)]))
+        .unwrap_err();
+    assert!(
+        matches!(&err, BackendError::Unhealthy(m) if m.contains("panicked")),
+        "{err}"
+    );
     // After a panic the model stays marked unhealthy.
-    assert!(matches!(backend.embed(&ok), Err(BackendError::Unhealthy(_))));
+    assert!(matches!(
+        backend.embed(&ok),
+        Err(BackendError::Unhealthy(_))
+    ));
     assert!(backend.health().is_err());
     // A fresh model from the same plugin is fine and deterministic.
     let mut fresh = host().load_model("echo", &config(Value::Null)).unwrap();
@@ -84,15 +112,33 @@ fn a_panicking_plugin_does_not_take_the_server_down() {
     let mut server = Server::start("", &models);
     let client = reqwest::blocking::Client::new();
     let post = |model: &str, input: Value| {
-        client.post(format!("{}/v1/embeddings", server.url)).json(&json!({ "model": model, "input": input })).send().unwrap()
+        client
+            .post(format!("{}/v1/embeddings", server.url))
+            .json(&json!({ "model": model, "input": input }))
+            .send()
+            .unwrap()
     };
     assert_eq!(post("fragile", json!("hello")).status(), 200);
     let response = post("fragile", json!([101, 7, 102]));
     assert_eq!(response.status(), 503);
     let body: Value = response.json().unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("panicked"), "{body}");
-    assert_eq!(post("fragile", json!("hello")).status(), 503, "the model stays unhealthy");
-    assert_eq!(post("sturdy", json!("hello")).status(), 200, "other models still serve");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("panicked"),
+        "{body}"
+    );
+    assert_eq!(
+        post("fragile", json!("hello")).status(),
+        503,
+        "the model stays unhealthy"
+    );
+    assert_eq!(
+        post("sturdy", json!("hello")).status(),
+        200,
+        "other models still serve"
+    );
     let ready = client.get(format!("{}/ready", server.url)).send().unwrap();
     assert_eq!(ready.status(), 503);
     assert_eq!(ready.json::<Value>().unwrap()["models"], json!(["fragile"]));

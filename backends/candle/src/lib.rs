@@ -43,17 +43,23 @@ impl CandleBackend {
         let options: CandleOptions = config.options()?;
         let card = &config.card;
         let config_path = card.path.join("config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|e| load_error(format!("{}: {e}", config_path.display())))?;
-        let bert_config: BertConfig =
-            serde_json::from_str(&text).map_err(|e| load_error(format!("{}: {e}", config_path.display())))?;
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(|e| load_error(format!("{}: {e}", config_path.display())))?;
+        let bert_config: BertConfig = serde_json::from_str(&text)
+            .map_err(|e| load_error(format!("{}: {e}", config_path.display())))?;
         let weights = card.path.join("model.safetensors");
         let device = Device::Cpu;
         // SAFETY: the file is mapped read-only and not modified while the model lives.
         let vars = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
             .map_err(|e| load_error(format!("{}: {e}", weights.display())))?;
-        let model = BertModel::load(vars, &bert_config).map_err(|e| load_error(format!("{}: {e}", weights.display())))?;
+        let model = BertModel::load(vars, &bert_config)
+            .map_err(|e| load_error(format!("{}: {e}", weights.display())))?;
         let threads = rayon::ThreadPoolBuilder::new()
-            .num_threads(options.threads.unwrap_or_else(embedrt_runtime::config::cores))
+            .num_threads(
+                options
+                    .threads
+                    .unwrap_or_else(embedrt_runtime::config::cores),
+            )
             .thread_name(|i| format!("candle-{i}"))
             .build()
             .map_err(load_error)?;
@@ -77,11 +83,22 @@ impl CandleBackend {
     fn forward(&self, batch: &Batch) -> Result<(Vec<f32>, PaddedBatch), BackendError> {
         let padded = PaddedBatch::new(batch, self.pad_token_id);
         let shape = (padded.rows, padded.cols);
-        let tensor = |values: &Vec<i64>| Tensor::from_slice(values, shape, &self.device).map_err(inference_error);
-        let (ids, types, mask) = (tensor(&padded.input_ids)?, tensor(&padded.token_type_ids)?, tensor(&padded.attention_mask)?);
+        let tensor = |values: &Vec<i64>| {
+            Tensor::from_slice(values, shape, &self.device).map_err(inference_error)
+        };
+        let (ids, types, mask) = (
+            tensor(&padded.input_ids)?,
+            tensor(&padded.token_type_ids)?,
+            tensor(&padded.attention_mask)?,
+        );
         let states = self
             .threads
-            .install(|| self.model.forward(&ids, &types, Some(&mask))?.flatten_all()?.to_vec1::<f32>())
+            .install(|| {
+                self.model
+                    .forward(&ids, &types, Some(&mask))?
+                    .flatten_all()?
+                    .to_vec1::<f32>()
+            })
             .map_err(inference_error)?;
         Ok((states, padded))
     }
@@ -95,12 +112,18 @@ impl Backend for CandleBackend {
     fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
         let hidden = self.capabilities.hidden_size;
         let (states, padded) = self.forward(batch)?;
-        Ok(Embeddings::new(self.pooling.pool(&states, hidden, padded.spans(batch)), hidden))
+        Ok(Embeddings::new(
+            self.pooling.pool(&states, hidden, padded.spans(batch)),
+            hidden,
+        ))
     }
 
     fn embed_tokens(&mut self, batch: &Batch) -> Result<TokenStates, BackendError> {
         let hidden = self.capabilities.hidden_size;
         let (states, padded) = self.forward(batch)?;
-        Ok(TokenStates::new(padded.unpad(batch, &states, hidden), hidden))
+        Ok(TokenStates::new(
+            padded.unpad(batch, &states, hidden),
+            hidden,
+        ))
     }
 }

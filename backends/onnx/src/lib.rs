@@ -35,7 +35,13 @@ pub struct OnnxOptions {
 
 impl Default for OnnxOptions {
     fn default() -> Self {
-        Self { intra_threads: None, spinning: false, optimization: 3, file: None, library: None }
+        Self {
+            intra_threads: None,
+            spinning: false,
+            optimization: 3,
+            file: None,
+            library: None,
+        }
     }
 }
 
@@ -87,7 +93,9 @@ impl OnnxBackend {
             2 => GraphOptimizationLevel::Level2,
             _ => GraphOptimizationLevel::Level3,
         };
-        let threads = options.intra_threads.unwrap_or_else(embedrt_runtime::config::cores);
+        let threads = options
+            .intra_threads
+            .unwrap_or_else(embedrt_runtime::config::cores);
         let session = Session::builder(environment(options.library.as_deref())?)
             .map_err(load_error)?
             .with_optimization_level(level)
@@ -102,7 +110,10 @@ impl OnnxBackend {
         let input_names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         for required in ["input_ids", "attention_mask"] {
             if !input_names.contains(&required) {
-                return Err(BackendError::Load(format!("{} has no `{required}` input (inputs: {input_names:?})", file.display())));
+                return Err(BackendError::Load(format!(
+                    "{} has no `{required}` input (inputs: {input_names:?})",
+                    file.display()
+                )));
             }
         }
         let has_token_types = input_names.contains(&"token_type_ids");
@@ -134,19 +145,33 @@ impl OnnxBackend {
     fn forward(&mut self, batch: &Batch) -> Result<(Vec<f32>, PaddedBatch), BackendError> {
         let padded = PaddedBatch::new(batch, self.pad_token_id);
         let shape = [padded.rows, padded.cols];
-        let tensor = |values: &Vec<i64>| Tensor::from_array((shape, values.clone())).map_err(inference_error);
+        let tensor = |values: &Vec<i64>| {
+            Tensor::from_array((shape, values.clone())).map_err(inference_error)
+        };
         let mut inputs = ort::inputs![
             "input_ids" => tensor(&padded.input_ids)?,
             "attention_mask" => tensor(&padded.attention_mask)?,
         ];
         if self.has_token_types {
-            inputs.push(("token_type_ids".into(), tensor(&padded.token_type_ids)?.into()));
+            inputs.push((
+                "token_type_ids".into(),
+                tensor(&padded.token_type_ids)?.into(),
+            ));
         }
         let outputs = self.session.run(inputs).map_err(inference_error)?;
-        let (out_shape, values) = outputs[self.output.as_str()].try_extract_tensor::<f32>().map_err(inference_error)?;
-        let expected = [padded.rows as i64, padded.cols as i64, self.capabilities.hidden_size as i64];
+        let (out_shape, values) = outputs[self.output.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(inference_error)?;
+        let expected = [
+            padded.rows as i64,
+            padded.cols as i64,
+            self.capabilities.hidden_size as i64,
+        ];
         if **out_shape != expected {
-            return Err(BackendError::Inference(format!("output shape {:?}, expected {expected:?}", &**out_shape)));
+            return Err(BackendError::Inference(format!(
+                "output shape {:?}, expected {expected:?}",
+                &**out_shape
+            )));
         }
         Ok((values.to_vec(), padded))
     }
@@ -173,12 +198,18 @@ impl Backend for OnnxBackend {
     fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
         let hidden = self.capabilities.hidden_size;
         let (states, padded) = self.forward(batch)?;
-        Ok(Embeddings::new(self.pooling.pool(&states, hidden, padded.spans(batch)), hidden))
+        Ok(Embeddings::new(
+            self.pooling.pool(&states, hidden, padded.spans(batch)),
+            hidden,
+        ))
     }
 
     fn embed_tokens(&mut self, batch: &Batch) -> Result<TokenStates, BackendError> {
         let hidden = self.capabilities.hidden_size;
         let (states, padded) = self.forward(batch)?;
-        Ok(TokenStates::new(padded.unpad(batch, &states, hidden), hidden))
+        Ok(TokenStates::new(
+            padded.unpad(batch, &states, hidden),
+            hidden,
+        ))
     }
 }

@@ -122,8 +122,11 @@ pub struct PluginApi {
         err: *mut ErrorBuf,
     ) -> Status,
     /// Describes a loaded model.
-    pub model_capabilities:
-        unsafe extern "C" fn(model: ModelHandle, out: *mut Capabilities, err: *mut ErrorBuf) -> Status,
+    pub model_capabilities: unsafe extern "C" fn(
+        model: ModelHandle,
+        out: *mut Capabilities,
+        err: *mut ErrorBuf,
+    ) -> Status,
     /// Runs a batch and writes `num_seqs * hidden_size` pooled f32 values to `out`.
     pub model_embed: unsafe extern "C" fn(
         model: ModelHandle,
@@ -152,4 +155,3 @@ unsafe impl Sync for PluginApi {}
 /// The byte offset just past `model_free`, the last field of ABI 1.0: a plugin whose
 /// `struct_size` is smaller lacks required functions.
 pub const PLUGIN_API_V1_0_SIZE: usize = core::mem::size_of::<PluginApi>();
-

@@ -8,10 +8,20 @@ use embedrt_plugin_abi::{BatchView, Capabilities, ErrorBuf, PluginApi, Status};
 unsafe extern "C" fn load(_: *const c_char, _: *mut *mut c_void, _: *mut ErrorBuf) -> Status {
     Status::ERROR
 }
-unsafe extern "C" fn capabilities(_: *mut c_void, _: *mut Capabilities, _: *mut ErrorBuf) -> Status {
+unsafe extern "C" fn capabilities(
+    _: *mut c_void,
+    _: *mut Capabilities,
+    _: *mut ErrorBuf,
+) -> Status {
     Status::ERROR
 }
-unsafe extern "C" fn run(_: *mut c_void, _: *const BatchView, _: *mut f32, _: usize, _: *mut ErrorBuf) -> Status {
+unsafe extern "C" fn run(
+    _: *mut c_void,
+    _: *const BatchView,
+    _: *mut f32,
+    _: usize,
+    _: *mut ErrorBuf,
+) -> Status {
     Status::ERROR
 }
 unsafe extern "C" fn health(_: *mut c_void, _: *mut ErrorBuf) -> Status {

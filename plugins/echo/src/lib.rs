@@ -41,9 +41,12 @@ impl Echo {
 
 /// Value `j` of the echo embedding of `ids`.
 fn echo_value(ids: &[u32], j: usize) -> f32 {
-    let mixed = ids.iter().enumerate().fold(j as u64 + 1, |acc, (pos, &id)| {
-        (acc * 31 + id as u64 * (pos as u64 + 7)) % 1_000_003
-    });
+    let mixed = ids
+        .iter()
+        .enumerate()
+        .fold(j as u64 + 1, |acc, (pos, &id)| {
+            (acc * 31 + id as u64 * (pos as u64 + 7)) % 1_000_003
+        });
     (mixed % 2001) as f32 / 1000.0 - 1.0
 }
 
@@ -54,14 +57,26 @@ impl Backend for Echo {
 
     fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
         std::thread::sleep(std::time::Duration::from_millis(self.options.delay_ms));
-        if let Some(token) = self.options.panic_on_token.filter(|t| batch.input_ids.contains(t)) {
+        if let Some(token) = self
+            .options
+            .panic_on_token
+            .filter(|t| batch.input_ids.contains(t))
+        {
             panic!("echo plugin told to panic on token {token}");
         }
-        if let Some(token) = self.options.reject_token.filter(|t| batch.input_ids.contains(t)) {
-            return Err(BackendError::InvalidInput(format!("echo plugin rejects token {token}")));
+        if let Some(token) = self
+            .options
+            .reject_token
+            .filter(|t| batch.input_ids.contains(t))
+        {
+            return Err(BackendError::InvalidInput(format!(
+                "echo plugin rejects token {token}"
+            )));
         }
         let hidden = self.capabilities.hidden_size;
-        let data = (0..batch.len()).flat_map(|i| (0..hidden).map(move |j| echo_value(batch.ids(i), j))).collect();
+        let data = (0..batch.len())
+            .flat_map(|i| (0..hidden).map(move |j| echo_value(batch.ids(i), j)))
+            .collect();
         Ok(Embeddings::new(data, hidden))
     }
 }

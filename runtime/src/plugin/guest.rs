@@ -12,7 +12,8 @@ use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use embedrt_plugin_abi::{
-    BatchView, Capabilities as AbiCapabilities, ErrorBuf, ModelHandle, PluginApi, Status, ABI_MAJOR, ABI_MINOR,
+    BatchView, Capabilities as AbiCapabilities, ErrorBuf, ModelHandle, PluginApi, Status,
+    ABI_MAJOR, ABI_MINOR,
 };
 
 use super::EngineConfig;
@@ -57,7 +58,8 @@ macro_rules! export_plugin {
 
             fn load(
                 config: $crate::plugin::EngineConfig,
-            ) -> ::std::result::Result<::std::boxed::Box<dyn $crate::Backend>, $crate::BackendError> {
+            ) -> ::std::result::Result<::std::boxed::Box<dyn $crate::Backend>, $crate::BackendError>
+            {
                 Ok(::std::boxed::Box::new($load(&config)?))
             }
         }
@@ -65,7 +67,8 @@ macro_rules! export_plugin {
         /// The plugin's entry point: returns its function table.
         #[no_mangle]
         pub extern "C" fn embedrt_plugin_entry_v1() -> *const $crate::plugin::abi::PluginApi {
-            static API: $crate::plugin::abi::PluginApi = $crate::plugin::guest::plugin_api::<ExportedEngine>();
+            static API: $crate::plugin::abi::PluginApi =
+                $crate::plugin::guest::plugin_api::<ExportedEngine>();
             &API
         }
     };
@@ -120,12 +123,16 @@ unsafe fn guarded(err: *mut ErrorBuf, body: impl FnOnce() -> Result<(), BackendE
 }
 
 unsafe fn model<'a>(handle: ModelHandle) -> Result<&'a mut LoadedModel, BackendError> {
-    (handle as *mut LoadedModel).as_mut().ok_or_else(|| BackendError::InvalidInput("null model handle".into()))
+    (handle as *mut LoadedModel)
+        .as_mut()
+        .ok_or_else(|| BackendError::InvalidInput("null model handle".into()))
 }
 
 /// Copies the host's borrowed arrays into a [`Batch`].
 unsafe fn batch_from_view(view: *const BatchView) -> Result<Batch, BackendError> {
-    let view = view.as_ref().ok_or_else(|| BackendError::InvalidInput("null batch".into()))?;
+    let view = view
+        .as_ref()
+        .ok_or_else(|| BackendError::InvalidInput("null batch".into()))?;
     let slice = |ptr: *const u32, len: usize| -> Vec<u32> {
         if len == 0 {
             Vec::new()
@@ -142,7 +149,9 @@ unsafe fn batch_from_view(view: *const BatchView) -> Result<Batch, BackendError>
         max_len: view.max_len as usize,
     };
     if batch.cu_seq_lengths.last().copied() != Some(view.num_tokens as u32) {
-        return Err(BackendError::InvalidInput("cu_seq_lengths does not end at num_tokens".into()));
+        return Err(BackendError::InvalidInput(
+            "cu_seq_lengths does not end at num_tokens".into(),
+        ));
     }
     Ok(batch)
 }
@@ -167,19 +176,27 @@ unsafe extern "C" fn model_load<E: Engine>(
         if config_json.is_null() || out_model.is_null() {
             return Err(BackendError::InvalidInput("null argument".into()));
         }
-        let json = CStr::from_ptr(config_json).to_str().map_err(|e| BackendError::Load(e.to_string()))?;
-        let config: EngineConfig =
-            serde_json::from_str(json).map_err(|e| BackendError::Load(format!("bad engine config: {e}")))?;
+        let json = CStr::from_ptr(config_json)
+            .to_str()
+            .map_err(|e| BackendError::Load(e.to_string()))?;
+        let config: EngineConfig = serde_json::from_str(json)
+            .map_err(|e| BackendError::Load(format!("bad engine config: {e}")))?;
         let backend = E::load(config)?;
         *out_model = Box::into_raw(Box::new(LoadedModel { backend })) as ModelHandle;
         Ok(())
     })
 }
 
-unsafe extern "C" fn model_capabilities(handle: ModelHandle, out: *mut AbiCapabilities, err: *mut ErrorBuf) -> Status {
+unsafe extern "C" fn model_capabilities(
+    handle: ModelHandle,
+    out: *mut AbiCapabilities,
+    err: *mut ErrorBuf,
+) -> Status {
     guarded(err, || {
         let caps = model(handle)?.backend.capabilities();
-        let out = out.as_mut().ok_or_else(|| BackendError::InvalidInput("null output".into()))?;
+        let out = out
+            .as_mut()
+            .ok_or_else(|| BackendError::InvalidInput("null output".into()))?;
         *out = AbiCapabilities {
             hidden_size: caps.hidden_size as u32,
             max_tokens: caps.max_tokens as u32,
@@ -225,6 +242,8 @@ unsafe extern "C" fn model_health(handle: ModelHandle, err: *mut ErrorBuf) -> St
 
 unsafe extern "C" fn model_free(handle: ModelHandle) {
     if !handle.is_null() {
-        let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(handle as *mut LoadedModel))));
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            drop(Box::from_raw(handle as *mut LoadedModel))
+        }));
     }
 }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use embedrt_plugin_abi::{
-    BatchView, Capabilities as AbiCapabilities, EntryFn, ErrorBuf, ModelHandle, PluginApi, Status, ABI_MAJOR,
-    ABI_MINOR, ENTRY_SYMBOL, PLUGIN_API_V1_0_SIZE,
+    BatchView, Capabilities as AbiCapabilities, EntryFn, ErrorBuf, ModelHandle, PluginApi, Status,
+    ABI_MAJOR, ABI_MINOR, ENTRY_SYMBOL, PLUGIN_API_V1_0_SIZE,
 };
 
 use super::EngineConfig;
@@ -58,7 +58,9 @@ pub enum PluginError {
         minor: u32,
     },
     /// The plugin's function table is shorter than ABI 1.0 requires.
-    #[error("plugin {path} has a function table of {size} bytes; ABI 1.0 needs {PLUGIN_API_V1_0_SIZE}")]
+    #[error(
+        "plugin {path} has a function table of {size} bytes; ABI 1.0 needs {PLUGIN_API_V1_0_SIZE}"
+    )]
     TableTooSmall {
         /// The library.
         path: PathBuf,
@@ -89,25 +91,44 @@ impl PluginHost {
 
     /// The file name of engine `engine`'s plugin on this platform (`libembedrt_plugin_onnx.so`).
     pub fn file_name(engine: &str) -> Result<String, PluginError> {
-        if engine.is_empty() || !engine.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if engine.is_empty()
+            || !engine
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(PluginError::InvalidName(engine.to_string()));
         }
         let stem = format!("embedrt_plugin_{}", engine.replace('-', "_"));
-        Ok(libloading::library_filename(stem).to_string_lossy().into_owned())
+        Ok(libloading::library_filename(stem)
+            .to_string_lossy()
+            .into_owned())
     }
 
     /// Finds and opens the plugin of `engine`.
     pub fn open(&self, engine: &str) -> Result<&'static PluginApi, PluginError> {
         let file = Self::file_name(engine)?;
-        let path = self.dirs.iter().map(|dir| dir.join(&file)).find(|path| path.is_file()).ok_or_else(|| {
-            PluginError::NotFound { engine: engine.to_string(), file: file.clone(), dirs: self.dirs.clone() }
-        })?;
+        let path = self
+            .dirs
+            .iter()
+            .map(|dir| dir.join(&file))
+            .find(|path| path.is_file())
+            .ok_or_else(|| PluginError::NotFound {
+                engine: engine.to_string(),
+                file: file.clone(),
+                dirs: self.dirs.clone(),
+            })?;
         open_library(&path)
     }
 
     /// Loads a model with the plugin of `engine`.
-    pub fn load_model(&self, engine: &str, config: &EngineConfig) -> Result<PluginBackend, BackendError> {
-        let api = self.open(engine).map_err(|e| BackendError::Load(e.to_string()))?;
+    pub fn load_model(
+        &self,
+        engine: &str,
+        config: &EngineConfig,
+    ) -> Result<PluginBackend, BackendError> {
+        let api = self
+            .open(engine)
+            .map_err(|e| BackendError::Load(e.to_string()))?;
         PluginBackend::load(api, config)
     }
 }
@@ -121,20 +142,33 @@ pub fn open_library(path: &Path) -> Result<&'static PluginApi, PluginError> {
         return Ok(api);
     }
     // SAFETY: loading a library runs its initializers; only configured folders are searched.
-    let library = unsafe { libloading::Library::new(&path) }
-        .map_err(|e| PluginError::Open { path: path.clone(), message: e.to_string() })?;
+    let library = unsafe { libloading::Library::new(&path) }.map_err(|e| PluginError::Open {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     // The library stays loaded for the life of the process, so the table it returns stays valid.
     let library: &'static libloading::Library = Box::leak(Box::new(library));
     // SAFETY: the symbol has the `EntryFn` signature by the ABI's definition.
     let entry = unsafe { library.get::<EntryFn>(ENTRY_SYMBOL) }
         .map_err(|_| PluginError::MissingEntry { path: path.clone() })?;
     // SAFETY: the entry point returns a pointer to a static table.
-    let api = unsafe { entry().as_ref() }.ok_or_else(|| PluginError::MissingEntry { path: path.clone() })?;
-    if api.abi_major != ABI_MAJOR || api.abi_minor < ABI_MINOR {
-        return Err(PluginError::AbiMismatch { path, major: api.abi_major, minor: api.abi_minor });
+    let api = unsafe { entry().as_ref() }
+        .ok_or_else(|| PluginError::MissingEntry { path: path.clone() })?;
+    // While ABI_MINOR is 0 the minor check is vacuous; it guards the appended fields of later minors.
+    #[allow(clippy::absurd_extreme_comparisons)]
+    let too_old = api.abi_minor < ABI_MINOR;
+    if api.abi_major != ABI_MAJOR || too_old {
+        return Err(PluginError::AbiMismatch {
+            path,
+            major: api.abi_major,
+            minor: api.abi_minor,
+        });
     }
     if api.struct_size < PLUGIN_API_V1_0_SIZE {
-        return Err(PluginError::TableTooSmall { path, size: api.struct_size });
+        return Err(PluginError::TableTooSmall {
+            path,
+            size: api.struct_size,
+        });
     }
     opened.insert(path, api);
     Ok(api)
@@ -143,10 +177,17 @@ pub fn open_library(path: &Path) -> Result<&'static PluginApi, PluginError> {
 const ERROR_CAPACITY: usize = 2048;
 
 /// Calls a plugin function with a fresh error buffer; a non-OK status becomes a [`BackendError`].
-fn call(make_error: fn(String) -> BackendError, f: impl FnOnce(*mut ErrorBuf) -> Status) -> Result<(), BackendError> {
+fn call(
+    make_error: fn(String) -> BackendError,
+    f: impl FnOnce(*mut ErrorBuf) -> Status,
+) -> Result<(), BackendError> {
     let mut message = vec![0u8; ERROR_CAPACITY];
     let mut len = 0usize;
-    let mut buf = ErrorBuf { data: message.as_mut_ptr(), capacity: message.len(), len: &mut len };
+    let mut buf = ErrorBuf {
+        data: message.as_mut_ptr(),
+        capacity: message.len(),
+        len: &mut len,
+    };
     let status = f(&mut buf);
     let message = String::from_utf8_lossy(&message[..len.min(ERROR_CAPACITY)]).into_owned();
     match status {
@@ -178,13 +219,25 @@ impl PluginBackend {
         let json = CString::new(json).map_err(|e| BackendError::Load(e.to_string()))?;
         let mut handle: ModelHandle = std::ptr::null_mut();
         // SAFETY: arguments are valid for the call; the plugin writes the handle on success.
-        call(BackendError::Load, |err| unsafe { (api.model_load)(json.as_ptr(), &mut handle, err) })?;
+        call(BackendError::Load, |err| unsafe {
+            (api.model_load)(json.as_ptr(), &mut handle, err)
+        })?;
         // SAFETY: `name` is a static NUL-terminated string by the ABI's definition.
-        let engine = unsafe { CStr::from_ptr(api.name) }.to_string_lossy().into_owned();
-        let mut backend = Self { api, handle, capabilities: Capabilities::from(AbiCapabilities::default()), engine, broken: None };
+        let engine = unsafe { CStr::from_ptr(api.name) }
+            .to_string_lossy()
+            .into_owned();
+        let mut backend = Self {
+            api,
+            handle,
+            capabilities: Capabilities::from(AbiCapabilities::default()),
+            engine,
+            broken: None,
+        };
         let mut caps = AbiCapabilities::default();
         // SAFETY: the handle is live; `caps` is a valid output location.
-        call(BackendError::Load, |err| unsafe { (api.model_capabilities)(handle, &mut caps, err) })?;
+        call(BackendError::Load, |err| unsafe {
+            (api.model_capabilities)(handle, &mut caps, err)
+        })?;
         backend.capabilities = Capabilities::from(caps);
         Ok(backend)
     }
@@ -199,7 +252,13 @@ impl PluginBackend {
         &mut self,
         batch: &Batch,
         rows: usize,
-        function: unsafe extern "C" fn(ModelHandle, *const BatchView, *mut f32, usize, *mut ErrorBuf) -> Status,
+        function: unsafe extern "C" fn(
+            ModelHandle,
+            *const BatchView,
+            *mut f32,
+            usize,
+            *mut ErrorBuf,
+        ) -> Status,
     ) -> Result<Matrix, BackendError> {
         if let Some(why) = &self.broken {
             return Err(BackendError::Unhealthy(why.clone()));
@@ -259,7 +318,9 @@ impl Backend for PluginBackend {
         }
         let handle = self.handle;
         // SAFETY: the handle is live.
-        call(BackendError::Inference, |err| unsafe { (self.api.model_health)(handle, err) })
+        call(BackendError::Inference, |err| unsafe {
+            (self.api.model_health)(handle, err)
+        })
     }
 }
 
@@ -276,9 +337,18 @@ mod tests {
 
     #[test]
     fn file_names_are_checked() {
-        assert_eq!(PluginHost::file_name("onnx").unwrap(), libloading::library_filename("embedrt_plugin_onnx").to_string_lossy());
-        assert!(matches!(PluginHost::file_name("../evil"), Err(PluginError::InvalidName(_))));
-        assert!(matches!(PluginHost::file_name(""), Err(PluginError::InvalidName(_))));
+        assert_eq!(
+            PluginHost::file_name("onnx").unwrap(),
+            libloading::library_filename("embedrt_plugin_onnx").to_string_lossy()
+        );
+        assert!(matches!(
+            PluginHost::file_name("../evil"),
+            Err(PluginError::InvalidName(_))
+        ));
+        assert!(matches!(
+            PluginHost::file_name(""),
+            Err(PluginError::InvalidName(_))
+        ));
     }
 
     #[test]

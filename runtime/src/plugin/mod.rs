@@ -23,7 +23,9 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     /// Decodes the engine's `options` into `T`, rejecting unknown keys when `T` does.
-    pub fn options<T: serde::de::DeserializeOwned + Default>(&self) -> Result<T, crate::BackendError> {
+    pub fn options<T: serde::de::DeserializeOwned + Default>(
+        &self,
+    ) -> Result<T, crate::BackendError> {
         if self.options.is_null() {
             return Ok(T::default());
         }

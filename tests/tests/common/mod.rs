@@ -12,7 +12,10 @@ use serde::Deserialize;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// `target/<profile>`, where the `embedrt` binary and the plugins are built.
@@ -24,7 +27,11 @@ pub fn build_dir() -> PathBuf {
 /// The all-MiniLM-L6-v2 folder that scripts/setup.sh prepares.
 pub fn minilm_dir() -> PathBuf {
     let dir = repo_root().join(".assets/models/all-MiniLM-L6-v2");
-    assert!(dir.join("model.onnx").is_file(), "{} is missing: run scripts/setup.sh", dir.display());
+    assert!(
+        dir.join("model.onnx").is_file(),
+        "{} is missing: run scripts/setup.sh",
+        dir.display()
+    );
     dir
 }
 
@@ -47,7 +54,10 @@ pub struct MiniLmExpected {
 /// Reads the all-MiniLM-L6-v2 golden data.
 pub fn minilm_expected() -> MiniLmExpected {
     let path = fixtures_dir().join("all-MiniLM-L6-v2/expected.json");
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
 }
 
 /// Cosine similarity.
@@ -60,7 +70,11 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 /// A free loopback port (closed again before the server binds it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `embedrt serve` process, killed when dropped.
@@ -104,7 +118,11 @@ impl Server {
     /// Starts the server without waiting for it.
     pub fn spawn(server_toml: &str, models_toml: &str) -> Self {
         let binary = build_dir().join("embedrt");
-        assert!(binary.is_file(), "{} is missing: run `cargo build --workspace` first", binary.display());
+        assert!(
+            binary.is_file(),
+            "{} is missing: run `cargo build --workspace` first",
+            binary.display()
+        );
         let dir = TempDir::new("server");
         let port = free_port();
         let config = format!(
@@ -121,7 +139,11 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        Self { child, url: format!("http://127.0.0.1:{port}"), _dir: dir }
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
     }
 
     /// Polls `/ready` for up to two minutes; panics with the server's log if it dies first.
@@ -159,7 +181,12 @@ impl Server {
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 let mut log = String::new();
-                self.child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut log)
+                    .unwrap();
                 return (status.code(), log);
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -177,5 +204,8 @@ impl Drop for Server {
 
 /// A `[[models]]` table for all-MiniLM-L6-v2 named `name` on `backend`.
 pub fn minilm_model(name: &str, backend: &str, extra: &str) -> String {
-    format!("[[models]]\nname = {name:?}\npath = {:?}\nbackend = {backend:?}\n{extra}\n", minilm_dir().display().to_string())
+    format!(
+        "[[models]]\nname = {name:?}\npath = {:?}\nbackend = {backend:?}\n{extra}\n",
+        minilm_dir().display().to_string()
+    )
 }
