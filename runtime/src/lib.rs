@@ -4,7 +4,7 @@
 //! - [`model`]: what a model folder says about the model ([`ModelCard`]);
 //! - [`tokenize`]: the model's tokenizer, and the pool it runs on;
 //! - [`scheduler`]: dynamic batching in front of one engine;
-//! - [`pooling`], [`postprocess`]: from token states to the vectors clients get;
+//! - [`padded`], [`pooling`], [`postprocess`]: from token states to the vectors clients get;
 //! - [`plugin`]: engines as shared libraries behind a versioned C ABI;
 //! - [`config`], [`instance`], [`registry`], [`request`]: the served models and their request path.
 //!
@@ -14,6 +14,7 @@ pub mod backend;
 pub mod config;
 pub mod instance;
 pub mod model;
+pub mod padded;
 pub mod plugin;
 pub mod pooling;
 pub mod postprocess;

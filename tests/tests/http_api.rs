@@ -6,7 +6,7 @@ mod common;
 use std::sync::OnceLock;
 
 use base64::Engine as _;
-use common::{cosine, minilm_model, Server};
+use common::{concurrently, cosine, minilm_model, Server};
 use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};
 
@@ -282,25 +282,21 @@ fn a_full_queue_answers_429_with_retry_after_and_loses_nothing_accepted() {
         "options = { delay_ms = 300 }\nbatching = { max_batch_requests = 1, max_queued_inputs = 2, max_wait_ms = 0 }",
     );
     let server = Server::start("", &models);
-    let statuses: Vec<(u16, Option<String>, Value)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..8)
-            .map(|i| {
-                let url = &server.url;
-                scope.spawn(move || {
-                    let response = Client::new()
-                        .post(format!("{url}/v1/embeddings"))
-                        .json(&json!({ "model": "slow", "input": format!("request {i}") }))
-                        .send()
-                        .unwrap();
-                    let retry = response
-                        .headers()
-                        .get("retry-after")
-                        .map(|v| v.to_str().unwrap().to_string());
-                    (response.status().as_u16(), retry, response.json().unwrap())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let statuses = concurrently(8, |i| {
+        let response = Client::new()
+            .post(format!("{}/v1/embeddings", server.url))
+            .json(&json!({ "model": "slow", "input": format!("request {i}") }))
+            .send()
+            .unwrap();
+        let retry = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        (
+            response.status().as_u16(),
+            retry,
+            response.json::<Value>().unwrap(),
+        )
     });
     let rejected: Vec<_> = statuses
         .iter()
@@ -332,26 +328,22 @@ fn a_bad_input_does_not_fail_the_rest_of_its_batch() {
         "options = { reject_token = 4242 }\nbatching = { max_wait_ms = 200, max_batch_requests = 64 }",
     );
     let server = Server::start("", &models);
-    let results: Vec<(usize, u16, Value)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..6)
-            .map(|i| {
-                let url = &server.url;
-                scope.spawn(move || {
-                    let input = if i == 3 {
-                        json!([101, 4242, 102])
-                    } else {
-                        json!(format!("fine {i}"))
-                    };
-                    let response = Client::new()
-                        .post(format!("{url}/v1/embeddings"))
-                        .json(&json!({ "model": "picky", "input": input }))
-                        .send()
-                        .unwrap();
-                    (i, response.status().as_u16(), response.json().unwrap())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let results = concurrently(6, |i| {
+        let input = if i == 3 {
+            json!([101, 4242, 102])
+        } else {
+            json!(format!("fine {i}"))
+        };
+        let response = Client::new()
+            .post(format!("{}/v1/embeddings", server.url))
+            .json(&json!({ "model": "picky", "input": input }))
+            .send()
+            .unwrap();
+        (
+            i,
+            response.status().as_u16(),
+            response.json::<Value>().unwrap(),
+        )
     });
     for (i, status, body) in results {
         if i == 3 {

@@ -6,9 +6,9 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use embedrt_runtime::padded::{EncoderSpec, PaddedBatch, PaddedEncoder};
 use embedrt_runtime::plugin::EngineConfig;
-use embedrt_runtime::pooling::{PaddedBatch, Pooling};
-use embedrt_runtime::{Backend, BackendError, Batch, Capabilities, Embeddings, TokenStates};
+use embedrt_runtime::BackendError;
 use serde::Deserialize;
 
 /// Engine options (`options = { ... }` in the model's config).
@@ -24,9 +24,7 @@ pub struct CandleBackend {
     model: BertModel,
     device: Device,
     threads: rayon::ThreadPool,
-    capabilities: Capabilities,
-    pooling: Pooling,
-    pad_token_id: u32,
+    spec: EncoderSpec,
 }
 
 fn load_error(e: impl std::fmt::Display) -> BackendError {
@@ -67,21 +65,17 @@ impl CandleBackend {
             model,
             device,
             threads,
-            capabilities: Capabilities {
-                hidden_size: card.hidden_size,
-                max_tokens: card.max_tokens,
-                mixed_tasks: false,
-                pads_batches: true,
-                token_states: true,
-            },
-            pooling: card.pooling,
-            pad_token_id: card.pad_token_id,
+            spec: EncoderSpec::from_card(card),
         })
     }
+}
 
-    /// Runs the encoder on `batch`; returns the padded `[rows * cols, hidden]` states and the layout.
-    fn forward(&self, batch: &Batch) -> Result<(Vec<f32>, PaddedBatch), BackendError> {
-        let padded = PaddedBatch::new(batch, self.pad_token_id);
+impl PaddedEncoder for CandleBackend {
+    fn spec(&self) -> &EncoderSpec {
+        &self.spec
+    }
+
+    fn encode_padded(&mut self, padded: &PaddedBatch) -> Result<Vec<f32>, BackendError> {
         let shape = (padded.rows, padded.cols);
         let tensor = |values: &Vec<i64>| {
             Tensor::from_slice(values, shape, &self.device).map_err(inference_error)
@@ -91,39 +85,13 @@ impl CandleBackend {
             tensor(&padded.token_type_ids)?,
             tensor(&padded.attention_mask)?,
         );
-        let states = self
-            .threads
+        self.threads
             .install(|| {
                 self.model
                     .forward(&ids, &types, Some(&mask))?
                     .flatten_all()?
                     .to_vec1::<f32>()
             })
-            .map_err(inference_error)?;
-        Ok((states, padded))
-    }
-}
-
-impl Backend for CandleBackend {
-    fn capabilities(&self) -> &Capabilities {
-        &self.capabilities
-    }
-
-    fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
-        let hidden = self.capabilities.hidden_size;
-        let (states, padded) = self.forward(batch)?;
-        Ok(Embeddings::new(
-            self.pooling.pool(&states, hidden, padded.spans(batch)),
-            hidden,
-        ))
-    }
-
-    fn embed_tokens(&mut self, batch: &Batch) -> Result<TokenStates, BackendError> {
-        let hidden = self.capabilities.hidden_size;
-        let (states, padded) = self.forward(batch)?;
-        Ok(TokenStates::new(
-            padded.unpad(batch, &states, hidden),
-            hidden,
-        ))
+            .map_err(inference_error)
     }
 }

@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use embedrt_runtime::padded::{EncoderSpec, PaddedBatch, PaddedEncoder};
 use embedrt_runtime::plugin::EngineConfig;
-use embedrt_runtime::pooling::{PaddedBatch, Pooling};
-use embedrt_runtime::{Backend, BackendError, Batch, Capabilities, Embeddings, TokenStates};
+use embedrt_runtime::BackendError;
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
@@ -66,9 +66,7 @@ fn environment(library: Option<&Path>) -> Result<&'static Environment, BackendEr
 /// A model running in an ONNX Runtime session.
 pub struct OnnxBackend {
     session: Session,
-    capabilities: Capabilities,
-    pooling: Pooling,
-    pad_token_id: u32,
+    spec: EncoderSpec,
     has_token_types: bool,
     output: String,
 }
@@ -127,23 +125,32 @@ impl OnnxBackend {
         tracing::info!(file = %file.display(), threads, output = %output, "ONNX Runtime session ready");
         Ok(Self {
             session,
-            capabilities: Capabilities {
-                hidden_size: card.hidden_size,
-                max_tokens: card.max_tokens,
-                mixed_tasks: false,
-                pads_batches: true,
-                token_states: true,
-            },
-            pooling: card.pooling,
-            pad_token_id: card.pad_token_id,
+            spec: EncoderSpec::from_card(card),
             has_token_types,
             output,
         })
     }
+}
 
-    /// Runs the graph on `batch`; returns the padded `[rows * cols, hidden]` states and the layout.
-    fn forward(&mut self, batch: &Batch) -> Result<(Vec<f32>, PaddedBatch), BackendError> {
-        let padded = PaddedBatch::new(batch, self.pad_token_id);
+/// The ONNX file to open: `file` when given, else `model.onnx`, else `onnx/model.onnx`.
+fn model_file(dir: &Path, file: Option<&Path>) -> Result<PathBuf, BackendError> {
+    let candidates = match file {
+        Some(file) => vec![dir.join(file)],
+        None => vec![dir.join("model.onnx"), dir.join("onnx/model.onnx")],
+    };
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .ok_or_else(|| BackendError::Load(format!("no ONNX file: looked for {candidates:?}")))
+}
+
+impl PaddedEncoder for OnnxBackend {
+    fn spec(&self) -> &EncoderSpec {
+        &self.spec
+    }
+
+    fn encode_padded(&mut self, padded: &PaddedBatch) -> Result<Vec<f32>, BackendError> {
         let shape = [padded.rows, padded.cols];
         let tensor = |values: &Vec<i64>| {
             Tensor::from_array((shape, values.clone())).map_err(inference_error)
@@ -165,7 +172,7 @@ impl OnnxBackend {
         let expected = [
             padded.rows as i64,
             padded.cols as i64,
-            self.capabilities.hidden_size as i64,
+            self.spec.capabilities.hidden_size as i64,
         ];
         if **out_shape != expected {
             return Err(BackendError::Inference(format!(
@@ -173,43 +180,6 @@ impl OnnxBackend {
                 &**out_shape
             )));
         }
-        Ok((values.to_vec(), padded))
-    }
-}
-
-/// The ONNX file to open: `file` when given, else `model.onnx`, else `onnx/model.onnx`.
-fn model_file(dir: &Path, file: Option<&Path>) -> Result<PathBuf, BackendError> {
-    let candidates = match file {
-        Some(file) => vec![dir.join(file)],
-        None => vec![dir.join("model.onnx"), dir.join("onnx/model.onnx")],
-    };
-    candidates
-        .iter()
-        .find(|path| path.is_file())
-        .cloned()
-        .ok_or_else(|| BackendError::Load(format!("no ONNX file: looked for {candidates:?}")))
-}
-
-impl Backend for OnnxBackend {
-    fn capabilities(&self) -> &Capabilities {
-        &self.capabilities
-    }
-
-    fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
-        let hidden = self.capabilities.hidden_size;
-        let (states, padded) = self.forward(batch)?;
-        Ok(Embeddings::new(
-            self.pooling.pool(&states, hidden, padded.spans(batch)),
-            hidden,
-        ))
-    }
-
-    fn embed_tokens(&mut self, batch: &Batch) -> Result<TokenStates, BackendError> {
-        let hidden = self.capabilities.hidden_size;
-        let (states, padded) = self.forward(batch)?;
-        Ok(TokenStates::new(
-            padded.unpad(batch, &states, hidden),
-            hidden,
-        ))
+        Ok(values.to_vec())
     }
 }

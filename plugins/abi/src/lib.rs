@@ -86,6 +86,15 @@ pub struct BatchView {
     pub max_len: u32,
 }
 
+/// A function that runs a batch on a model and writes `out_len` f32 values to the host's `out`.
+pub type BatchFn = unsafe extern "C" fn(
+    model: ModelHandle,
+    batch: *const BatchView,
+    out: *mut f32,
+    out_len: usize,
+    err: *mut ErrorBuf,
+) -> Status;
+
 /// What a loaded model can do; filled by [`PluginApi::model_capabilities`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -128,21 +137,9 @@ pub struct PluginApi {
         err: *mut ErrorBuf,
     ) -> Status,
     /// Runs a batch and writes `num_seqs * hidden_size` pooled f32 values to `out`.
-    pub model_embed: unsafe extern "C" fn(
-        model: ModelHandle,
-        batch: *const BatchView,
-        out: *mut f32,
-        out_len: usize,
-        err: *mut ErrorBuf,
-    ) -> Status,
+    pub model_embed: BatchFn,
     /// Runs a batch and writes `num_tokens * hidden_size` f32 token states (last layer) to `out`.
-    pub model_embed_tokens: unsafe extern "C" fn(
-        model: ModelHandle,
-        batch: *const BatchView,
-        out: *mut f32,
-        out_len: usize,
-        err: *mut ErrorBuf,
-    ) -> Status,
+    pub model_embed_tokens: BatchFn,
     /// Checks that the model can still serve.
     pub model_health: unsafe extern "C" fn(model: ModelHandle, err: *mut ErrorBuf) -> Status,
     /// Frees a model handle returned by `model_load`.

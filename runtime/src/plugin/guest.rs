@@ -208,6 +208,22 @@ unsafe extern "C" fn model_capabilities(
     })
 }
 
+/// Runs `run` on the model and the host's batch, writing its result to the host's buffer.
+unsafe fn run_batch(
+    handle: ModelHandle,
+    batch: *const BatchView,
+    out: *mut f32,
+    out_len: usize,
+    err: *mut ErrorBuf,
+    run: fn(&mut dyn Backend, &Batch) -> Result<Matrix, BackendError>,
+) -> Status {
+    guarded(err, || {
+        let model = model(handle)?;
+        let batch = batch_from_view(batch)?;
+        copy_out(run(model.backend.as_mut(), &batch)?, out, out_len)
+    })
+}
+
 unsafe extern "C" fn model_embed(
     handle: ModelHandle,
     batch: *const BatchView,
@@ -215,10 +231,8 @@ unsafe extern "C" fn model_embed(
     out_len: usize,
     err: *mut ErrorBuf,
 ) -> Status {
-    guarded(err, || {
-        let model = model(handle)?;
-        let batch = batch_from_view(batch)?;
-        copy_out(model.backend.embed(&batch)?, out, out_len)
+    run_batch(handle, batch, out, out_len, err, |backend, batch| {
+        backend.embed(batch)
     })
 }
 
@@ -229,10 +243,8 @@ unsafe extern "C" fn model_embed_tokens(
     out_len: usize,
     err: *mut ErrorBuf,
 ) -> Status {
-    guarded(err, || {
-        let model = model(handle)?;
-        let batch = batch_from_view(batch)?;
-        copy_out(model.backend.embed_tokens(&batch)?, out, out_len)
+    run_batch(handle, batch, out, out_len, err, |backend, batch| {
+        backend.embed_tokens(batch)
     })
 }
 

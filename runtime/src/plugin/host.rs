@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use embedrt_plugin_abi::{
-    BatchView, Capabilities as AbiCapabilities, EntryFn, ErrorBuf, ModelHandle, PluginApi, Status,
-    ABI_MAJOR, ABI_MINOR, ENTRY_SYMBOL, PLUGIN_API_V1_0_SIZE,
+    BatchFn, BatchView, Capabilities as AbiCapabilities, EntryFn, ErrorBuf, ModelHandle, PluginApi,
+    Status, ABI_MAJOR, ABI_MINOR, ENTRY_SYMBOL, PLUGIN_API_V1_0_SIZE,
 };
 
 use super::EngineConfig;
@@ -252,13 +252,7 @@ impl PluginBackend {
         &mut self,
         batch: &Batch,
         rows: usize,
-        function: unsafe extern "C" fn(
-            ModelHandle,
-            *const BatchView,
-            *mut f32,
-            usize,
-            *mut ErrorBuf,
-        ) -> Status,
+        function: BatchFn,
     ) -> Result<Matrix, BackendError> {
         if let Some(why) = &self.broken {
             return Err(BackendError::Unhealthy(why.clone()));

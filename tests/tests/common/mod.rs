@@ -68,6 +68,15 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (norm(a) * norm(b))
 }
 
+/// Runs `f(0..n)` on `n` threads at once and returns the results in order.
+pub fn concurrently<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = (0..n).map(|i| scope.spawn(move || f(i))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 /// A free loopback port (closed again before the server binds it).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

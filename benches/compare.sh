@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Side-by-side load benchmark on this machine: embedrt (onnx, candle) and Infinity (torch), same
+# model folder, same load generator, one server at a time. For each server: 1 and 60 concurrent
+# clients, 1 and 10 sentences per request. Prints a Markdown table; raw JSON goes to
+# target/bench-results/. Usage: benches/compare.sh [SECONDS_PER_RUN] [SERVER...]
+# (servers: onnx candle infinity; default all three).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+seconds="${1:-15}"
+shift || true
+servers=("${@:-onnx candle infinity}")
+servers=(${servers[*]})
+results="$root/target/bench-results"
+mkdir -p "$results"
+
+scripts/setup.sh
+cargo build --release -p embedrt-api -p embedrt-plugin-onnx -p embedrt-plugin-candle -p embedrt-bench
+export ORT_DYLIB_PATH="$root/.assets/onnxruntime/libonnxruntime.so"
+
+wait_ready() { # URL
+    for _ in $(seq 1 600); do
+        curl -sf "$1" >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    echo "server at $1 did not come up" >&2
+    return 1
+}
+
+run_matrix() { # LABEL URL
+    for c in 1 60; do
+        for b in 1 10; do
+            target/release/embedrt-bench --url "$2" -c "$c" -b "$b" -d "$seconds" --label "$1" \
+                --json "$results/$1-c$c-b$b.json"
+        done
+    done
+}
+
+for server in "${servers[@]}"; do
+    case "$server" in
+        onnx|candle)
+            config="$results/$server.toml"
+            # The default config with this engine and its default options.
+            sed "s/^backend = \"onnx\"/backend = \"$server\"/; s/^options = .*/options = {}/; s|^path = \"../|path = \"$root/|" \
+                configs/default.toml > "$config"
+            target/release/embedrt serve --config "$config" --http 127.0.0.1:18080 2>"$results/$server.log" &
+            pid=$!
+            wait_ready http://127.0.0.1:18080/ready
+            run_matrix "embedrt-$server" http://127.0.0.1:18080/v1/embeddings
+            ;;
+        infinity)
+            PORT=17997 benches/peers/infinity.sh >"$results/infinity.log" 2>&1 &
+            pid=$!
+            wait_ready http://127.0.0.1:17997/health
+            run_matrix infinity http://127.0.0.1:17997/v1/embeddings
+            ;;
+        *) echo "unknown server $server" >&2; exit 2 ;;
+    esac
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+done
+
+python3 - "$results" "${servers[@]}" <<'PY'
+import json, sys, pathlib
+results, servers = pathlib.Path(sys.argv[1]), sys.argv[2:]
+labels = [f"embedrt-{s}" if s != "infinity" else "infinity" for s in servers]
+print("| server | clients | inputs/req | req/s | inputs/s | p50 ms | p95 ms | p99 ms | max ms | errors |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for label in labels:
+    for c in (1, 60):
+        for b in (1, 10):
+            r = json.loads((results / f"{label}-c{c}-b{b}.json").read_text())
+            print(f"| {label} | {c} | {b} | {r['requests_per_s']:.1f} | {r['inputs_per_s']:.1f} | {r['p50_ms']:.1f} "
+                  f"| {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | {r['errors']} |")
+PY

@@ -1,0 +1,150 @@
+//! Engines that run right-padded `[rows, cols]` tensors (most ONNX graphs, candle's BERT): the
+//! padded layout, and the pooling and unpadding they all share.
+
+use crate::backend::{Backend, BackendError, Batch, Capabilities, Embeddings, TokenStates};
+use crate::model::ModelCard;
+use crate::pooling::Pooling;
+
+/// A batch laid out as `[rows, cols]` tensors, right-padded with zeros, as most engines take it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaddedBatch {
+    /// Token ids, `rows * cols`.
+    pub input_ids: Vec<i64>,
+    /// 1 for real tokens, 0 for padding.
+    pub attention_mask: Vec<i64>,
+    /// Token type ids, 0 for padding.
+    pub token_type_ids: Vec<i64>,
+    /// Number of sequences.
+    pub rows: usize,
+    /// Length of the longest sequence.
+    pub cols: usize,
+}
+
+impl PaddedBatch {
+    /// Pads every sequence of `batch` to its longest one with `pad_id`.
+    pub fn new(batch: &Batch, pad_id: u32) -> Self {
+        let (rows, cols) = (batch.len(), batch.max_len);
+        let mut padded = PaddedBatch {
+            input_ids: vec![pad_id as i64; rows * cols],
+            attention_mask: vec![0; rows * cols],
+            token_type_ids: vec![0; rows * cols],
+            rows,
+            cols,
+        };
+        for i in 0..rows {
+            let span = batch.span(i);
+            let row = i * cols..i * cols + span.len();
+            padded.input_ids[row.clone()]
+                .iter_mut()
+                .zip(&batch.input_ids[span.clone()])
+                .for_each(|(d, s)| *d = *s as i64);
+            padded.token_type_ids[row.clone()]
+                .iter_mut()
+                .zip(&batch.token_type_ids[span])
+                .for_each(|(d, s)| *d = *s as i64);
+            padded.attention_mask[row].fill(1);
+        }
+        padded
+    }
+
+    /// The `(first row, length)` of each sequence in a `[rows * cols, hidden]` output.
+    pub fn spans<'a>(&'a self, batch: &'a Batch) -> impl Iterator<Item = (usize, usize)> + 'a {
+        (0..self.rows).map(move |i| (i * self.cols, batch.span(i).len()))
+    }
+
+    /// Copies the real (unpadded) rows of a `[rows * cols, hidden]` output into the flat token order
+    /// of `batch`.
+    pub fn unpad(&self, batch: &Batch, states: &[f32], hidden: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(batch.input_ids.len() * hidden);
+        for (start, len) in self.spans(batch) {
+            out.extend_from_slice(&states[start * hidden..(start + len) * hidden]);
+        }
+        out
+    }
+}
+
+/// What a padded encoder needs to know besides its weights.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncoderSpec {
+    /// What the engine reports.
+    pub capabilities: Capabilities,
+    /// How token states are pooled.
+    pub pooling: Pooling,
+    /// The id padding positions get.
+    pub pad_token_id: u32,
+}
+
+impl EncoderSpec {
+    /// The spec of a single-task encoder of `card` that pads batches and can return token states.
+    pub fn from_card(card: &ModelCard) -> Self {
+        Self {
+            capabilities: Capabilities {
+                hidden_size: card.hidden_size,
+                max_tokens: card.max_tokens,
+                mixed_tasks: false,
+                pads_batches: true,
+                token_states: true,
+            },
+            pooling: card.pooling,
+            pad_token_id: card.pad_token_id,
+        }
+    }
+}
+
+/// An engine that encodes a right-padded batch into `[rows * cols, hidden]` token states.
+///
+/// Every such engine is a [`Backend`]: padding, pooling and unpadding are done here, once.
+pub trait PaddedEncoder: Send {
+    /// The encoder's spec.
+    fn spec(&self) -> &EncoderSpec;
+
+    /// Last-layer states of every position of `batch`, padding included, row-major.
+    fn encode_padded(&mut self, batch: &PaddedBatch) -> Result<Vec<f32>, BackendError>;
+}
+
+impl<E: PaddedEncoder> Backend for E {
+    fn capabilities(&self) -> &Capabilities {
+        &self.spec().capabilities
+    }
+
+    fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
+        let padded = PaddedBatch::new(batch, self.spec().pad_token_id);
+        let states = self.encode_padded(&padded)?;
+        let hidden = self.spec().capabilities.hidden_size;
+        Ok(Embeddings::new(
+            self.spec()
+                .pooling
+                .pool(&states, hidden, padded.spans(batch)),
+            hidden,
+        ))
+    }
+
+    fn embed_tokens(&mut self, batch: &Batch) -> Result<TokenStates, BackendError> {
+        let padded = PaddedBatch::new(batch, self.spec().pad_token_id);
+        let states = self.encode_padded(&padded)?;
+        let hidden = self.spec().capabilities.hidden_size;
+        Ok(TokenStates::new(
+            padded.unpad(batch, &states, hidden),
+            hidden,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_round_trip() {
+        let batch = Batch::from_sequences([(&[7, 8, 9][..], 0), (&[5][..], 0)]);
+        let padded = PaddedBatch::new(&batch, 0);
+        assert_eq!(padded.input_ids, vec![7, 8, 9, 5, 0, 0]);
+        assert_eq!(padded.attention_mask, vec![1, 1, 1, 1, 0, 0]);
+        let states: Vec<f32> = (0..6).map(|v| v as f32).collect();
+        assert_eq!(padded.unpad(&batch, &states, 1), vec![0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(
+            Pooling::Mean.pool(&states, 1, padded.spans(&batch)),
+            vec![1.0, 3.0]
+        );
+    }
+}
