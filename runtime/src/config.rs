@@ -98,7 +98,9 @@ pub struct BatchingSettings {
     pub max_batch_tokens: usize,
     /// Most sequences in one batch.
     pub max_batch_requests: usize,
-    /// How long the first queued input waits for others, in milliseconds.
+    /// How long the oldest queued input may wait for others to join its batch, in milliseconds.
+    /// 0: an idle engine starts at once; under load, batches still form from what queued while
+    /// the engine was busy.
     pub max_wait_ms: u64,
     /// Most inputs waiting; beyond it requests get 429.
     pub max_queued_inputs: usize,
@@ -109,7 +111,7 @@ impl Default for BatchingSettings {
         Self {
             max_batch_tokens: 16384,
             max_batch_requests: 64,
-            max_wait_ms: 2,
+            max_wait_ms: 0,
             max_queued_inputs: 4096,
         }
     }
