@@ -1,4 +1,5 @@
-//! OpenAI's embeddings wire format: parsing `POST /v1/embeddings` bodies and writing responses.
+//! The embeddings wire format: OpenAI's `POST /v1/embeddings`, plus Jina's fields (`task`,
+//! `embedding_type`, `normalized`, `truncate`, `late_chunking`).
 
 use base64::Engine as _;
 use embedrt_runtime::{EmbedRequest, EmbedResponse, Input};
@@ -14,6 +15,23 @@ pub enum EncodingFormat {
     Float,
     /// Base64 of the little-endian f32 bytes (the `openai` Python client's default).
     Base64,
+    /// Sign bits packed 8 per byte (first dimension in the most significant bit), each byte as an
+    /// unsigned integer 0..=255.
+    Ubinary,
+    /// The `Ubinary` bytes minus 128, as signed integers -128..=127.
+    Binary,
+}
+
+impl EncodingFormat {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "float" => Some(Self::Float),
+            "base64" => Some(Self::Base64),
+            "ubinary" => Some(Self::Ubinary),
+            "binary" => Some(Self::Binary),
+            _ => None,
+        }
+    }
 }
 
 /// A parsed request: the runtime's request plus how to encode the answer.
@@ -52,30 +70,51 @@ pub fn parse_request(body: &[u8], default_model: Option<&str>) -> Result<ParsedR
             .to_string(),
     };
     let inputs = parse_input(fields.get("input"))?;
-    let encoding = match optional(&fields, "encoding_format", Value::as_str, "a string")? {
-        None | Some("float") => EncodingFormat::Float,
-        Some("base64") => EncodingFormat::Base64,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                Some("encoding_format"),
-                "invalid_value",
-                format!("`encoding_format` must be \"float\" or \"base64\", got {other:?}"),
-            ))
-        }
-    };
+    let encoding = encoding(&fields)?;
     let dimensions =
         optional(&fields, "dimensions", Value::as_u64, "a positive integer")?.map(|d| d as usize);
     optional(&fields, "user", Value::as_str, "a string")?;
-    let truncate = optional(&fields, "truncate", Value::as_bool, "a boolean")?;
-    Ok(ParsedRequest {
-        request: EmbedRequest {
-            model,
-            inputs,
-            dimensions,
-            truncate,
-        },
-        encoding,
-    })
+    let request = EmbedRequest {
+        dimensions,
+        truncate: optional(&fields, "truncate", Value::as_bool, "a boolean")?,
+        task: optional(&fields, "task", Value::as_str, "a string")?.map(str::to_string),
+        normalized: optional(&fields, "normalized", Value::as_bool, "a boolean")?,
+        late_chunking: optional(&fields, "late_chunking", Value::as_bool, "a boolean")?
+            .unwrap_or(false),
+        ..EmbedRequest::new(model, inputs)
+    };
+    Ok(ParsedRequest { request, encoding })
+}
+
+/// OpenAI's `encoding_format` (float, base64) or Jina's `embedding_type` (also binary, ubinary);
+/// both may be given only when they agree.
+fn encoding(fields: &Map<String, Value>) -> Result<EncodingFormat, ApiError> {
+    let read = |key: &'static str, allowed: &[&str]| -> Result<Option<EncodingFormat>, ApiError> {
+        let Some(name) = optional(fields, key, Value::as_str, "a string")? else {
+            return Ok(None);
+        };
+        match EncodingFormat::parse(name).filter(|_| allowed.contains(&name)) {
+            Some(format) => Ok(Some(format)),
+            None => Err(ApiError::bad_request(
+                Some(key),
+                "invalid_value",
+                format!(
+                    "`{key}` must be one of {}, got {name:?}",
+                    allowed.join(", ")
+                ),
+            )),
+        }
+    };
+    let openai = read("encoding_format", &["float", "base64"])?;
+    let jina = read("embedding_type", &["float", "base64", "binary", "ubinary"])?;
+    match (openai, jina) {
+        (Some(a), Some(b)) if a != b => Err(ApiError::bad_request(
+            Some("embedding_type"),
+            "invalid_value",
+            "`encoding_format` and `embedding_type` disagree; give one of them",
+        )),
+        (a, b) => Ok(b.or(a).unwrap_or(EncodingFormat::Float)),
+    }
 }
 
 /// Reads an optional field with `get`; present but of another type is a 422 naming it.
@@ -153,6 +192,8 @@ struct EmbeddingObject {
 enum EmbeddingValue {
     Float(Vec<f32>),
     Base64(String),
+    Unsigned(Vec<u8>),
+    Signed(Vec<i8>),
 }
 
 #[derive(Serialize)]
@@ -173,6 +214,13 @@ pub fn write_response(response: EmbedResponse, encoding: EncodingFormat) -> Embe
             embedding: match encoding {
                 EncodingFormat::Float => EmbeddingValue::Float(vector),
                 EncodingFormat::Base64 => EmbeddingValue::Base64(base64_f32(&vector)),
+                EncodingFormat::Ubinary => EmbeddingValue::Unsigned(sign_bits(&vector)),
+                EncodingFormat::Binary => EmbeddingValue::Signed(
+                    sign_bits(&vector)
+                        .into_iter()
+                        .map(|b| (b as i16 - 128) as i8)
+                        .collect(),
+                ),
             },
         })
         .collect();
@@ -191,6 +239,20 @@ pub fn write_response(response: EmbedResponse, encoding: EncodingFormat) -> Embe
 pub fn base64_f32(vector: &[f32]) -> String {
     let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Sign bits of `vector` (1 for values > 0), 8 per byte, the first dimension in the most
+/// significant bit; a last partial byte is padded with zeros.
+pub fn sign_bits(vector: &[f32]) -> Vec<u8> {
+    vector
+        .chunks(8)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .enumerate()
+                .fold(0u8, |byte, (i, &v)| byte | (u8::from(v > 0.0) << (7 - i)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -274,6 +336,49 @@ mod tests {
             parse(r#"{"model":7,"input":"x"}"#).unwrap_err().param,
             Some("model")
         );
+    }
+
+    #[test]
+    fn jina_fields() {
+        let parsed = parse(
+            r#"{"model":"m","input":["a"],"task":"retrieval.query","normalized":false,"late_chunking":true,"embedding_type":"ubinary"}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.request.task.as_deref(), Some("retrieval.query"));
+        assert_eq!(
+            (parsed.request.normalized, parsed.request.late_chunking),
+            (Some(false), true)
+        );
+        assert_eq!(parsed.encoding, EncodingFormat::Ubinary);
+        let status = |body: &str| parse(body).unwrap_err().status;
+        assert_eq!(
+            status(r#"{"model":"m","input":"x","embedding_type":"int4"}"#),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(r#"{"model":"m","input":"x","encoding_format":"binary"}"#),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(
+                r#"{"model":"m","input":"x","encoding_format":"base64","embedding_type":"binary"}"#
+            ),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(r#"{"model":"m","input":"x","task":3}"#),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            status(r#"{"model":"m","input":"x","late_chunking":"yes"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+
+    #[test]
+    fn sign_bits_pack_most_significant_first() {
+        let v = [0.5, -1.0, 0.0, 2.0, -0.1, 0.1, 0.3, -3.0, 1.0];
+        assert_eq!(sign_bits(&v), vec![0b1001_0110, 0b1000_0000]);
     }
 
     #[test]

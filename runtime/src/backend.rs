@@ -15,6 +15,8 @@ pub struct Capabilities {
     pub pads_batches: bool,
     /// Whether [`Backend::embed_tokens`] is implemented.
     pub token_states: bool,
+    /// Whether task id 0 (the base weights, no adapter) can run.
+    pub base_task: bool,
 }
 
 /// A padding-free ("varlen") batch: all sequences' tokens concatenated, with offsets.
@@ -30,7 +32,8 @@ pub struct Batch {
     pub position_ids: Vec<u32>,
     /// `len() + 1` offsets into the flat arrays.
     pub cu_seq_lengths: Vec<u32>,
-    /// One task (adapter) id per sequence; 0 for models without tasks.
+    /// One task id per sequence: 0 for the base weights (the only task of models without
+    /// adapters), `k + 1` for adapter `k`.
     pub task_ids: Vec<u32>,
     /// Length of the longest sequence.
     pub max_len: usize,

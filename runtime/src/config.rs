@@ -77,6 +77,10 @@ pub struct ModelConfig {
     /// Whether over-long inputs are cut (true) or rejected (false) when a request does not say.
     #[serde(default = "default_truncate")]
     pub truncate: bool,
+    /// For models with task adapters: the task of requests that name none (default
+    /// `text-matching`; `none` selects the base weights).
+    #[serde(default)]
+    pub default_task: Option<String>,
     /// Batching limits.
     #[serde(default)]
     pub batching: BatchingSettings,

@@ -26,6 +26,54 @@ pub struct ModelCard {
     pub normalize: bool,
     /// The id used to pad batches.
     pub pad_token_id: u32,
+    /// The architecture, as detected from `config.json`.
+    pub architecture: Architecture,
+    /// Task (adapter) names in adapter order; task id `k + 1` selects adapter `k`, id 0 the base
+    /// weights. Empty for models without adapters.
+    #[serde(default)]
+    pub tasks: Vec<String>,
+    /// The instruction prepended to inputs of each task (same order as `tasks`; often empty).
+    #[serde(default)]
+    pub task_instructions: Vec<String>,
+    /// The Matryoshka sizes the model was trained for; empty means any size up to `hidden_size`.
+    #[serde(default)]
+    pub matryoshka_dimensions: Vec<usize>,
+}
+
+/// Model families embedrt knows how to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Architecture {
+    /// BERT-family encoders (BERT, MiniLM, bge, e5, gte) with absolute positions.
+    Bert,
+    /// jina-embeddings-v3: XLM-RoBERTa with rotary positions and stacked LoRA task adapters.
+    JinaV3,
+}
+
+/// jina-embeddings-v3's documented context (its position tables allow 8194).
+const JINA_V3_MAX_TOKENS: usize = 8192;
+
+/// The task name that selects the base weights of a model with adapters.
+pub const BASE_TASK: &str = "none";
+
+impl ModelCard {
+    /// The task id of `name` (`"none"` is 0, the base weights), if the model has that task.
+    pub fn task_id(&self, name: &str) -> Option<u32> {
+        if name == BASE_TASK {
+            return Some(0);
+        }
+        self.tasks
+            .iter()
+            .position(|t| t == name)
+            .map(|k| k as u32 + 1)
+    }
+
+    /// The instruction prepended to inputs of task `id` ("" for none).
+    pub fn instruction(&self, id: u32) -> &str {
+        id.checked_sub(1)
+            .and_then(|k| self.task_instructions.get(k as usize))
+            .map_or("", String::as_str)
+    }
 }
 
 impl ModelCard {
@@ -41,7 +89,7 @@ impl ModelCard {
         let hidden_size = usize_field(&config, "hidden_size")?;
         let vocab_size = usize_field(&config, "vocab_size")?;
         let max_positions = usize_field(&config, "max_position_embeddings")?;
-        Ok(ModelCard {
+        let mut card = ModelCard {
             path: path.to_path_buf(),
             hidden_size,
             vocab_size,
@@ -54,7 +102,46 @@ impl ModelCard {
                 .get("pad_token_id")
                 .and_then(Value::as_u64)
                 .unwrap_or(0) as u32,
-        })
+            architecture: Architecture::Bert,
+            tasks: Vec::new(),
+            task_instructions: Vec::new(),
+            matryoshka_dimensions: Vec::new(),
+        };
+        if config.get("lora_adaptations").is_some() {
+            card.read_jina_v3(&config)?;
+        }
+        Ok(card)
+    }
+
+    /// Fills in what jina-embeddings-v3's config.json says (it has no `model_type`; its
+    /// `lora_adaptations` identify it).
+    fn read_jina_v3(&mut self, config: &Value) -> Result<()> {
+        let list = |key: &str| config.get(key).cloned().unwrap_or(Value::Array(Vec::new()));
+        self.architecture = Architecture::JinaV3;
+        self.tasks = serde_json::from_value(list("lora_adaptations"))
+            .context("config.json: `lora_adaptations` must be a list of strings")?;
+        let instructions = config.get("task_instructions").and_then(Value::as_object);
+        self.task_instructions = self
+            .tasks
+            .iter()
+            .map(|task| {
+                let instruction = instructions
+                    .and_then(|i| i.get(task))
+                    .and_then(Value::as_str);
+                instruction.unwrap_or("").to_string()
+            })
+            .collect();
+        self.matryoshka_dimensions = serde_json::from_value(list("matryoshka_dimensions"))
+            .context("config.json: `matryoshka_dimensions` must be a list of integers")?;
+        self.pooling = match config.get("emb_pooler").and_then(Value::as_str) {
+            None => Pooling::Mean,
+            Some("cls") => Pooling::Cls,
+            Some(other) => bail!("config.json: unsupported `emb_pooler` {other:?}"),
+        };
+        // The official `encode` normalizes by default.
+        self.normalize = true;
+        self.max_tokens = self.max_tokens.min(JINA_V3_MAX_TOKENS);
+        Ok(())
     }
 }
 
@@ -169,6 +256,31 @@ mod tests {
         assert_eq!(card.pooling, Pooling::Cls);
         assert!(card.normalize);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn detects_jina_v3_by_its_adapters() {
+        let card = ModelCard::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/jina-v3-tiny"),
+        )
+        .unwrap();
+        assert_eq!(card.architecture, Architecture::JinaV3);
+        assert_eq!(card.tasks.len(), 5);
+        assert_eq!(card.task_id("none"), Some(0));
+        assert_eq!(card.task_id("retrieval.query"), Some(1));
+        assert_eq!(card.task_id("text-matching"), Some(5));
+        assert_eq!(card.task_id("summarization"), None);
+        assert_eq!(
+            card.instruction(2),
+            "Represent the document for retrieval: "
+        );
+        assert_eq!(card.instruction(0), "");
+        assert_eq!(card.matryoshka_dimensions, vec![8, 16, 32]);
+        assert_eq!(
+            (card.max_tokens, card.pad_token_id, card.pooling),
+            (8192, 1, Pooling::Mean)
+        );
+        assert!(card.normalize);
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct PaddedBatch {
     pub attention_mask: Vec<i64>,
     /// Token type ids, 0 for padding.
     pub token_type_ids: Vec<i64>,
+    /// The task id of each row (see [`Batch::task_ids`]).
+    pub task_ids: Vec<u32>,
     /// Number of sequences.
     pub rows: usize,
     /// Length of the longest sequence.
@@ -28,6 +30,7 @@ impl PaddedBatch {
             input_ids: vec![pad_id as i64; rows * cols],
             attention_mask: vec![0; rows * cols],
             token_type_ids: vec![0; rows * cols],
+            task_ids: batch.task_ids.clone(),
             rows,
             cols,
         };
@@ -84,6 +87,7 @@ impl EncoderSpec {
                 mixed_tasks: false,
                 pads_batches: true,
                 token_states: true,
+                base_task: true,
             },
             pooling: card.pooling,
             pad_token_id: card.pad_token_id,

@@ -21,6 +21,29 @@ pub struct EmbedRequest {
     pub dimensions: Option<usize>,
     /// Cut over-long inputs (true) or reject them (false); the model's default when `None`.
     pub truncate: Option<bool>,
+    /// The task (adapter) to run, e.g. `retrieval.query`, or `none` for the base weights; the
+    /// model's default when `None`. Only for models with adapters.
+    pub task: Option<String>,
+    /// L2-normalize the vectors; the model's own default when `None`.
+    pub normalized: Option<bool>,
+    /// Treat the inputs as consecutive chunks of one document, encoded in one pass, and return
+    /// one vector per chunk.
+    pub late_chunking: bool,
+}
+
+impl EmbedRequest {
+    /// A request for `inputs` with every option at its default.
+    pub fn new(model: impl Into<String>, inputs: Vec<Input>) -> Self {
+        Self {
+            model: model.into(),
+            inputs,
+            dimensions: None,
+            truncate: None,
+            task: None,
+            normalized: None,
+            late_chunking: false,
+        }
+    }
 }
 
 /// The answer to an [`EmbedRequest`].

@@ -34,11 +34,33 @@ pub struct BatchingConfig {
 pub struct Sequence {
     /// Token ids, special tokens included.
     pub ids: Vec<u32>,
-    /// Task (adapter) id; 0 for models without tasks.
+    /// Task id: 0 for the base weights, `k + 1` for adapter `k`.
     pub task: u32,
+    /// What the engine should return for it.
+    pub output: Output,
 }
 
-/// The pooled embedding of one sequence, or why there is none.
+impl Sequence {
+    /// A sequence whose pooled embedding is wanted.
+    pub fn pooled(ids: Vec<u32>, task: u32) -> Self {
+        Self {
+            ids,
+            task,
+            output: Output::Pooled,
+        }
+    }
+}
+
+/// What a sequence asks of the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// One pooled vector.
+    Pooled,
+    /// The last-layer state of every token (`ids.len() * hidden` values), for late chunking.
+    TokenStates,
+}
+
+/// The engine's answer for one sequence (see [`Output`]), or why there is none.
 pub type SequenceResult = Result<Vec<f32>, BackendError>;
 
 /// Why the scheduler refused work.
@@ -363,6 +385,7 @@ mod tests {
             mixed_tasks: true,
             pads_batches: true,
             token_states: false,
+            base_task: true,
         };
         let config = BatchingConfig {
             max_batch_tokens: 1024,
@@ -384,7 +407,7 @@ mod tests {
     fn seq(len: usize, first: u32) -> Sequence {
         let mut ids = vec![1; len];
         ids[0] = first;
-        Sequence { ids, task: 0 }
+        Sequence::pooled(ids, 0)
     }
 
     async fn collect(receivers: Vec<oneshot::Receiver<SequenceResult>>) -> Vec<SequenceResult> {

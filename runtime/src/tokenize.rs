@@ -16,6 +16,17 @@ pub enum TokenizeError {
         /// The model's limit.
         max: usize,
     },
+    /// A late-chunking document is longer than the model's limit (it must fit in one pass).
+    #[error(
+        "the document has {tokens} tokens, more than the model's limit of {max}; late chunking encodes the whole \
+         document in one pass, so send fewer or shorter chunks"
+    )]
+    DocumentTooLong {
+        /// Tokens in the document, special tokens and instruction included.
+        tokens: usize,
+        /// The model's limit.
+        max: usize,
+    },
     /// A token id is outside the model's vocabulary.
     #[error("token id {id} is outside the model's vocabulary of {vocab_size}")]
     UnknownTokenId {
@@ -39,6 +50,17 @@ pub struct TextTokenizer {
     max_tokens: usize,
     vocab_size: usize,
     special_tokens: usize,
+    /// The special tokens the template puts before and after a single sequence.
+    frame: (Vec<u32>, Vec<u32>),
+}
+
+/// A document for late chunking: one token sequence and where each chunk lies in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkedDocument {
+    /// `<s> [instruction] chunk1 chunk2 ... </s>` as token ids.
+    pub ids: Vec<u32>,
+    /// The token range of each chunk in `ids`.
+    pub spans: Vec<std::ops::Range<usize>>,
 }
 
 impl TextTokenizer {
@@ -55,12 +77,59 @@ impl TextTokenizer {
         let special_tokens = inner
             .get_post_processor()
             .map_or(0, |p| p.added_tokens(false));
+        let framed = inner
+            .encode("x", true)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let mask = framed.get_special_tokens_mask();
+        let head = mask.iter().take_while(|&&m| m == 1).count();
+        let tail = mask.iter().rev().take_while(|&&m| m == 1).count();
+        let ids = framed.get_ids();
+        let frame = (ids[..head].to_vec(), ids[ids.len() - tail..].to_vec());
         Ok(Self {
             inner,
             max_tokens,
             vocab_size,
             special_tokens,
+            frame,
         })
+    }
+
+    /// Builds one late-chunking document: each chunk tokenized without special tokens, after
+    /// `instruction`, inside the model's special tokens. Fails when the whole document does not fit
+    /// (late chunking needs it in one pass) or a chunk has no token.
+    pub fn encode_document(
+        &self,
+        instruction: &str,
+        chunks: &[&str],
+    ) -> Result<ChunkedDocument, TokenizeError> {
+        let plain = |text: &str| -> Result<Vec<u32>, TokenizeError> {
+            let encoding = self
+                .inner
+                .encode(text, false)
+                .map_err(|e| TokenizeError::Failed(e.to_string()))?;
+            Ok(encoding.get_ids().to_vec())
+        };
+        let mut ids = self.frame.0.clone();
+        if !instruction.is_empty() {
+            ids.extend(plain(instruction)?);
+        }
+        let mut spans = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let start = ids.len();
+            ids.extend(plain(chunk)?);
+            if ids.len() == start {
+                return Err(TokenizeError::Empty);
+            }
+            spans.push(start..ids.len());
+        }
+        ids.extend_from_slice(&self.frame.1);
+        if ids.len() > self.max_tokens {
+            return Err(TokenizeError::DocumentTooLong {
+                tokens: ids.len(),
+                max: self.max_tokens,
+            });
+        }
+        Ok(ChunkedDocument { ids, spans })
     }
 
     /// Token ids of `text` with the model's special tokens; cut to the limit when `truncate` is set.

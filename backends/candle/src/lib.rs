@@ -1,4 +1,5 @@
-//! The candle engine: candle-transformers' BERT on the CPU in f32, pooled here.
+//! The candle engine, on the CPU in f32: candle-transformers' BERT for BERT-family models, and
+//! [`jina`] for jina-embeddings-v3 (whose adapters it applies per row, so batches may mix tasks).
 //!
 //! The engine owns a rayon pool of `threads` threads and runs every forward pass inside it, so its
 //! parallelism is sized by the config rather than by whatever else runs in the process.
@@ -6,6 +7,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use embedrt_runtime::model::Architecture;
 use embedrt_runtime::padded::{EncoderSpec, PaddedBatch, PaddedEncoder};
 use embedrt_runtime::plugin::EngineConfig;
 use embedrt_runtime::BackendError;
@@ -19,9 +21,19 @@ pub struct CandleOptions {
     pub threads: Option<usize>,
 }
 
-/// A BERT-family model running on candle.
+pub mod jina;
+
+use jina::{JinaConfig, JinaModel};
+
+/// The networks this engine runs.
+enum Model {
+    Bert(Box<BertModel>),
+    JinaV3(Box<JinaModel>),
+}
+
+/// A model running on candle.
 pub struct CandleBackend {
-    model: BertModel,
+    model: Model,
     device: Device,
     threads: rayon::ThreadPool,
     spec: EncoderSpec,
@@ -36,22 +48,33 @@ fn inference_error(e: candle_core::Error) -> BackendError {
 }
 
 impl CandleBackend {
-    /// Loads `model.safetensors` of the model in `config`.
+    /// Loads `model.safetensors` (f32 or bf16; computed in f32) of the model in `config`.
     pub fn load(config: &EngineConfig) -> Result<Self, BackendError> {
         let options: CandleOptions = config.options()?;
         let card = &config.card;
         let config_path = card.path.join("config.json");
         let text = std::fs::read_to_string(&config_path)
             .map_err(|e| load_error(format!("{}: {e}", config_path.display())))?;
-        let bert_config: BertConfig = serde_json::from_str(&text)
-            .map_err(|e| load_error(format!("{}: {e}", config_path.display())))?;
+        let bad_config =
+            |e: serde_json::Error| load_error(format!("{}: {e}", config_path.display()));
         let weights = card.path.join("model.safetensors");
         let device = Device::Cpu;
         // SAFETY: the file is mapped read-only and not modified while the model lives.
         let vars = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
             .map_err(|e| load_error(format!("{}: {e}", weights.display())))?;
-        let model = BertModel::load(vars, &bert_config)
-            .map_err(|e| load_error(format!("{}: {e}", weights.display())))?;
+        let bad_weights = |e: candle_core::Error| load_error(format!("{}: {e}", weights.display()));
+        let mut spec = EncoderSpec::from_card(card);
+        let model = match card.architecture {
+            Architecture::Bert => {
+                let bert: BertConfig = serde_json::from_str(&text).map_err(bad_config)?;
+                Model::Bert(Box::new(BertModel::load(vars, &bert).map_err(bad_weights)?))
+            }
+            Architecture::JinaV3 => {
+                let jina: JinaConfig = serde_json::from_str(&text).map_err(bad_config)?;
+                spec.capabilities.mixed_tasks = true;
+                Model::JinaV3(Box::new(JinaModel::load(vars, &jina).map_err(bad_weights)?))
+            }
+        };
         let threads = rayon::ThreadPoolBuilder::new()
             .num_threads(
                 options
@@ -65,7 +88,7 @@ impl CandleBackend {
             model,
             device,
             threads,
-            spec: EncoderSpec::from_card(card),
+            spec,
         })
     }
 }
@@ -77,20 +100,17 @@ impl PaddedEncoder for CandleBackend {
 
     fn encode_padded(&mut self, padded: &PaddedBatch) -> Result<Vec<f32>, BackendError> {
         let shape = (padded.rows, padded.cols);
-        let tensor = |values: &Vec<i64>| {
-            Tensor::from_slice(values, shape, &self.device).map_err(inference_error)
-        };
-        let (ids, types, mask) = (
-            tensor(&padded.input_ids)?,
-            tensor(&padded.token_type_ids)?,
-            tensor(&padded.attention_mask)?,
-        );
+        let tensor = |values: &Vec<i64>| Tensor::from_slice(values, shape, &self.device);
         self.threads
             .install(|| {
-                self.model
-                    .forward(&ids, &types, Some(&mask))?
-                    .flatten_all()?
-                    .to_vec1::<f32>()
+                let (ids, mask) = (tensor(&padded.input_ids)?, tensor(&padded.attention_mask)?);
+                let states = match &self.model {
+                    Model::Bert(bert) => {
+                        bert.forward(&ids, &tensor(&padded.token_type_ids)?, Some(&mask))?
+                    }
+                    Model::JinaV3(jina) => jina.forward(&ids, &mask, &padded.task_ids)?,
+                };
+                states.flatten_all()?.to_vec1::<f32>()
             })
             .map_err(inference_error)
     }

@@ -3,7 +3,12 @@
 //!
 //! The graph's inputs are bound by name from the session's metadata (`input_ids`,
 //! `attention_mask`, and `token_type_ids` when the graph has it); its token-level output
-//! (`last_hidden_state`, else the first output) is pooled here, outside the graph.
+//! (`last_hidden_state`, else `text_embeds`, else the first output) is pooled here, outside the
+//! graph.
+//!
+//! A graph with a scalar `task_id` input (jina-embeddings-v3's official export) selects one task
+//! adapter per run: such a model declares that it cannot mix tasks in a batch (the scheduler then
+//! batches each task apart) and cannot run the base weights (task 0).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -68,6 +73,7 @@ pub struct OnnxBackend {
     session: Session,
     spec: EncoderSpec,
     has_token_types: bool,
+    has_task_id: bool,
     output: String,
 }
 
@@ -115,21 +121,42 @@ impl OnnxBackend {
             }
         }
         let has_token_types = input_names.contains(&"token_type_ids");
-        let output = session
-            .outputs()
-            .iter()
-            .map(|o| o.name().to_string())
-            .find(|name| name == "last_hidden_state")
-            .or_else(|| session.outputs().first().map(|o| o.name().to_string()))
+        let has_task_id = input_names.contains(&"task_id");
+        let output_names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+        let output = ["last_hidden_state", "text_embeds"]
+            .into_iter()
+            .find(|name| output_names.contains(name))
+            .or(output_names.first().copied())
+            .map(str::to_string)
             .ok_or_else(|| BackendError::Load(format!("{} has no output", file.display())))?;
         tracing::info!(file = %file.display(), threads, output = %output, "ONNX Runtime session ready");
+        let mut spec = EncoderSpec::from_card(card);
+        spec.capabilities.base_task = !has_task_id;
         Ok(Self {
             session,
-            spec: EncoderSpec::from_card(card),
+            spec,
             has_token_types,
+            has_task_id,
             output,
         })
     }
+}
+
+/// The adapter index (task id - 1) shared by every row; graphs with a scalar `task_id` run one
+/// adapter per call and have no base-weights mode.
+fn single_adapter(task_ids: &[u32]) -> Result<i64, BackendError> {
+    let first = task_ids.first().copied().unwrap_or(0);
+    if task_ids.iter().any(|&t| t != first) {
+        return Err(BackendError::InvalidInput(
+            "this ONNX graph runs one task per batch".into(),
+        ));
+    }
+    if first == 0 {
+        return Err(BackendError::InvalidInput(
+            "this ONNX graph has no base-weights mode: task `none` is not available".into(),
+        ));
+    }
+    Ok(first as i64 - 1)
 }
 
 /// The ONNX file to open: `file` when given, else `model.onnx`, else `onnx/model.onnx`.
@@ -164,6 +191,11 @@ impl PaddedEncoder for OnnxBackend {
                 "token_type_ids".into(),
                 tensor(&padded.token_type_ids)?.into(),
             ));
+        }
+        if self.has_task_id {
+            let adapter = single_adapter(&padded.task_ids)?;
+            let task_id = Tensor::from_array(((), vec![adapter])).map_err(inference_error)?;
+            inputs.push(("task_id".into(), task_id.into()));
         }
         let outputs = self.session.run(inputs).map_err(inference_error)?;
         let (out_shape, values) = outputs[self.output.as_str()]

@@ -80,7 +80,8 @@ pub struct BatchView {
     pub position_ids: *const u32,
     /// `num_seqs + 1` offsets into the flat arrays.
     pub cu_seq_lengths: *const u32,
-    /// One task (adapter) id per sequence; 0 for models without tasks.
+    /// One task id per sequence: 0 for the base weights (the only task of models without
+    /// adapters), `k + 1` for adapter `k`.
     pub task_ids: *const u32,
     /// Length of the longest sequence.
     pub max_len: u32,
@@ -109,6 +110,8 @@ pub struct Capabilities {
     pub pads_batches: u8,
     /// Non-zero when [`PluginApi::model_embed_tokens`] is implemented.
     pub token_states: u8,
+    /// Non-zero when task id 0 (the base weights, no adapter) can run.
+    pub base_task: u8,
 }
 
 /// The plugin's function table. Every function pointer is always set.

@@ -33,6 +33,7 @@ impl Echo {
                 mixed_tasks: true,
                 pads_batches: false,
                 token_states: false,
+                base_task: true,
             },
             options: config.options()?,
         })

@@ -203,6 +203,7 @@ unsafe extern "C" fn model_capabilities(
             mixed_tasks: caps.mixed_tasks.into(),
             pads_batches: caps.pads_batches.into(),
             token_states: caps.token_states.into(),
+            base_task: caps.base_task.into(),
         };
         Ok(())
     })

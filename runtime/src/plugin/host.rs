@@ -289,6 +289,7 @@ impl From<AbiCapabilities> for Capabilities {
             mixed_tasks: caps.mixed_tasks != 0,
             pads_batches: caps.pads_batches != 0,
             token_states: caps.token_states != 0,
+            base_task: caps.base_task != 0,
         }
     }
 }

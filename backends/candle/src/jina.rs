@@ -1,0 +1,324 @@
+//! jina-embeddings-v3 on candle: XLM-RoBERTa with rotary positions, post-LayerNorm blocks,
+//! erf-GELU, and five stacked LoRA task adapters on the word and token-type embeddings and on
+//! every linear layer.
+//!
+//! Adapters are applied in low-rank form per row, `y = x Wᵀ + b + s · (x Aₖᵀ) Bₖᵀ`, with each row's
+//! own adapter `k`, so one batch may mix tasks and no merged weight (let alone a merged
+//! 250k × 1024 embedding delta) is ever materialised. Task id 0 runs the base weights.
+
+use candle_core::{DType, Device, IndexOp, Result, Tensor};
+use candle_nn::{LayerNorm, VarBuilder};
+use serde::Deserialize;
+
+/// The parts of jina-embeddings-v3's config.json the forward pass needs.
+#[derive(Clone, Debug, Deserialize)]
+pub struct JinaConfig {
+    vocab_size: usize,
+    hidden_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    intermediate_size: usize,
+    #[serde(default = "default_eps")]
+    layer_norm_eps: f64,
+    #[serde(default = "default_rotary_base")]
+    rotary_emb_base: f32,
+    #[serde(default = "default_type_vocab")]
+    type_vocab_size: usize,
+    lora_adaptations: Vec<String>,
+    #[serde(default = "default_rank")]
+    lora_rank: usize,
+    #[serde(default = "default_alpha")]
+    lora_alpha: f64,
+}
+
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_rotary_base() -> f32 {
+    10_000.0
+}
+fn default_type_vocab() -> usize {
+    1
+}
+fn default_rank() -> usize {
+    4
+}
+fn default_alpha() -> f64 {
+    1.0
+}
+
+/// Key padding gets this additive score, as in the reference (not -inf).
+const MASKED_SCORE: f64 = -10_000.0;
+/// Queries are processed in blocks of this many positions, so attention memory grows with
+/// `block × length`, not `length²`.
+const QUERY_BLOCK: usize = 512;
+
+/// Which adapter each row of a batch uses.
+struct Adapters {
+    /// Adapter index per row (0 for base rows, whose scale is 0).
+    index: Tensor,
+    /// The same, on the host.
+    indices: Vec<u32>,
+    /// `[rows, 1, 1]`: the LoRA scale for rows with an adapter, 0 for base rows.
+    scale: Tensor,
+    /// Whether any row uses an adapter.
+    any: bool,
+}
+
+impl Adapters {
+    fn new(task_ids: &[u32], scale: f64, device: &Device) -> Result<Self> {
+        let index: Vec<u32> = task_ids.iter().map(|&t| t.saturating_sub(1)).collect();
+        let scales: Vec<f32> = task_ids
+            .iter()
+            .map(|&t| if t == 0 { 0.0 } else { scale as f32 })
+            .collect();
+        Ok(Self {
+            index: Tensor::new(index.as_slice(), device)?,
+            indices: index,
+            scale: Tensor::from_vec(scales, (task_ids.len(), 1, 1), device)?,
+            any: task_ids.iter().any(|&t| t > 0),
+        })
+    }
+}
+
+/// The stacked adapters of one weight: `A: [tasks, a_rows, a_cols]`, `B: [tasks, b_rows, b_cols]`.
+struct Lora {
+    a: Tensor,
+    b: Tensor,
+}
+
+impl Lora {
+    fn load(vb: &VarBuilder, tasks: usize, a: (usize, usize), b: (usize, usize)) -> Result<Self> {
+        let vb = vb.pp("parametrizations.weight.0");
+        Ok(Self {
+            a: vb.get((tasks, a.0, a.1), "lora_A")?,
+            b: vb.get((tasks, b.0, b.1), "lora_B")?,
+        })
+    }
+}
+
+/// A linear layer `[out, in]` with per-row LoRA: `A: [tasks, rank, in]`, `B: [tasks, out, rank]`.
+struct LoraLinear {
+    weight: Tensor,
+    bias: Tensor,
+    lora: Lora,
+}
+
+impl LoraLinear {
+    fn load(vb: VarBuilder, inputs: usize, outputs: usize, config: &JinaConfig) -> Result<Self> {
+        let (tasks, rank) = (config.lora_adaptations.len(), config.lora_rank);
+        Ok(Self {
+            weight: vb.get((outputs, inputs), "parametrizations.weight.original")?,
+            bias: vb.get(outputs, "bias")?,
+            lora: Lora::load(&vb, tasks, (rank, inputs), (outputs, rank))?,
+        })
+    }
+
+    /// `x: [rows, len, in]` to `[rows, len, out]`.
+    fn forward(&self, x: &Tensor, adapters: &Adapters) -> Result<Tensor> {
+        let base = x
+            .broadcast_matmul(&self.weight.t()?)?
+            .broadcast_add(&self.bias)?;
+        if !adapters.any {
+            return Ok(base);
+        }
+        let a = self.lora.a.index_select(&adapters.index, 0)?; // [rows, rank, in]
+        let b = self.lora.b.index_select(&adapters.index, 0)?; // [rows, out, rank]
+        let delta = x.matmul(&a.transpose(1, 2)?)?.matmul(&b.transpose(1, 2)?)?;
+        base + delta.broadcast_mul(&adapters.scale)?
+    }
+}
+
+/// Word and token-type embeddings with their adapters (`A: [tasks, rows, rank]`,
+/// `B: [tasks, rank, hidden]`: for embeddings the product is `A @ B`).
+struct Embeddings {
+    words: Tensor,
+    words_lora: Lora,
+    token_type: Tensor,
+    token_type_lora: Lora,
+    norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn load(vb: VarBuilder, config: &JinaConfig) -> Result<Self> {
+        let (tasks, rank, hidden) = (
+            config.lora_adaptations.len(),
+            config.lora_rank,
+            config.hidden_size,
+        );
+        let words = vb.pp("embeddings.word_embeddings");
+        let types = vb.pp("embeddings.token_type_embeddings");
+        let types_n = config.type_vocab_size;
+        Ok(Self {
+            words: words.get(
+                (config.vocab_size, hidden),
+                "parametrizations.weight.original",
+            )?,
+            words_lora: Lora::load(&words, tasks, (config.vocab_size, rank), (rank, hidden))?,
+            token_type: types.get((types_n, hidden), "parametrizations.weight.original")?,
+            token_type_lora: Lora::load(&types, tasks, (types_n, rank), (rank, hidden))?,
+            norm: candle_nn::layer_norm(hidden, config.layer_norm_eps, vb.pp("emb_ln"))?,
+        })
+    }
+
+    /// `ids: [rows, len]` (u32) to normalized embeddings `[rows, len, hidden]`; token types are 0.
+    fn forward(&self, ids: &Tensor, adapters: &Adapters) -> Result<Tensor> {
+        let (rows, len) = ids.dims2()?;
+        let hidden = self.words.dim(1)?;
+        let flat = ids.flatten_all()?;
+        let mut x = self
+            .words
+            .index_select(&flat, 0)?
+            .reshape((rows, len, hidden))?;
+        let mut token_type = self.token_type.i(0..1)?.unsqueeze(0)?; // [1, 1, hidden]
+        if adapters.any {
+            // Gather the rows of A for each token's id in its row's adapter; never build A @ B whole.
+            let (tasks, vocab, rank) = self.words_lora.a.dims3()?;
+            let offsets: Vec<u32> = adapters.indices.iter().map(|&k| k * vocab as u32).collect();
+            let offsets = Tensor::from_vec(offsets, (rows, 1), ids.device())?;
+            let rows_index = ids.broadcast_add(&offsets)?.flatten_all()?;
+            let a = self
+                .words_lora
+                .a
+                .reshape((tasks * vocab, rank))?
+                .index_select(&rows_index, 0)?;
+            let b = self.words_lora.b.index_select(&adapters.index, 0)?; // [rows, rank, hidden]
+            let delta = a.reshape((rows, len, rank))?.matmul(&b)?;
+            x = (x + delta.broadcast_mul(&adapters.scale)?)?;
+            let a = self
+                .token_type_lora
+                .a
+                .index_select(&adapters.index, 0)?
+                .narrow(1, 0, 1)?;
+            let b = self.token_type_lora.b.index_select(&adapters.index, 0)?;
+            token_type =
+                token_type.broadcast_add(&a.matmul(&b)?.broadcast_mul(&adapters.scale)?)?;
+        }
+        x.broadcast_add(&token_type)?.apply(&self.norm)
+    }
+}
+
+/// One post-LN transformer block.
+struct Block {
+    qkv: LoraLinear,
+    out: LoraLinear,
+    norm1: LayerNorm,
+    fc1: LoraLinear,
+    fc2: LoraLinear,
+    norm2: LayerNorm,
+    heads: usize,
+}
+
+impl Block {
+    fn load(vb: VarBuilder, config: &JinaConfig) -> Result<Self> {
+        let (hidden, inner, eps) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.layer_norm_eps,
+        );
+        Ok(Self {
+            qkv: LoraLinear::load(vb.pp("mixer.Wqkv"), hidden, 3 * hidden, config)?,
+            out: LoraLinear::load(vb.pp("mixer.out_proj"), hidden, hidden, config)?,
+            norm1: candle_nn::layer_norm(hidden, eps, vb.pp("norm1"))?,
+            fc1: LoraLinear::load(vb.pp("mlp.fc1"), hidden, inner, config)?,
+            fc2: LoraLinear::load(vb.pp("mlp.fc2"), inner, hidden, config)?,
+            norm2: candle_nn::layer_norm(hidden, eps, vb.pp("norm2"))?,
+            heads: config.num_attention_heads,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        rope: &(Tensor, Tensor),
+        adapters: &Adapters,
+    ) -> Result<Tensor> {
+        let (rows, len, hidden) = x.dims3()?;
+        let head_dim = hidden / self.heads;
+        // Columns [0, H) are Q, [H, 2H) K, [2H, 3H) V, each head-major.
+        let qkv = self
+            .qkv
+            .forward(x, adapters)?
+            .reshape((rows, len, 3, self.heads, head_dim))?;
+        let part = |i: usize| qkv.i((.., .., i))?.transpose(1, 2)?.contiguous(); // [rows, heads, len, d]
+        let q = candle_nn::rotary_emb::rope(&part(0)?, &rope.0, &rope.1)?;
+        let k = (candle_nn::rotary_emb::rope(&part(1)?, &rope.0, &rope.1)?
+            * (1.0 / (head_dim as f64).sqrt()))?;
+        let v = part(2)?;
+        let k_t = k.t()?.contiguous()?;
+        let mut context = Vec::with_capacity(len.div_ceil(QUERY_BLOCK));
+        for start in (0..len).step_by(QUERY_BLOCK) {
+            let q_block = q.narrow(2, start, QUERY_BLOCK.min(len - start))?;
+            let scores = q_block.matmul(&k_t)?.broadcast_add(mask)?;
+            context.push(candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?);
+        }
+        let context = Tensor::cat(&context, 2)?
+            .transpose(1, 2)?
+            .reshape((rows, len, hidden))?;
+        let x = (self.out.forward(&context, adapters)? + x)?.apply(&self.norm1)?;
+        let inner = self.fc1.forward(&x, adapters)?.gelu_erf()?;
+        (self.fc2.forward(&inner, adapters)? + x)?.apply(&self.norm2)
+    }
+}
+
+/// The jina-embeddings-v3 encoder.
+pub struct JinaModel {
+    embeddings: Embeddings,
+    blocks: Vec<Block>,
+    inverse_frequencies: Vec<f32>,
+    lora_scale: f64,
+    device: Device,
+}
+
+impl JinaModel {
+    /// Loads the weights under `roberta.` from `vb`.
+    pub fn load(vb: VarBuilder, config: &JinaConfig) -> Result<Self> {
+        let vb = vb.pp("roberta");
+        let blocks = (0..config.num_hidden_layers)
+            .map(|l| Block::load(vb.pp(format!("encoder.layers.{l}")), config))
+            .collect::<Result<Vec<_>>>()?;
+        let head_dim = config.hidden_size / config.num_attention_heads;
+        let inverse_frequencies = (0..head_dim / 2)
+            .map(|i| {
+                1.0 / config
+                    .rotary_emb_base
+                    .powf(2.0 * i as f32 / head_dim as f32)
+            })
+            .collect();
+        Ok(Self {
+            embeddings: Embeddings::load(vb.clone(), config)?,
+            blocks,
+            inverse_frequencies,
+            lora_scale: config.lora_alpha / config.lora_rank as f64,
+            device: vb.device().clone(),
+        })
+    }
+
+    /// Rotary tables `[len, head_dim / 2]`: positions restart at 0 in every row.
+    fn rope_tables(&self, len: usize) -> Result<(Tensor, Tensor)> {
+        let half = self.inverse_frequencies.len();
+        let angles: Vec<f32> = (0..len)
+            .flat_map(|t| self.inverse_frequencies.iter().map(move |f| t as f32 * f))
+            .collect();
+        let angles = Tensor::from_vec(angles, (len, half), &self.device)?;
+        Ok((angles.cos()?, angles.sin()?))
+    }
+
+    /// `ids`, `mask`: `[rows, len]` (right-padded); `task_ids`: one per row (0 = base weights).
+    /// Returns the last hidden states `[rows, len, hidden]`.
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor, task_ids: &[u32]) -> Result<Tensor> {
+        let (rows, len) = ids.dims2()?;
+        let adapters = Adapters::new(task_ids, self.lora_scale, &self.device)?;
+        let mut x = self
+            .embeddings
+            .forward(&ids.to_dtype(DType::U32)?, &adapters)?;
+        let keep = mask.to_dtype(DType::F32)?.reshape((rows, 1, 1, len))?;
+        let additive = ((keep - 1.0)? * -MASKED_SCORE)?; // 0 for tokens, -10000 for padding
+        let rope = self.rope_tables(len)?;
+        for block in &self.blocks {
+            x = block.forward(&x, &additive, &rope, &adapters)?;
+        }
+        Ok(x)
+    }
+}

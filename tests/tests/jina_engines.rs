@@ -1,0 +1,278 @@
+//! jina-embeddings-v3 on both engines, directly, against the official code's outputs for the tiny
+//! checkpoint in `../shared/fixtures/jina-v3-tiny`: token ids, every task × Matryoshka size ×
+//! normalization, a mixed-task batch in one forward pass, the bf16 copy, and token states.
+
+mod common;
+
+use common::fixtures_dir;
+use embedrt_runtime::plugin::EngineConfig;
+use embedrt_runtime::postprocess::finish;
+use embedrt_runtime::tokenize::TextTokenizer;
+use embedrt_runtime::{Backend, BackendError, Batch, ModelCard};
+use serde::Deserialize;
+use serde_json::Value;
+
+const TOLERANCE: f32 = 1e-4;
+
+#[derive(Deserialize)]
+struct Expected {
+    texts: Vec<String>,
+    cases: Vec<Case>,
+    #[serde(default)]
+    token_ids: std::collections::HashMap<String, Vec<Vec<u32>>>,
+    mixed_batch: Option<MixedBatch>,
+    #[serde(default)]
+    token_states: Vec<TokenStates>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    task: Option<String>,
+    dimensions: usize,
+    normalized: Option<bool>,
+    embeddings: Vec<Vec<f32>>,
+}
+
+#[derive(Deserialize)]
+struct MixedBatch {
+    rows: Vec<MixedRow>,
+    embeddings: Vec<Vec<f32>>,
+}
+
+#[derive(Deserialize)]
+struct MixedRow {
+    text: String,
+    task: String,
+}
+
+#[derive(Deserialize)]
+struct TokenStates {
+    task: String,
+    input_ids: Vec<u32>,
+    last_hidden_state: Vec<Vec<f32>>,
+}
+
+fn fixture(sub: &str) -> (ModelCard, Expected) {
+    let dir = fixtures_dir().join("jina-v3-tiny").join(sub);
+    let card = ModelCard::load(&dir).unwrap();
+    let expected =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    (card, expected)
+}
+
+fn tokenizer(card: &ModelCard) -> TextTokenizer {
+    TextTokenizer::load(&card.path, card.max_tokens, card.vocab_size).unwrap()
+}
+
+fn task_id(card: &ModelCard, task: Option<&str>) -> u32 {
+    card.task_id(task.unwrap_or("none")).unwrap()
+}
+
+/// Token ids of `text` for `task`: the task's instruction, then the text.
+fn ids(card: &ModelCard, tokenizer: &TextTokenizer, task: u32, text: &str) -> Vec<u32> {
+    tokenizer
+        .encode(&format!("{}{text}", card.instruction(task)), true)
+        .unwrap()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn candle(card: &ModelCard) -> Box<dyn Backend> {
+    let config = EngineConfig {
+        card: card.clone(),
+        options: Value::Null,
+    };
+    Box::new(embedrt_candle::CandleBackend::load(&config).unwrap())
+}
+
+fn onnx(card: &ModelCard) -> Box<dyn Backend> {
+    let config = EngineConfig {
+        card: card.clone(),
+        options: Value::Null,
+    };
+    Box::new(embedrt_onnx::OnnxBackend::load(&config).unwrap())
+}
+
+/// Runs every case whose task the engine can run; returns how many cases ran.
+fn check_cases(card: &ModelCard, expected: &Expected, backend: &mut dyn Backend) -> usize {
+    let tokenizer = tokenizer(card);
+    let mut ran = 0;
+    for case in &expected.cases {
+        let task = task_id(card, case.task.as_deref());
+        if task == 0 && !backend.capabilities().base_task {
+            continue;
+        }
+        let sequences: Vec<Vec<u32>> = expected
+            .texts
+            .iter()
+            .map(|t| ids(card, &tokenizer, task, t))
+            .collect();
+        let batch = Batch::from_sequences(sequences.iter().map(|ids| (ids.as_slice(), task)));
+        let pooled = backend.embed(&batch).unwrap();
+        for (i, want) in case.embeddings.iter().enumerate() {
+            let got = finish(
+                pooled.row(i).to_vec(),
+                Some(case.dimensions),
+                case.normalized.unwrap_or(true),
+            );
+            let diff = max_abs_diff(&got, want);
+            assert!(
+                diff <= TOLERANCE,
+                "task {:?}, dimensions {}, normalized {:?}, text {i}: max abs diff {diff}",
+                case.task,
+                case.dimensions,
+                case.normalized
+            );
+        }
+        ran += 1;
+    }
+    ran
+}
+
+#[test]
+fn token_ids_match_the_official_tokenizer_for_every_task() {
+    let (card, expected) = fixture("");
+    let tokenizer = tokenizer(&card);
+    for (task, want) in &expected.token_ids {
+        let id = task_id(&card, Some(task));
+        for (text, want) in expected.texts.iter().zip(want) {
+            assert_eq!(
+                &ids(&card, &tokenizer, id, text),
+                want,
+                "task {task}, text {text:?}"
+            );
+        }
+    }
+    assert_eq!(expected.token_ids.len(), 6, "five adapters and none");
+}
+
+#[test]
+fn candle_matches_every_case() {
+    let (card, expected) = fixture("");
+    assert_eq!(check_cases(&card, &expected, candle(&card).as_mut()), 24);
+}
+
+#[test]
+fn candle_runs_a_mixed_task_batch_in_one_pass() {
+    let (card, expected) = fixture("");
+    let mixed = expected.mixed_batch.as_ref().unwrap();
+    let tokenizer = tokenizer(&card);
+    let rows: Vec<(Vec<u32>, u32)> = mixed
+        .rows
+        .iter()
+        .map(|row| {
+            let task = task_id(&card, Some(&row.task));
+            (ids(&card, &tokenizer, task, &row.text), task)
+        })
+        .collect();
+    let tasks: std::collections::HashSet<u32> = rows.iter().map(|r| r.1).collect();
+    assert!(tasks.len() >= 5, "the fixture mixes every adapter");
+    let mut backend = candle(&card);
+    assert!(backend.capabilities().mixed_tasks);
+    let batch = Batch::from_sequences(rows.iter().map(|(ids, task)| (ids.as_slice(), *task)));
+    let pooled = backend.embed(&batch).unwrap();
+    for (i, want) in mixed.embeddings.iter().enumerate() {
+        let got = finish(pooled.row(i).to_vec(), None, true);
+        assert!(
+            max_abs_diff(&got, want) <= TOLERANCE,
+            "row {i} ({})",
+            mixed.rows[i].task
+        );
+    }
+}
+
+#[test]
+fn candle_matches_the_bf16_copy() {
+    let (card, expected) = fixture("bf16");
+    assert!(check_cases(&card, &expected, candle(&card).as_mut()) > 0);
+}
+
+#[test]
+fn onnx_matches_every_adapter_and_refuses_the_base_weights() {
+    let (card, expected) = fixture("");
+    let mut backend = onnx(&card);
+    assert!(!backend.capabilities().mixed_tasks && !backend.capabilities().base_task);
+    assert_eq!(
+        check_cases(&card, &expected, backend.as_mut()),
+        20,
+        "5 adapters x 4 cases"
+    );
+    let err = backend
+        .embed(&Batch::from_sequences([(&[0, 5, 2][..], 0)]))
+        .unwrap_err();
+    assert!(
+        matches!(&err, BackendError::InvalidInput(m) if m.contains("none")),
+        "{err}"
+    );
+    let err = backend
+        .embed(&Batch::from_sequences([
+            (&[0, 5, 2][..], 1),
+            (&[0, 5, 2][..], 2),
+        ]))
+        .unwrap_err();
+    assert!(matches!(err, BackendError::InvalidInput(_)), "{err}");
+}
+
+#[test]
+fn both_engines_return_the_official_token_states() {
+    let (card, expected) = fixture("");
+    for mut backend in [candle(&card), onnx(&card)] {
+        for states in &expected.token_states {
+            let task = task_id(&card, Some(&states.task));
+            let got = backend
+                .embed_tokens(&Batch::from_sequences([(
+                    states.input_ids.as_slice(),
+                    task,
+                )]))
+                .unwrap();
+            assert_eq!(got.rows(), states.input_ids.len());
+            for (t, want) in states.last_hidden_state.iter().enumerate() {
+                assert!(
+                    max_abs_diff(got.row(t), want) <= TOLERANCE,
+                    "task {}, token {t}",
+                    states.task
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_checkpoint_with_a_missing_tensor_names_it() {
+    let dir = common::TempDir::new("broken-jina");
+    let source = fixtures_dir().join("jina-v3-tiny");
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
+        std::fs::copy(source.join(file), dir.0.join(file)).unwrap();
+    }
+    // Rewrite the checkpoint with one LoRA tensor under another name (its bytes stay in place).
+    let bytes = std::fs::read(source.join("model.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, Value> =
+        serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let dropped = "roberta.encoder.layers.1.mlp.fc2.parametrizations.weight.0.lora_B";
+    let info = header.remove(dropped).unwrap();
+    header.insert("unrelated.tensor".into(), info);
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut rewritten = (header.len() as u64).to_le_bytes().to_vec();
+    rewritten.extend(header);
+    rewritten.extend(&bytes[8 + header_len..]);
+    std::fs::write(dir.0.join("model.safetensors"), rewritten).unwrap();
+    let card = ModelCard::load(&dir.0).unwrap();
+    let config = EngineConfig {
+        card,
+        options: Value::Null,
+    };
+    let err = embedrt_candle::CandleBackend::load(&config).err().unwrap();
+    assert!(err.to_string().contains(dropped), "{err}");
+}
