@@ -59,6 +59,17 @@ impl ApiError {
         }
     }
 
+    /// A 500 for a failure inside the server.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+            kind: "server_error",
+            param: None,
+            code: "internal_error",
+        }
+    }
+
     /// A 503 while models are still loading.
     pub fn loading() -> Self {
         Self {
@@ -105,12 +116,7 @@ impl From<EmbedError> for ApiError {
                 None,
                 "unavailable",
             ),
-            EmbedError::Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                None,
-                "internal_error",
-            ),
+            EmbedError::Internal(_) => return Self::internal(message),
         };
         Self {
             status,

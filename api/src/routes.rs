@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use embedrt_runtime::Registry;
 use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
 use crate::openai::{parse_request, write_response};
@@ -42,6 +43,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/ready", get(ready))
         .fallback(|| async { ApiError::no_route() })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // A bug in a handler answers 500 in the API's format instead of dropping the connection.
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("the request handler failed").into_response()
+        }))
         .with_state(state)
 }
 

@@ -151,6 +151,12 @@ impl ModelInstance {
                 }])
                 .await?;
             let hidden = self.card.hidden_size;
+            if states[0].len() != prompt_tokens * hidden {
+                return Err(EmbedError::Internal(format!(
+                    "the engine returned {} token-state values for {prompt_tokens} tokens",
+                    states[0].len()
+                )));
+            }
             let pooled = spans
                 .iter()
                 .map(|span| Pooling::Mean.pool(&states[0], hidden, [(span.start, span.len())]))

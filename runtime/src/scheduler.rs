@@ -267,18 +267,23 @@ fn is_full(shared: &Shared, queue: &Queue) -> bool {
     shared.cost(queue.items.len(), longest, total) >= config.max_batch_tokens
 }
 
-/// Takes the oldest sequence plus the queued sequences closest to it in length that fit the budget
-/// (and share its task when the engine cannot mix tasks). Returns them longest first.
+/// Takes the oldest sequence plus the queued sequences closest to it in length that fit the budget,
+/// want the same output, and share its task when the engine cannot mix tasks. Returns them
+/// longest first.
 fn select(shared: &Shared, queue: &mut Queue) -> Vec<Item> {
     let config = &shared.config;
     let oldest = &queue.items[0].sequence;
-    let (oldest_len, oldest_task) = (oldest.ids.len(), oldest.task);
+    let (oldest_len, oldest_task, oldest_output) = (oldest.ids.len(), oldest.task, oldest.output);
     let window = queue
         .items
         .len()
         .min(config.max_batch_requests.saturating_mul(4));
     let mut candidates: Vec<usize> = (1..window)
-        .filter(|&i| shared.capabilities.mixed_tasks || queue.items[i].sequence.task == oldest_task)
+        .filter(|&i| {
+            let sequence = &queue.items[i].sequence;
+            sequence.output == oldest_output
+                && (shared.capabilities.mixed_tasks || sequence.task == oldest_task)
+        })
         .collect();
     candidates.sort_by_key(|&i| (queue.items[i].sequence.ids.len().abs_diff(oldest_len), i));
 
@@ -312,10 +317,23 @@ fn run_batch(shared: &Shared, backend: &mut dyn Backend, items: Vec<Item>) {
             .iter()
             .map(|item| (item.sequence.ids.as_slice(), item.sequence.task)),
     );
-    match backend.embed(&batch) {
-        Ok(embeddings) => {
-            for (i, item) in items.into_iter().enumerate() {
-                let _ = item.reply.send(Ok(embeddings.row(i).to_vec()));
+    let result = match items[0].sequence.output {
+        Output::Pooled => backend.embed(&batch).map(|pooled| {
+            (0..batch.len())
+                .map(|i| pooled.row(i).to_vec())
+                .collect::<Vec<_>>()
+        }),
+        Output::TokenStates => backend.embed_tokens(&batch).map(|states| {
+            let rows = |i: usize| batch.span(i).start * states.dim..batch.span(i).end * states.dim;
+            (0..batch.len())
+                .map(|i| states.data[rows(i)].to_vec())
+                .collect()
+        }),
+    };
+    match result {
+        Ok(outputs) => {
+            for (item, output) in items.into_iter().zip(outputs) {
+                let _ = item.reply.send(Ok(output));
             }
         }
         Err(error @ BackendError::Unhealthy(_)) => {
@@ -355,6 +373,16 @@ mod tests {
     impl Backend for Fake {
         fn capabilities(&self) -> &Capabilities {
             &self.capabilities
+        }
+
+        fn embed_tokens(&mut self, batch: &Batch) -> Result<crate::TokenStates, BackendError> {
+            self.batches.lock().unwrap().push(batch.len());
+            let data = batch
+                .input_ids
+                .iter()
+                .flat_map(|&id| [id as f32, 0.0])
+                .collect();
+            Ok(crate::TokenStates::new(data, 2))
         }
 
         fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
@@ -429,6 +457,30 @@ mod tests {
             assert_eq!(result.unwrap(), vec![n as f32, n as f32 + 10.0]);
         }
         assert_eq!(batches.lock().unwrap().as_slice(), &[6]);
+    }
+
+    #[tokio::test]
+    async fn token_state_requests_get_their_own_batches() {
+        let (scheduler, batches) = scheduler(8, 100, Duration::ZERO);
+        let tokens = Sequence {
+            ids: vec![5, 6, 7],
+            task: 0,
+            output: Output::TokenStates,
+        };
+        let results = collect(
+            scheduler
+                .submit(vec![seq(2, 1), tokens, seq(2, 3)])
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            results[1].as_ref().unwrap(),
+            &vec![5.0, 0.0, 6.0, 0.0, 7.0, 0.0]
+        );
+        assert_eq!(results[0].as_ref().unwrap(), &vec![2.0, 1.0]);
+        let mut sizes = batches.lock().unwrap().clone();
+        sizes.sort();
+        assert_eq!(sizes, vec![1, 2]);
     }
 
     #[tokio::test]

@@ -110,6 +110,9 @@ impl TextTokenizer {
             Ok(encoding.get_ids().to_vec())
         };
         let mut ids = self.frame.0.clone();
+        // The instruction's trailing space separates it from the text; tokenized alone it would
+        // become a token of its own, while every chunk already starts a new word.
+        let instruction = instruction.trim_end();
         if !instruction.is_empty() {
             ids.extend(plain(instruction)?);
         }
