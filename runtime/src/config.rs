@@ -64,7 +64,7 @@ pub fn cores() -> usize {
 pub struct ModelConfig {
     /// The name clients put in `model`.
     pub name: String,
-    /// The model folder, relative to the config file.
+    /// The model folder, relative to the config file; or a hub id (`owner/name`) to download.
     pub path: PathBuf,
     /// The engine plugin that runs it (`onnx`, `candle`, ...).
     pub backend: String,
@@ -142,7 +142,12 @@ impl Config {
             Self::parse(&text).with_context(|| format!("invalid config {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for model in &mut config.models {
-            model.path = base.join(&model.path);
+            // A relative path is a folder next to the config file, unless no such folder exists
+            // and it reads as a hub id (`owner/name`).
+            let local = base.join(&model.path);
+            if local.exists() || !crate::hub::is_hub_id(&model.path) {
+                model.path = local;
+            }
         }
         config.server.plugin_dirs = config
             .server

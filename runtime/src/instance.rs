@@ -33,8 +33,9 @@ const DEFAULT_TASK: &str = "text-matching";
 impl ModelInstance {
     /// Loads the model of `config` with its engine plugin and warms it up.
     pub fn load(config: &ModelConfig, plugins: &PluginHost) -> Result<Self> {
-        let card =
-            ModelCard::load(&config.path).with_context(|| format!("model {:?}", config.name))?;
+        let path = crate::hub::resolve(&config.path, &config.backend)
+            .with_context(|| format!("model {:?}", config.name))?;
+        let card = ModelCard::load(&path).with_context(|| format!("model {:?}", config.name))?;
         let options = serde_json::to_value(&config.options)?;
         let engine_config = EngineConfig {
             card: card.clone(),

@@ -6,12 +6,14 @@
 //! - [`scheduler`]: dynamic batching in front of one engine;
 //! - [`padded`], [`pooling`], [`postprocess`]: from token states to the vectors clients get;
 //! - [`plugin`]: engines as shared libraries behind a versioned C ABI;
-//! - [`config`], [`instance`], [`registry`], [`request`]: the served models and their request path.
+//! - [`config`], [`hub`], [`instance`], [`registry`], [`request`]: the served models (local or
+//!   from the hub) and their request path.
 //!
 //! Nothing here knows HTTP, gRPC, candle or ONNX Runtime.
 
 pub mod backend;
 pub mod config;
+pub mod hub;
 pub mod instance;
 pub mod model;
 pub mod padded;

@@ -126,6 +126,11 @@ impl Server {
 
     /// Starts the server without waiting for it.
     pub fn spawn(server_toml: &str, models_toml: &str) -> Self {
+        Self::spawn_with_env(server_toml, models_toml, &[])
+    }
+
+    /// Starts the server with extra environment variables, without waiting for it.
+    pub fn spawn_with_env(server_toml: &str, models_toml: &str, env: &[(&str, &str)]) -> Self {
         let binary = build_dir().join("embedrt");
         assert!(
             binary.is_file(),
@@ -144,6 +149,7 @@ impl Server {
             .args(["serve", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,173 @@
+//! Models named by hub id: downloaded through `hf-hub` from `HF_ENDPOINT` (here a small file server
+//! on loopback that serves the tiny jina fixture the way the hub does) into `HF_HOME`; offline, a
+//! clear error names the missing files.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::extract::Path as UrlPath;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use common::{fixtures_dir, Server, TempDir};
+use serde_json::{json, Value};
+
+const REPO: &str = "jinaai/jina-embeddings-v3";
+
+/// Serves `GET /{owner}/{name}/resolve/{revision}/{file}` from the fixture folder, with the
+/// headers `hf-hub` reads (`ETag`, `X-Repo-Commit`) and byte ranges.
+async fn serve_file(
+    UrlPath((owner, name, _revision, file)): UrlPath<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if format!("{owner}/{name}") != REPO || file.contains("..") {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let path: PathBuf = fixtures_dir().join("jina-v3-tiny").join(&file);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let size = bytes.len();
+    let etag = format!(
+        "\"{:x}-{size}\"",
+        bytes
+            .iter()
+            .fold(0u64, |h, &b| h.wrapping_mul(31).wrapping_add(b as u64))
+    );
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="));
+    let (status, start, end) = match range.and_then(|r| r.split_once('-')) {
+        Some((start, end)) => {
+            let start: usize = start.parse().unwrap_or(0);
+            let end = end
+                .parse::<usize>()
+                .map_or(size.saturating_sub(1), |e| e.min(size.saturating_sub(1)));
+            (StatusCode::PARTIAL_CONTENT, start, end)
+        }
+        None => (StatusCode::OK, 0, size.saturating_sub(1)),
+    };
+    let body = bytes.get(start..=end).unwrap_or_default().to_vec();
+    (
+        status,
+        [
+            (header::ETAG, etag),
+            (
+                header::HeaderName::from_static("x-repo-commit"),
+                "0123456789abcdef0123456789abcdef01234567".to_string(),
+            ),
+            (header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Starts the file server on a free loopback port, on its own thread.
+fn start_file_server() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let app = axum::Router::new().route(
+                "/{owner}/{name}/resolve/{revision}/{*file}",
+                get(serve_file),
+            );
+            axum::serve(tokio::net::TcpListener::from_std(listener).unwrap(), app)
+                .await
+                .unwrap();
+        });
+    });
+    address
+}
+
+fn hub_model(name: &str, backend: &str) -> String {
+    format!("[[models]]\nname = {name:?}\npath = {REPO:?}\nbackend = {backend:?}\n")
+}
+
+#[test]
+fn a_hub_id_downloads_into_the_cache_and_serves_on_both_engines() {
+    let address = start_file_server();
+    let home = TempDir::new("hf-home");
+    let endpoint = format!("http://{address}");
+    let home_path = home.0.display().to_string();
+    let env = [
+        ("HF_ENDPOINT", endpoint.as_str()),
+        ("HF_HOME", home_path.as_str()),
+    ];
+    let models = hub_model("jina-candle", "candle") + &hub_model("jina-onnx", "onnx");
+    let server = Server::spawn_with_env("", &models, &env);
+    server.wait_ready();
+
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures_dir().join("jina-v3-tiny/expected.json")).unwrap(),
+    )
+    .unwrap();
+    let case = expected["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["task"] == "text-matching" && c["dimensions"] == 32)
+        .unwrap();
+    for model in ["jina-candle", "jina-onnx"] {
+        let body: Value = reqwest::blocking::Client::new()
+            .post(format!("{}/v1/embeddings", server.url))
+            .json(
+                &json!({ "model": model, "input": expected["texts"][0], "task": "text-matching" }),
+            )
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let got: Vec<f32> = serde_json::from_value(body["data"][0]["embedding"].clone()).unwrap();
+        let want: Vec<f32> = serde_json::from_value(case["embeddings"][0].clone()).unwrap();
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(diff <= 1e-4, "{model}: {diff}");
+    }
+    drop(server);
+
+    // The files are now in the standard cache layout, and a second start needs no network.
+    let snapshot = home
+        .0
+        .join("hub/models--jinaai--jina-embeddings-v3/snapshots");
+    assert!(
+        std::fs::read_dir(&snapshot).unwrap().next().is_some(),
+        "{}",
+        snapshot.display()
+    );
+    let offline = [("HF_HUB_OFFLINE", "1"), ("HF_HOME", home_path.as_str())];
+    let server = Server::spawn_with_env("", &hub_model("jina", "candle"), &offline);
+    server.wait_ready();
+}
+
+#[test]
+fn offline_without_the_files_names_what_is_missing() {
+    let home = TempDir::new("hf-empty");
+    let home_path = home.0.display().to_string();
+    let env = [("HF_HUB_OFFLINE", "1"), ("HF_HOME", home_path.as_str())];
+    let server = Server::spawn_with_env("", &hub_model("jina", "onnx"), &env);
+    let (code, log) = server.wait_exit(Duration::from_secs(60));
+    assert_eq!(code, Some(1));
+    for needle in [
+        REPO,
+        "config.json",
+        "tokenizer.json",
+        "onnx/model.onnx",
+        "HF_HUB_OFFLINE",
+    ] {
+        assert!(log.contains(needle), "{needle} not in: {log}");
+    }
+}
