@@ -303,35 +303,39 @@ mod tests {
 
     #[test]
     fn bad_bodies() {
-        let status = |body: &str| parse(body).unwrap_err().status;
-        assert_eq!(status("{not json"), StatusCode::BAD_REQUEST);
-        assert_eq!(status(r#"{"model":"m"}"#), StatusCode::BAD_REQUEST);
-        assert_eq!(status(r#"{"input":"x"}"#), StatusCode::BAD_REQUEST);
-        assert_eq!(status(r#"[1]"#), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(
-            status(r#"{"model":"m","input":5}"#),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
-        assert_eq!(
-            status(r#"{"model":"m","input":["a",1]}"#),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
-        assert_eq!(
-            status(r#"{"model":"m","input":[-1]}"#),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
-        assert_eq!(
-            status(r#"{"model":"m","input":"x","dimensions":"8"}"#),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
-        assert_eq!(
-            status(r#"{"model":"m","input":"x","dimensions":-8}"#),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
-        assert_eq!(
-            status(r#"{"model":"m","input":"x","encoding_format":"hex"}"#),
-            StatusCode::BAD_REQUEST
-        );
+        let cases = [
+            ("{not json", StatusCode::BAD_REQUEST),
+            (r#"{"model":"m"}"#, StatusCode::BAD_REQUEST),
+            (r#"{"input":"x"}"#, StatusCode::BAD_REQUEST),
+            (r#"[1]"#, StatusCode::UNPROCESSABLE_ENTITY),
+            (
+                r#"{"model":"m","input":5}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                r#"{"model":"m","input":["a",1]}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                r#"{"model":"m","input":[-1]}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                r#"{"model":"m","input":"x","dimensions":"8"}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                r#"{"model":"m","input":"x","dimensions":-8}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                r#"{"model":"m","input":"x","encoding_format":"hex"}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+        ];
+        for (body, status) in cases {
+            assert_eq!(parse(body).unwrap_err().status, status, "{body}");
+        }
         assert_eq!(
             parse(r#"{"model":7,"input":"x"}"#).unwrap_err().param,
             Some("model")
@@ -350,29 +354,31 @@ mod tests {
             (Some(false), true)
         );
         assert_eq!(parsed.encoding, EncodingFormat::Ubinary);
-        let status = |body: &str| parse(body).unwrap_err().status;
-        assert_eq!(
-            status(r#"{"model":"m","input":"x","embedding_type":"int4"}"#),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            status(r#"{"model":"m","input":"x","encoding_format":"binary"}"#),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            status(
-                r#"{"model":"m","input":"x","encoding_format":"base64","embedding_type":"binary"}"#
+        let cases = [
+            (
+                r#"{"model":"m","input":"x","embedding_type":"int4"}"#,
+                StatusCode::BAD_REQUEST,
             ),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            status(r#"{"model":"m","input":"x","task":3}"#),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
-        assert_eq!(
-            status(r#"{"model":"m","input":"x","late_chunking":"yes"}"#),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
+            (
+                r#"{"model":"m","input":"x","encoding_format":"binary"}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                r#"{"model":"m","input":"x","encoding_format":"base64","embedding_type":"binary"}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                r#"{"model":"m","input":"x","task":3}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                r#"{"model":"m","input":"x","late_chunking":"yes"}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ];
+        for (body, status) in cases {
+            assert_eq!(parse(body).unwrap_err().status, status, "{body}");
+        }
     }
 
     #[test]

@@ -36,6 +36,10 @@ struct Args {
     /// Inputs per request.
     #[arg(long, short = 'b', default_value_t = 1)]
     batch: usize,
+    /// Comma-separated `task` values, used in turn by successive requests (e.g. all five
+    /// jina-v3 adapters, to measure mixed-task batches); none: requests carry no `task`.
+    #[arg(long, value_delimiter = ',')]
+    tasks: Vec<String>,
     /// Text file with one input per line.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/sentences.txt"))]
     inputs: PathBuf,
@@ -151,6 +155,7 @@ async fn run_clients(
                 args.batch,
                 args.concurrency,
             );
+            let tasks = args.tasks.clone();
             tokio::spawn(async move {
                 let mut tally = Tally {
                     latencies_us: Histogram::new(3)?,
@@ -161,14 +166,13 @@ async fn run_clients(
                     let input: Vec<&str> = (0..batch)
                         .map(|k| texts[(next + k) % texts.len()].as_str())
                         .collect();
+                    let mut body = json!({ "model": model, "input": input });
+                    if !tasks.is_empty() {
+                        body["task"] = json!(tasks[(next / batch) % tasks.len()]);
+                    }
                     next += batch * clients;
                     let sent = Instant::now();
-                    let ok = match client
-                        .post(&url)
-                        .json(&json!({ "model": model, "input": input }))
-                        .send()
-                        .await
-                    {
+                    let ok = match client.post(&url).json(&body).send().await {
                         Ok(response) => {
                             response.status().is_success() && response.bytes().await.is_ok()
                         }

@@ -12,7 +12,7 @@ use axum::extract::Path as UrlPath;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use common::{fixtures_dir, Server, TempDir};
+use common::{fixtures_dir, max_abs_diff, Server, TempDir};
 use serde_json::{json, Value};
 
 const REPO: &str = "jinaai/jina-embeddings-v3";
@@ -130,11 +130,7 @@ fn a_hub_id_downloads_into_the_cache_and_serves_on_both_engines() {
             .unwrap();
         let got: Vec<f32> = serde_json::from_value(body["data"][0]["embedding"].clone()).unwrap();
         let want: Vec<f32> = serde_json::from_value(case["embeddings"][0].clone()).unwrap();
-        let diff = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let diff = max_abs_diff(&got, &want);
         assert!(diff <= 1e-4, "{model}: {diff}");
     }
     drop(server);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::fixtures_dir;
+use common::{fixtures_dir, max_abs_diff};
 use embedrt_runtime::plugin::EngineConfig;
 use embedrt_runtime::postprocess::finish;
 use embedrt_runtime::tokenize::TextTokenizer;
@@ -73,14 +73,6 @@ fn ids(card: &ModelCard, tokenizer: &TextTokenizer, task: u32, text: &str) -> Ve
     tokenizer
         .encode(&format!("{}{text}", card.instruction(task)), true)
         .unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn candle(card: &ModelCard) -> Box<dyn Backend> {

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::{concurrently, fixtures_dir, minilm_model, Server};
+use common::{concurrently, fixtures_dir, max_abs_diff, minilm_model, Server};
 use embedrt_runtime::postprocess::finish;
 use embedrt_runtime::tokenize::TextTokenizer;
 use embedrt_runtime::ModelCard;
@@ -61,14 +61,6 @@ fn vectors(response: Response) -> Vec<Vec<f32>> {
         .iter()
         .map(|d| serde_json::from_value(d["embedding"].clone()).unwrap())
         .collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn error(response: Response, status: u16) -> Value {

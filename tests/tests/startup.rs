@@ -48,6 +48,21 @@ fn config_errors_stop_startup_and_name_the_key() {
 }
 
 #[test]
+fn every_example_config_parses() {
+    let dir = common::repo_root().join("configs");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            embedrt_runtime::Config::from_file(&path)
+                .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2, "configs/ holds the examples");
+}
+
+#[test]
 fn http_flag_overrides_the_config() {
     let port = free_port();
     let dir = TempDir::new("http-flag");

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# jina-embeddings-v3-sized model (random weights: speed does not depend on the values) on both
+# engines, one at a time: 60 concurrent single-sentence clients, all on one task, then the five
+# tasks in turn (mixed batches: per-row low-rank on candle, grouped by task on onnx), and the three
+# tasks without an instruction prefix in turn (the same tokens as one task: the cost of mixing alone).
+# Usage: benches/jina.sh [SECONDS_PER_RUN] [ENGINE...]; prints a Markdown table, JSON in
+# target/bench-results/.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+seconds="${1:-30}"
+shift || true
+engines=("${@:-candle onnx}")
+engines=(${engines[*]})
+results="$root/target/bench-results"
+model="$root/.assets/models/jina-v3-random"
+mkdir -p "$results"
+
+scripts/setup.sh
+if [ ! -f "$model/model.safetensors" ]; then
+    .assets/venv/bin/python benches/make_random_jina.py "$model" .assets/models/all-MiniLM-L6-v2
+fi
+if [ ! -f "$model/onnx/model.onnx" ]; then
+    (cd scripts && ../.assets/venv/bin/python build_jina_onnx.py "$model" "$model/onnx/model.onnx")
+fi
+cargo build --release -p embedrt-api -p embedrt-plugin-onnx -p embedrt-plugin-candle -p embedrt-bench
+export ORT_DYLIB_PATH="$root/.assets/onnxruntime/libonnxruntime.so"
+
+for engine in "${engines[@]}"; do
+    config="$results/jina-$engine.toml"
+    cat > "$config" <<TOML
+[[models]]
+name = "jina"
+path = "$model"
+backend = "$engine"
+batching = { max_batch_tokens = 16384, max_batch_requests = 64, max_wait_ms = 0, max_queued_inputs = 4096 }
+TOML
+    target/release/embedrt serve --config "$config" --http 127.0.0.1:18082 2>"$results/jina-$engine.log" &
+    pid=$!
+    for _ in $(seq 1 600); do curl -sf http://127.0.0.1:18082/ready >/dev/null 2>&1 && break; sleep 0.5; done
+    for mode in one mixed3 mixed5; do
+        case "$mode" in
+            one) tasks=text-matching ;;
+            mixed3) tasks=separation,classification,text-matching ;;
+            mixed5) tasks=retrieval.query,retrieval.passage,separation,classification,text-matching ;;
+        esac
+        target/release/embedrt-bench --url http://127.0.0.1:18082/v1/embeddings --model jina -c 60 -b 1 \
+            -d "$seconds" --warmup 5 --tasks "$tasks" --label "jina-$engine-$mode" --json "$results/jina-$engine-$mode.json"
+    done
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+done
+
+python3 - "$results" "${engines[@]}" <<'PY'
+import json, sys, pathlib
+results, engines = pathlib.Path(sys.argv[1]), sys.argv[2:]
+print("| engine | tasks | sentences/s | p50 ms | p95 ms | p99 ms | errors |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for engine in engines:
+    for mode, label in (("one", "text-matching only"), ("mixed3", "3 mixed, no prefixes"), ("mixed5", "all 5 mixed")):
+        r = json.loads((results / f"jina-{engine}-{mode}.json").read_text())
+        print(f"| {engine} | {label} | {r['inputs_per_s']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']} |")
+PY
