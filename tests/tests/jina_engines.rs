@@ -268,3 +268,64 @@ fn a_checkpoint_with_a_missing_tensor_names_it() {
     let err = embedrt_candle::CandleBackend::load(&config).err().unwrap();
     assert!(err.to_string().contains(dropped), "{err}");
 }
+
+#[test]
+fn a_checkpoint_with_a_misshaped_tensor_names_it() {
+    let dir = common::TempDir::new("misshaped-jina");
+    let source = fixtures_dir().join("jina-v3-tiny");
+    for file in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "model.safetensors",
+    ] {
+        std::fs::copy(source.join(file), dir.0.join(file)).unwrap();
+    }
+    // The config promises a wider feed-forward layer than the weights have.
+    let config = std::fs::read_to_string(source.join("config.json")).unwrap();
+    std::fs::write(
+        dir.0.join("config.json"),
+        config.replace("\"intermediate_size\": 64", "\"intermediate_size\": 48"),
+    )
+    .unwrap();
+    let card = ModelCard::load(&dir.0).unwrap();
+    let err = embedrt_candle::CandleBackend::load(&EngineConfig {
+        card,
+        options: Value::Null,
+    })
+    .err()
+    .unwrap();
+    let message = err.to_string();
+    assert!(
+        message.contains("mlp.fc1") && message.contains("shape"),
+        "{message}"
+    );
+}
+
+/// `scripts/build_jina_onnx.py` (used for the full-size benchmark) writes a graph with the official
+/// interface that gives the official outputs.
+#[test]
+fn the_onnx_builder_reproduces_the_official_export() {
+    let dir = common::TempDir::new("built-jina");
+    let source = fixtures_dir().join("jina-v3-tiny");
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "model.safetensors",
+    ] {
+        std::fs::copy(source.join(file), dir.0.join(file)).unwrap();
+    }
+    let python = common::repo_root().join(".assets/venv/bin/python");
+    let status = std::process::Command::new(python)
+        .arg(common::repo_root().join("scripts/build_jina_onnx.py"))
+        .arg(&dir.0)
+        .arg(dir.0.join("onnx/model.onnx"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (_, expected) = fixture("");
+    let card = ModelCard::load(&dir.0).unwrap();
+    assert_eq!(check_cases(&card, &expected, onnx(&card).as_mut()), 20);
+}
