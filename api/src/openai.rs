@@ -73,7 +73,7 @@ pub fn parse_request(body: &[u8], default_model: Option<&str>) -> Result<ParsedR
     let encoding = encoding(&fields)?;
     let dimensions =
         optional(&fields, "dimensions", Value::as_u64, "a positive integer")?.map(|d| d as usize);
-    optional(&fields, "user", Value::as_str, "a string")?;
+    let user = optional(&fields, "user", Value::as_str, "a string")?.map(str::to_string);
     let request = EmbedRequest {
         dimensions,
         truncate: optional(&fields, "truncate", Value::as_bool, "a boolean")?,
@@ -81,6 +81,7 @@ pub fn parse_request(body: &[u8], default_model: Option<&str>) -> Result<ParsedR
         normalized: optional(&fields, "normalized", Value::as_bool, "a boolean")?,
         late_chunking: optional(&fields, "late_chunking", Value::as_bool, "a boolean")?
             .unwrap_or(false),
+        user,
         ..EmbedRequest::new(model, inputs)
     };
     Ok(ParsedRequest { request, encoding })

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -73,7 +73,20 @@ async fn embeddings(
     };
     let parsed = parse_request(&body, only_model)?;
     let response = registry.embed(parsed.request).await?;
-    Ok(Json(write_response(response, parsed.encoding)).into_response())
+    let headers = [
+        (VARIANT_HEADER, header_value(&response.variant)),
+        (BACKEND_HEADER, header_value(&response.engine)),
+    ];
+    Ok((headers, Json(write_response(response, parsed.encoding))).into_response())
+}
+
+/// The response header naming the variant that answered.
+const VARIANT_HEADER: HeaderName = HeaderName::from_static("x-embedrt-variant");
+/// The response header naming that variant's engine.
+const BACKEND_HEADER: HeaderName = HeaderName::from_static("x-embedrt-backend");
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("invalid"))
 }
 
 /// `GET /v1/models`: OpenAI's model list, with each model's engine and limits.
@@ -82,14 +95,28 @@ async fn models(State(state): State<Arc<AppState>>) -> Result<Response, ApiError
         .registry()?
         .models()
         .map(|model| {
+            let variants: Vec<_> = model
+                .variants()
+                .iter()
+                .map(|v| {
+                    json!({ "name": v.name(), "backend": v.engine(), "weight": v.weight(), "shadow": v.shadow_rate().is_some() })
+                })
+                .collect();
+            let card = model.card();
+            let dimensions =
+                if card.matryoshka_dimensions.is_empty() { vec![card.hidden_size] } else { card.matryoshka_dimensions.clone() };
             json!({
                 "id": model.name(),
                 "object": "model",
                 "created": 0,
                 "owned_by": "embedrt",
-                "backend": model.engine(),
-                "dimensions": model.card().hidden_size,
-                "max_tokens": model.capabilities().max_tokens,
+                "aliases": model.aliases(),
+                "backend": model.variants()[0].engine(),
+                "variants": variants,
+                "tasks": card.tasks,
+                "dimensions": card.hidden_size,
+                "matryoshka_dimensions": dimensions,
+                "max_tokens": model.max_tokens(),
             })
         })
         .collect();

@@ -64,13 +64,21 @@ pub fn cores() -> usize {
 pub struct ModelConfig {
     /// The name clients put in `model`.
     pub name: String,
+    /// More names for the same deployment.
+    #[serde(default)]
+    pub aliases: Vec<String>,
     /// The model folder, relative to the config file; or a hub id (`owner/name`) to download.
     pub path: PathBuf,
-    /// The engine plugin that runs it (`onnx`, `candle`, ...).
-    pub backend: String,
-    /// Engine options, handed to the plugin as JSON.
+    /// The engine plugin that runs it (`onnx`, `candle`, ...): shorthand for one variant. Give
+    /// either this or `variants`.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// Engine options of the `backend` shorthand, handed to the plugin as JSON.
     #[serde(default)]
     pub options: toml::Table,
+    /// `[[models.variants]]`: engines serving this model side by side (A/B tests, shadows).
+    #[serde(default)]
+    pub variants: Vec<VariantConfig>,
     /// Most inputs in one request.
     #[serde(default = "default_max_inputs")]
     pub max_inputs_per_request: usize,
@@ -84,6 +92,67 @@ pub struct ModelConfig {
     /// Batching limits.
     #[serde(default)]
     pub batching: BatchingSettings,
+}
+
+/// `[[models.variants]]`: one engine serving a model, with its share of the traffic.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantConfig {
+    /// The variant's name (in metrics and the `x-embedrt-variant` header); default: the backend.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The engine plugin.
+    pub backend: String,
+    /// Engine options, handed to the plugin as JSON.
+    #[serde(default)]
+    pub options: toml::Table,
+    /// Share of the traffic, relative to the other serving variants' weights.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// A shadow gets a copy of the traffic after the serving variant answered; its vectors are
+    /// compared with the answer (metrics) and never returned.
+    #[serde(default)]
+    pub shadow: bool,
+    /// For shadows: the fraction of requests copied, 0 to 1.
+    #[serde(default = "default_sample_rate")]
+    pub sample_rate: f64,
+}
+
+impl VariantConfig {
+    /// The variant's name: the configured one, else the backend's.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.backend)
+    }
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_sample_rate() -> f64 {
+    1.0
+}
+
+impl ModelConfig {
+    /// The variants, with the `backend`/`options` shorthand as a single variant.
+    pub fn variants(&self) -> Vec<VariantConfig> {
+        match &self.backend {
+            Some(backend) => vec![VariantConfig {
+                name: None,
+                backend: backend.clone(),
+                options: self.options.clone(),
+                weight: 1,
+                shadow: false,
+                sample_rate: 1.0,
+            }],
+            None => self.variants.clone(),
+        }
+    }
+
+    /// Every name clients may use for this model.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.name.as_str()).chain(self.aliases.iter().map(String::as_str))
+    }
 }
 
 fn default_max_inputs() -> usize {
@@ -181,17 +250,18 @@ impl Config {
             self.server.tokenizer_threads,
         )?;
         at_least_one("server.max_body_bytes".into(), self.server.max_body_bytes)?;
+        let mut names = std::collections::HashSet::new();
         for (i, model) in self.models.iter().enumerate() {
             let key = |field: &str| format!("models[{i}].{field}");
             if model.name.trim().is_empty() {
                 bail!("`{}` must not be empty", key("name"));
             }
-            if self.models[..i]
-                .iter()
-                .any(|other| other.name == model.name)
-            {
-                bail!("`{}`: the name {:?} is used twice", key("name"), model.name);
+            for name in model.names() {
+                if !names.insert(name) {
+                    bail!("`{}`: the name {name:?} is used twice", key("name"));
+                }
             }
+            validate_variants(model, &key)?;
             at_least_one(key("max_inputs_per_request"), model.max_inputs_per_request)?;
             at_least_one(
                 key("batching.max_batch_tokens"),
@@ -208,6 +278,57 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// One engine per model: either `backend` or `variants`, unique variant names, something to serve.
+fn validate_variants(model: &ModelConfig, key: &dyn Fn(&str) -> String) -> Result<()> {
+    match (&model.backend, model.variants.is_empty()) {
+        (Some(_), false) => {
+            bail!(
+                "`{}`: give either `backend` or `[[models.variants]]`, not both",
+                key("backend")
+            )
+        }
+        (None, true) => {
+            bail!(
+                "`{}` is missing: name an engine, or add `[[models.variants]]`",
+                key("backend")
+            )
+        }
+        _ => {}
+    }
+    if model.backend.is_none() && !model.options.is_empty() {
+        bail!(
+            "`{}`: with variants, put options in each variant",
+            key("options")
+        );
+    }
+    let variants = model.variants();
+    for (j, variant) in variants.iter().enumerate() {
+        if variants[..j]
+            .iter()
+            .any(|other| other.name() == variant.name())
+        {
+            bail!(
+                "`{}`: two variants are named {:?}; give them distinct `name`s",
+                key(&format!("variants[{j}].name")),
+                variant.name()
+            );
+        }
+        if !(0.0..=1.0).contains(&variant.sample_rate) {
+            bail!(
+                "`{}` must be between 0 and 1",
+                key(&format!("variants[{j}].sample_rate"))
+            );
+        }
+    }
+    if !variants.iter().any(|v| !v.shadow && v.weight > 0) {
+        bail!(
+            "`{}`: at least one variant must serve (not a shadow, weight above 0)",
+            key("variants")
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -258,6 +379,56 @@ mod tests {
         assert!(format!("{err:#}").contains("max_batch"), "{err:#}");
         let err = Config::parse(&format!("[server]\nhttp_port = 1\n{MINIMAL}")).unwrap_err();
         assert!(format!("{err:#}").contains("http_port"), "{err:#}");
+    }
+
+    #[test]
+    fn variants_and_aliases() {
+        let config = Config::parse(
+            r#"
+            [[models]]
+            name = "m"
+            aliases = ["m2"]
+            path = "p"
+            [[models.variants]]
+            backend = "onnx"
+            weight = 90
+            [[models.variants]]
+            name = "rust"
+            backend = "candle"
+            weight = 10
+            [[models.variants]]
+            name = "check"
+            backend = "candle"
+            shadow = true
+            sample_rate = 0.5
+            "#,
+        )
+        .unwrap();
+        let variants = config.models[0].variants();
+        let names: Vec<&str> = variants.iter().map(VariantConfig::name).collect();
+        assert_eq!(names, ["onnx", "rust", "check"]);
+        assert_eq!(config.models[0].names().collect::<Vec<_>>(), ["m", "m2"]);
+    }
+
+    #[test]
+    fn bad_variants_are_named() {
+        let base = "[[models]]\nname = \"m\"\npath = \"p\"\n";
+        let err = |extra: &str| {
+            Config::parse(&format!("{base}{extra}"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("").contains("models[0].backend"));
+        assert!(
+            err("backend = \"onnx\"\n[[models.variants]]\nbackend = \"onnx\"\n")
+                .contains("not both")
+        );
+        let twice =
+            "[[models.variants]]\nbackend = \"onnx\"\n[[models.variants]]\nbackend = \"onnx\"\n";
+        assert!(err(twice).contains("models[0].variants[1].name"));
+        let shadow_only = "[[models.variants]]\nbackend = \"onnx\"\nshadow = true\n";
+        assert!(err(shadow_only).contains("at least one variant must serve"));
+        assert!(err("backend = \"onnx\"\naliases = [\"m\"]\n").contains("used twice"));
     }
 
     #[test]

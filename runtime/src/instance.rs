@@ -1,27 +1,28 @@
-//! A loaded model: its card, tokenizer, engine and scheduler, and the request path through them.
+//! A served model: its card, tokenizer and variants, and the request path through them.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::backend::{Backend, BackendError, Capabilities};
+use crate::backend::Capabilities;
 use crate::config::ModelConfig;
 use crate::model::{ModelCard, BASE_TASK};
 use crate::plugin::host::PluginHost;
-use crate::plugin::EngineConfig;
 use crate::pooling::Pooling;
 use crate::postprocess::finish;
 use crate::request::{EmbedError, EmbedRequest, EmbedResponse, Input};
-use crate::scheduler::{Output, Scheduler, Sequence, SequenceResult, SubmitError};
+use crate::scheduler::{Output, Sequence};
 use crate::tokenize::{TextTokenizer, TokenizeError, WorkerPool};
+use crate::variant::{Router, Variant};
 
-/// One served model on one engine.
+/// One served model, on one or more engine variants that share its tokenizer.
 pub struct ModelInstance {
     name: String,
-    engine: String,
+    aliases: Vec<String>,
     card: ModelCard,
     tokenizer: Arc<TextTokenizer>,
-    scheduler: Scheduler,
+    variants: Vec<Variant>,
+    router: Router,
     max_inputs: usize,
     truncate: bool,
     default_task: u32,
@@ -31,45 +32,44 @@ pub struct ModelInstance {
 const DEFAULT_TASK: &str = "text-matching";
 
 impl ModelInstance {
-    /// Loads the model of `config` with its engine plugin and warms it up.
+    /// Loads the model of `config` with every variant's engine plugin and warms each up.
     pub fn load(config: &ModelConfig, plugins: &PluginHost) -> Result<Self> {
-        let path = crate::hub::resolve(&config.path, &config.backend)
-            .with_context(|| format!("model {:?}", config.name))?;
-        let card = ModelCard::load(&path).with_context(|| format!("model {:?}", config.name))?;
-        let options = serde_json::to_value(&config.options)?;
-        let engine_config = EngineConfig {
-            card: card.clone(),
-            options,
-        };
-        let backend = plugins
-            .load_model(&config.backend, &engine_config)
-            .with_context(|| format!("model {:?}: engine {:?}", config.name, config.backend))?;
-        Self::with_backend(config, card, Box::new(backend))
-    }
-
-    /// Builds an instance around an engine that is already loaded (linked in, or from a plugin).
-    pub fn with_backend(
-        config: &ModelConfig,
-        card: ModelCard,
-        backend: Box<dyn Backend>,
-    ) -> Result<Self> {
-        let capabilities = backend.capabilities().clone();
-        check_capabilities(&card, &capabilities)
-            .with_context(|| format!("model {:?}", config.name))?;
-        let default_task = default_task(&card, &capabilities, config.default_task.as_deref())
-            .with_context(|| format!("model {:?}: `default_task`", config.name))?;
-        let max_tokens = card.max_tokens.min(capabilities.max_tokens);
+        let context = || format!("model {:?}", config.name);
+        let variant_configs = config.variants();
+        let path =
+            crate::hub::resolve(&config.path, &variant_configs[0].backend).with_context(context)?;
+        let card = ModelCard::load(&path).with_context(context)?;
+        let variants = variant_configs
+            .iter()
+            .map(|variant| Variant::load(config, variant, &card, plugins))
+            .collect::<Result<Vec<_>>>()?;
+        let max_tokens = variants
+            .iter()
+            .map(|v| v.capabilities().max_tokens)
+            .fold(card.max_tokens, usize::min);
         let tokenizer = TextTokenizer::load(&card.path, max_tokens, card.vocab_size)?;
-        let mut batching = config.batching.to_scheduler();
-        // A single longest input must always fit a batch.
-        batching.max_batch_tokens = batching.max_batch_tokens.max(max_tokens);
-        let scheduler = Scheduler::start(&config.name, backend, batching)?;
+        let mut default_task = 0;
+        for variant in &variants {
+            default_task = resolve_default_task(
+                &card,
+                variant.capabilities(),
+                config.default_task.as_deref(),
+            )
+            .with_context(|| {
+                format!(
+                    "model {:?}, variant {:?}: `default_task`",
+                    config.name,
+                    variant.name()
+                )
+            })?;
+        }
         let instance = Self {
             name: config.name.clone(),
-            engine: config.backend.clone(),
+            aliases: config.aliases.clone(),
             card,
             tokenizer: Arc::new(tokenizer),
-            scheduler,
+            router: Router::new(&variants),
+            variants,
             max_inputs: config.max_inputs_per_request,
             truncate: config.truncate,
             default_task,
@@ -80,16 +80,11 @@ impl ModelInstance {
         Ok(instance)
     }
 
-    /// Runs one input through the whole engine path, so the first client pays no start-up cost.
+    /// Runs one input through every variant, so the first client pays no start-up cost.
     fn warm_up(&self) -> Result<()> {
         let ids = self.tokenizer.encode("warm up", true)?;
-        let receivers = self
-            .scheduler
-            .submit(vec![Sequence::pooled(ids, self.default_task)])?;
-        for receiver in receivers {
-            receiver
-                .blocking_recv()
-                .context("the engine thread stopped")??;
+        for variant in &self.variants {
+            variant.run_blocking(vec![Sequence::pooled(ids.clone(), self.default_task)])?;
         }
         Ok(())
     }
@@ -99,9 +94,9 @@ impl ModelInstance {
         &self.name
     }
 
-    /// The engine's name (`onnx`, `candle`, ...).
-    pub fn engine(&self) -> &str {
-        &self.engine
+    /// Other names of this model.
+    pub fn aliases(&self) -> &[String] {
+        &self.aliases
     }
 
     /// The model card.
@@ -109,14 +104,19 @@ impl ModelInstance {
         &self.card
     }
 
-    /// What the engine can do.
-    pub fn capabilities(&self) -> &Capabilities {
-        self.scheduler.capabilities()
+    /// The variants, serving ones and shadows, in configuration order.
+    pub fn variants(&self) -> &[Variant] {
+        &self.variants
     }
 
-    /// Whether the engine still serves.
+    /// The longest input in tokens, special tokens included.
+    pub fn max_tokens(&self) -> usize {
+        self.tokenizer.max_tokens()
+    }
+
+    /// Whether every variant's engine still serves.
     pub fn is_healthy(&self) -> bool {
-        self.scheduler.is_healthy()
+        self.variants.iter().all(Variant::is_healthy)
     }
 
     /// Validates, tokenizes (on `pool`), batches, runs and post-processes `request`.
@@ -125,8 +125,9 @@ impl ModelInstance {
         request: EmbedRequest,
         pool: &WorkerPool,
     ) -> Result<EmbedResponse, EmbedError> {
-        self.validate(&request)?;
-        let task = self.resolve_task(request.task.as_deref())?;
+        let variant = &self.variants[self.router.pick(request.user.as_deref())];
+        self.validate(&request, variant.capabilities(), variant.engine())?;
+        let task = self.resolve_task(request.task.as_deref(), variant)?;
         let truncate = request.truncate.unwrap_or(self.truncate);
         let normalize = request.normalized.unwrap_or(self.card.normalize);
         let finish_all = |vectors: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
@@ -144,7 +145,7 @@ impl ModelInstance {
                 .await
                 .map_err(|e| EmbedError::Internal(e.to_string()))??;
             let prompt_tokens = document.len();
-            let states = self
+            let states = variant
                 .run(vec![Sequence {
                     ids: document,
                     task,
@@ -162,43 +163,34 @@ impl ModelInstance {
                 .iter()
                 .map(|span| Pooling::Mean.pool(&states[0], hidden, [(span.start, span.len())]))
                 .collect();
-            return Ok(EmbedResponse {
-                model: self.name.clone(),
-                embeddings: finish_all(pooled),
-                prompt_tokens,
-            });
+            return Ok(self.response(variant, finish_all(pooled), prompt_tokens));
         }
         let sequences = pool
             .run(move || tokenize_all(&tokenizer, &instruction, inputs, truncate, task))
             .await
             .map_err(|e| EmbedError::Internal(e.to_string()))??;
         let prompt_tokens = sequences.iter().map(|s| s.ids.len()).sum();
-        let pooled = self.run(sequences).await?;
-        Ok(EmbedResponse {
-            model: self.name.clone(),
-            embeddings: finish_all(pooled),
-            prompt_tokens,
-        })
+        let pooled = variant.run(sequences).await?;
+        Ok(self.response(variant, finish_all(pooled), prompt_tokens))
     }
 
-    /// Queues `sequences` and waits for every answer, in order.
-    async fn run(&self, sequences: Vec<Sequence>) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let receivers = self.scheduler.submit(sequences).map_err(|e| match e {
-            SubmitError::QueueFull { .. } => EmbedError::Overloaded(e.to_string()),
-            SubmitError::Unhealthy | SubmitError::Closed => EmbedError::Unavailable(e.to_string()),
-        })?;
-        let mut outputs = Vec::with_capacity(receivers.len());
-        for receiver in receivers {
-            let result: SequenceResult = receiver
-                .await
-                .map_err(|_| EmbedError::Unavailable("the engine thread stopped".into()))?;
-            outputs.push(result.map_err(engine_error)?);
+    fn response(
+        &self,
+        variant: &Variant,
+        embeddings: Vec<Vec<f32>>,
+        prompt_tokens: usize,
+    ) -> EmbedResponse {
+        EmbedResponse {
+            model: self.name.clone(),
+            embeddings,
+            prompt_tokens,
+            variant: variant.name().to_string(),
+            engine: variant.engine().to_string(),
         }
-        Ok(outputs)
     }
 
     /// The task id a request runs with.
-    fn resolve_task(&self, task: Option<&str>) -> Result<u32, EmbedError> {
+    fn resolve_task(&self, task: Option<&str>, variant: &Variant) -> Result<u32, EmbedError> {
         let Some(name) = task else {
             return Ok(self.default_task);
         };
@@ -220,16 +212,24 @@ impl ModelInstance {
                 ),
             )
         })?;
-        if id == 0 && !self.capabilities().base_task {
+        if id == 0 && !variant.capabilities().base_task {
             return Err(EmbedError::invalid(
                 "task",
-                format!("the {} engine cannot run task `{BASE_TASK}` (the base weights); name an adapter", self.engine),
+                format!(
+                    "the {} engine cannot run task `{BASE_TASK}` (the base weights); name an adapter",
+                    variant.engine()
+                ),
             ));
         }
         Ok(id)
     }
 
-    fn validate(&self, request: &EmbedRequest) -> Result<(), EmbedError> {
+    fn validate(
+        &self,
+        request: &EmbedRequest,
+        capabilities: &Capabilities,
+        engine: &str,
+    ) -> Result<(), EmbedError> {
         if request.inputs.is_empty() {
             return Err(EmbedError::invalid("input", "`input` must not be empty"));
         }
@@ -239,12 +239,11 @@ impl ModelInstance {
                 limit: self.max_inputs,
             });
         }
-        if request.late_chunking && !self.capabilities().token_states {
+        if request.late_chunking && !capabilities.token_states {
             return Err(EmbedError::invalid(
                 "late_chunking",
                 format!(
-                    "the {} engine cannot return token states, which late chunking needs",
-                    self.engine
+                    "the {engine} engine cannot return token states, which late chunking needs"
                 ),
             ));
         }
@@ -273,7 +272,7 @@ impl ModelInstance {
 }
 
 /// The task id of `configured` (or of the default task) for a model with `card`'s adapters.
-fn default_task(
+fn resolve_default_task(
     card: &ModelCard,
     capabilities: &Capabilities,
     configured: Option<&str>,
@@ -347,26 +346,4 @@ fn tokenize_document(
             other => EmbedError::invalid("input", other.to_string()),
         })?;
     Ok((document.ids, document.spans))
-}
-
-fn engine_error(error: BackendError) -> EmbedError {
-    match error {
-        BackendError::InvalidInput(why) => EmbedError::invalid("input", why),
-        BackendError::Unhealthy(why) => EmbedError::Unavailable(why),
-        other => EmbedError::Internal(other.to_string()),
-    }
-}
-
-fn check_capabilities(card: &ModelCard, capabilities: &Capabilities) -> Result<()> {
-    anyhow::ensure!(
-        capabilities.hidden_size == card.hidden_size,
-        "the engine reports hidden size {} but config.json says {}",
-        capabilities.hidden_size,
-        card.hidden_size
-    );
-    anyhow::ensure!(
-        capabilities.max_tokens > 0,
-        "the engine reports a max length of 0"
-    );
-    Ok(())
 }

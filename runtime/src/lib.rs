@@ -6,8 +6,8 @@
 //! - [`scheduler`]: dynamic batching in front of one engine;
 //! - [`padded`], [`pooling`], [`postprocess`]: from token states to the vectors clients get;
 //! - [`plugin`]: engines as shared libraries behind a versioned C ABI;
-//! - [`config`], [`hub`], [`instance`], [`registry`], [`request`]: the served models (local or
-//!   from the hub) and their request path.
+//! - [`config`], [`hub`], [`instance`], [`variant`], [`registry`], [`request`]: the served
+//!   models (local or from the hub), their engine variants, and their request path.
 //!
 //! Nothing here knows HTTP, gRPC, candle or ONNX Runtime.
 
@@ -24,6 +24,7 @@ pub mod registry;
 pub mod request;
 pub mod scheduler;
 pub mod tokenize;
+pub mod variant;
 
 pub use backend::{Backend, BackendError, Batch, Capabilities, Embeddings, TokenStates};
 pub use config::Config;

@@ -26,7 +26,7 @@ impl Registry {
             .models
             .iter()
             .map(|model| {
-                tracing::info!(model = %model.name, engine = %model.backend, path = %model.path.display(), "loading");
+                tracing::info!(model = %model.name, path = %model.path.display(), "loading");
                 ModelInstance::load(model, &plugins)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -36,10 +36,15 @@ impl Registry {
     /// A registry of already loaded instances, tokenizing on `tokenizer_threads` threads.
     pub fn new(instances: Vec<ModelInstance>, tokenizer_threads: usize) -> Result<Self> {
         let order = instances.iter().map(|m| m.name().to_string()).collect();
-        let models = instances
-            .into_iter()
-            .map(|m| (m.name().to_string(), Arc::new(m)))
-            .collect();
+        let mut models = HashMap::new();
+        for instance in instances {
+            let instance = Arc::new(instance);
+            for name in std::iter::once(instance.name())
+                .chain(instance.aliases().iter().map(String::as_str))
+            {
+                models.insert(name.to_string(), Arc::clone(&instance));
+            }
+        }
         Ok(Self {
             models,
             order,
@@ -47,7 +52,7 @@ impl Registry {
         })
     }
 
-    /// The model called `name`.
+    /// The model called `name` (or aliased so).
     pub fn get(&self, name: &str) -> Option<&Arc<ModelInstance>> {
         self.models.get(name)
     }

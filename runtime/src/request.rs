@@ -29,6 +29,8 @@ pub struct EmbedRequest {
     /// Treat the inputs as consecutive chunks of one document, encoded in one pass, and return
     /// one vector per chunk.
     pub late_chunking: bool,
+    /// The caller's user id: requests with the same one go to the same variant.
+    pub user: Option<String>,
 }
 
 impl EmbedRequest {
@@ -42,6 +44,7 @@ impl EmbedRequest {
             task: None,
             normalized: None,
             late_chunking: false,
+            user: None,
         }
     }
 }
@@ -55,6 +58,10 @@ pub struct EmbedResponse {
     pub embeddings: Vec<Vec<f32>>,
     /// Tokens processed, special tokens included.
     pub prompt_tokens: usize,
+    /// The variant that answered.
+    pub variant: String,
+    /// The engine of that variant.
+    pub engine: String,
 }
 
 /// Why a request got no embeddings. Front ends map each kind to their own status codes.

@@ -1,0 +1,250 @@
+//! Variants: the engines serving one model side by side, and the router that splits traffic
+//! between them by weight, sticky per user.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+
+use crate::backend::Capabilities;
+use crate::config::{ModelConfig, VariantConfig};
+use crate::model::ModelCard;
+use crate::plugin::host::PluginHost;
+use crate::plugin::EngineConfig;
+use crate::request::EmbedError;
+use crate::scheduler::{Scheduler, Sequence, SequenceResult, SubmitError};
+use crate::{Backend, BackendError};
+
+/// One engine serving a model, with its own queue.
+pub struct Variant {
+    name: String,
+    engine: String,
+    scheduler: Scheduler,
+    weight: u32,
+    shadow: Option<f64>,
+}
+
+impl Variant {
+    /// Loads `variant` of `model` (whose card is `card`) with its engine plugin.
+    pub fn load(
+        model: &ModelConfig,
+        variant: &VariantConfig,
+        card: &ModelCard,
+        plugins: &PluginHost,
+    ) -> Result<Self> {
+        let context = || {
+            format!(
+                "model {:?}, variant {:?} ({} engine)",
+                model.name,
+                variant.name(),
+                variant.backend
+            )
+        };
+        let engine_config = EngineConfig {
+            card: card.clone(),
+            options: serde_json::to_value(&variant.options)?,
+        };
+        let backend = plugins
+            .load_model(&variant.backend, &engine_config)
+            .with_context(context)?;
+        let capabilities = backend.capabilities();
+        anyhow::ensure!(
+            capabilities.hidden_size == card.hidden_size,
+            "{}: the engine reports hidden size {} but config.json says {}",
+            context(),
+            capabilities.hidden_size,
+            card.hidden_size
+        );
+        anyhow::ensure!(
+            capabilities.max_tokens > 0,
+            "{}: the engine reports a max length of 0",
+            context()
+        );
+        let mut batching = model.batching.to_scheduler();
+        // A single longest input must always fit a batch.
+        batching.max_batch_tokens = batching
+            .max_batch_tokens
+            .max(card.max_tokens.min(capabilities.max_tokens));
+        let thread = format!("{}-{}", model.name, variant.name());
+        Ok(Self {
+            name: variant.name().to_string(),
+            engine: variant.backend.clone(),
+            scheduler: Scheduler::start(&thread, Box::new(backend), batching)?,
+            weight: variant.weight,
+            shadow: variant.shadow.then_some(variant.sample_rate),
+        })
+    }
+
+    /// The variant's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The engine's name (`onnx`, `candle`, ...).
+    pub fn engine(&self) -> &str {
+        &self.engine
+    }
+
+    /// Its share of the traffic among the serving variants.
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// For a shadow, the fraction of requests it gets a copy of.
+    pub fn shadow_rate(&self) -> Option<f64> {
+        self.shadow
+    }
+
+    /// What the engine can do.
+    pub fn capabilities(&self) -> &Capabilities {
+        self.scheduler.capabilities()
+    }
+
+    /// Whether the engine still serves.
+    pub fn is_healthy(&self) -> bool {
+        self.scheduler.is_healthy()
+    }
+
+    /// Queues `sequences` and waits for every answer, in order.
+    pub async fn run(&self, sequences: Vec<Sequence>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let receivers = self.scheduler.submit(sequences).map_err(|e| match e {
+            SubmitError::QueueFull { .. } => EmbedError::Overloaded(e.to_string()),
+            SubmitError::Unhealthy | SubmitError::Closed => EmbedError::Unavailable(e.to_string()),
+        })?;
+        let mut outputs = Vec::with_capacity(receivers.len());
+        for receiver in receivers {
+            let result: SequenceResult = receiver
+                .await
+                .map_err(|_| EmbedError::Unavailable("the engine thread stopped".into()))?;
+            outputs.push(result.map_err(engine_error)?);
+        }
+        Ok(outputs)
+    }
+
+    /// Runs `sequences` from a blocking thread (start-up warm-up).
+    pub fn run_blocking(&self, sequences: Vec<Sequence>) -> Result<()> {
+        for receiver in self.scheduler.submit(sequences)? {
+            receiver
+                .blocking_recv()
+                .context("the engine thread stopped")??;
+        }
+        Ok(())
+    }
+}
+
+fn engine_error(error: BackendError) -> EmbedError {
+    match error {
+        BackendError::InvalidInput(why) => EmbedError::invalid("input", why),
+        BackendError::Unhealthy(why) => EmbedError::Unavailable(why),
+        other => EmbedError::Internal(other.to_string()),
+    }
+}
+
+/// Splits requests between serving variants in proportion to their weights. With a user key
+/// the choice is a stable hash of it, so one user always gets the same variant; without one it is
+/// pseudo-random.
+pub struct Router {
+    /// `(cumulative weight, variant index)` of the serving variants.
+    buckets: Vec<(u64, usize)>,
+    total: u64,
+    counter: AtomicU64,
+}
+
+impl Router {
+    /// A router over `variants` (shadows and weight-0 variants get no traffic).
+    pub fn new(variants: &[Variant]) -> Self {
+        let mut total = 0;
+        let buckets = variants
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.shadow.is_none() && v.weight > 0)
+            .map(|(i, v)| {
+                total += u64::from(v.weight);
+                (total, i)
+            })
+            .collect();
+        Self {
+            buckets,
+            total,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The index of the variant that serves a request from `user`.
+    pub fn pick(&self, user: Option<&str>) -> usize {
+        let draw = match user {
+            Some(user) => fnv1a(user.as_bytes()),
+            None => splitmix64(self.counter.fetch_add(1, Ordering::Relaxed)),
+        } % self.total;
+        self.buckets
+            .iter()
+            .find(|(upper, _)| draw < *upper)
+            .map_or(0, |(_, i)| *i)
+    }
+
+    /// Whether a request numbered by the router's counter falls in a sample of `rate`.
+    pub fn sample(&self, rate: f64) -> bool {
+        let draw = splitmix64(self.counter.fetch_add(1, Ordering::Relaxed) ^ 0x5eed);
+        (draw as f64 / u64::MAX as f64) < rate
+    }
+}
+
+/// FNV-1a, 64 bits: a stable hash (the same in every process and version).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    splitmix64(hash)
+}
+
+/// SplitMix64's finalizer: spreads consecutive inputs over the whole range.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router(weights: &[u64]) -> Router {
+        let mut total = 0;
+        let buckets = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                total += w;
+                (total, i)
+            })
+            .collect();
+        Router {
+            buckets,
+            total,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn split_follows_weights() {
+        let router = router(&[90, 10]);
+        let mut counts = [0usize; 2];
+        for _ in 0..10_000 {
+            counts[router.pick(None)] += 1;
+        }
+        assert!((8_800..=9_200).contains(&counts[0]), "{counts:?}");
+    }
+
+    #[test]
+    fn users_are_sticky_and_spread() {
+        let router = router(&[50, 50]);
+        let mut counts = [0usize; 2];
+        for user in 0..2_000 {
+            let key = format!("user-{user}");
+            let first = router.pick(Some(&key));
+            assert!((0..5).all(|_| router.pick(Some(&key)) == first));
+            counts[first] += 1;
+        }
+        assert!((900..=1_100).contains(&counts[0]), "{counts:?}");
+    }
+}

@@ -1,0 +1,151 @@
+//! Several models and engine variants in one process: the traffic split follows the weights,
+//! a `user` always lands on the same variant, aliases reach the same deployment, and every
+//! response names its variant and engine.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{concurrently, cosine, minilm_dir, Server};
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+
+fn config() -> String {
+    let path = minilm_dir().display().to_string();
+    format!(
+        r#"
+[[models]]
+name = "minilm"
+aliases = ["mini", "all-MiniLM-L6-v2"]
+path = {path:?}
+  [[models.variants]]
+  name = "ort"
+  backend = "onnx"
+  weight = 75
+  [[models.variants]]
+  name = "rust"
+  backend = "candle"
+  weight = 25
+
+[[models]]
+name = "split"
+path = {path:?}
+  [[models.variants]]
+  name = "big"
+  backend = "echo"
+  weight = 80
+  [[models.variants]]
+  name = "small"
+  backend = "echo"
+  weight = 20
+"#
+    )
+}
+
+/// POSTs one request and returns (variant header, backend header, body).
+fn embed(server: &Server, body: Value) -> (String, String, Value) {
+    let response = Client::new()
+        .post(format!("{}/v1/embeddings", server.url))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let (variant, backend) = (header("x-embedrt-variant"), header("x-embedrt-backend"));
+    (variant, backend, response.json().unwrap())
+}
+
+#[test]
+fn traffic_splits_by_weight_sticks_per_user_and_names_the_variant() {
+    let server = Server::start("", &config());
+
+    // 2,000 anonymous requests: within a few percent of 80/20.
+    let variants = concurrently(8, |t| {
+        (0..250)
+            .map(|i| {
+                embed(
+                    &server,
+                    json!({ "model": "split", "input": format!("t{t} r{i}") }),
+                )
+                .0
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for variant in variants.into_iter().flatten() {
+        *counts.entry(variant).or_default() += 1;
+    }
+    let big = counts.get("big").copied().unwrap_or(0) as f64 / 2000.0;
+    assert!((0.76..=0.84).contains(&big), "{counts:?}");
+    assert_eq!(counts.values().sum::<usize>(), 2000);
+
+    // A user always gets the same variant; many users spread over both.
+    let mut seen = HashMap::new();
+    for user in 0..200 {
+        let user = format!("user-{user}");
+        let first = embed(
+            &server,
+            json!({ "model": "split", "input": "x", "user": user }),
+        )
+        .0;
+        for _ in 0..3 {
+            assert_eq!(
+                embed(
+                    &server,
+                    json!({ "model": "split", "input": "y", "user": user })
+                )
+                .0,
+                first
+            );
+        }
+        *seen.entry(first).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+
+    // Both engines of a model answer, under every alias, with the same vectors.
+    let mut by_backend = HashMap::new();
+    for user in 0..40 {
+        for name in ["minilm", "mini", "all-MiniLM-L6-v2"] {
+            let (variant, backend, body) = embed(
+                &server,
+                json!({ "model": name, "input": "hello", "user": format!("u{user}") }),
+            );
+            assert_eq!(body["model"], "minilm");
+            assert!(
+                matches!(
+                    (variant.as_str(), backend.as_str()),
+                    ("ort", "onnx") | ("rust", "candle")
+                ),
+                "{variant} {backend}"
+            );
+            let vector: Vec<f32> =
+                serde_json::from_value(body["data"][0]["embedding"].clone()).unwrap();
+            by_backend.entry(backend).or_insert(vector);
+        }
+    }
+    assert_eq!(by_backend.len(), 2, "40 users reach both engines");
+    assert!(cosine(&by_backend["onnx"], &by_backend["candle"]) > 0.9999);
+
+    // The model list shows aliases and variants.
+    let models: Value = Client::new()
+        .get(format!("{}/v1/models", server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let minilm = &models["data"][0];
+    assert_eq!(minilm["aliases"], json!(["mini", "all-MiniLM-L6-v2"]));
+    assert_eq!(
+        minilm["variants"][0],
+        json!({ "name": "ort", "backend": "onnx", "weight": 75, "shadow": false })
+    );
+    assert_eq!(models["data"].as_array().unwrap().len(), 2);
+}
