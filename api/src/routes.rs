@@ -10,19 +10,28 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use embedrt_runtime::Registry;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
 use crate::openai::{parse_request, write_response};
 
-/// What every handler shares: the models, once they are loaded.
-#[derive(Default)]
+/// What every handler shares: the models, once they are loaded, and the metrics.
 pub struct AppState {
     registry: OnceLock<Arc<Registry>>,
+    metrics: PrometheusHandle,
 }
 
 impl AppState {
+    /// State that renders `/metrics` with `metrics`; models come later.
+    pub fn new(metrics: PrometheusHandle) -> Self {
+        Self {
+            registry: OnceLock::new(),
+            metrics,
+        }
+    }
+
     /// Publishes the loaded models; requests are served from now on.
     pub fn set_registry(&self, registry: Arc<Registry>) {
         let _ = self.registry.set(registry);
@@ -41,6 +50,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/models", get(models))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::no_route() })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // A bug in a handler answers 500 in the API's format instead of dropping the connection.
@@ -121,6 +131,15 @@ async fn models(State(state): State<Arc<AppState>>) -> Result<Response, ApiError
         })
         .collect();
     Ok(Json(json!({ "object": "list", "data": data })).into_response())
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let content_type = [(
+        axum::http::header::CONTENT_TYPE,
+        "text/plain; version=0.0.4",
+    )];
+    (content_type, state.metrics.render()).into_response()
 }
 
 /// `GET /health`: the process is up.

@@ -20,7 +20,7 @@ pub async fn serve(config: Config) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", config.server.http))?;
     tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
 
-    let state = Arc::new(AppState::default());
+    let state = Arc::new(AppState::new(crate::metrics::install()?));
     let (failed_tx, failed_rx) = oneshot::channel::<anyhow::Error>();
     let loader_state = Arc::clone(&state);
     let max_body_bytes = config.server.max_body_bytes;

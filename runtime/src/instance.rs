@@ -12,6 +12,7 @@ use crate::pooling::Pooling;
 use crate::postprocess::finish;
 use crate::request::{EmbedError, EmbedRequest, EmbedResponse, Input};
 use crate::scheduler::{Output, Sequence};
+use crate::telemetry;
 use crate::tokenize::{TextTokenizer, TokenizeError, WorkerPool};
 use crate::variant::{Router, Variant};
 
@@ -120,12 +121,35 @@ impl ModelInstance {
     }
 
     /// Validates, tokenizes (on `pool`), batches, runs and post-processes `request`.
+    /// The serving variant is picked by the router (sticky per `user`); its metrics record the
+    /// outcome and duration.
     pub async fn embed(
         &self,
         request: EmbedRequest,
         pool: &WorkerPool,
     ) -> Result<EmbedResponse, EmbedError> {
         let variant = &self.variants[self.router.pick(request.user.as_deref())];
+        let started = std::time::Instant::now();
+        let result = self.embed_on(variant, request, pool).await;
+        let labels = variant.labels();
+        let status = match &result {
+            Ok(_) => "ok",
+            Err(EmbedError::InvalidRequest { .. } | EmbedError::TooManyInputs { .. }) => "invalid",
+            Err(EmbedError::Overloaded(_)) => "overloaded",
+            Err(EmbedError::Unavailable(_) | EmbedError::ModelNotFound(_)) => "unavailable",
+            Err(EmbedError::Internal(_)) => "internal",
+        };
+        metrics::counter!(telemetry::REQUESTS, labels.with("status", status)).increment(1);
+        metrics::histogram!(telemetry::REQUEST_SECONDS, labels.labels()).record(started.elapsed());
+        result
+    }
+
+    async fn embed_on(
+        &self,
+        variant: &Variant,
+        request: EmbedRequest,
+        pool: &WorkerPool,
+    ) -> Result<EmbedResponse, EmbedError> {
         self.validate(&request, variant.capabilities(), variant.engine())?;
         let task = self.resolve_task(request.task.as_deref(), variant)?;
         let truncate = request.truncate.unwrap_or(self.truncate);

@@ -6,6 +6,7 @@
 //! - [`scheduler`]: dynamic batching in front of one engine;
 //! - [`padded`], [`pooling`], [`postprocess`]: from token states to the vectors clients get;
 //! - [`plugin`]: engines as shared libraries behind a versioned C ABI;
+//! - [`telemetry`]: metric names and labels;
 //! - [`config`], [`hub`], [`instance`], [`variant`], [`registry`], [`request`]: the served
 //!   models (local or from the hub), their engine variants, and their request path.
 //!
@@ -23,6 +24,7 @@ pub mod postprocess;
 pub mod registry;
 pub mod request;
 pub mod scheduler;
+pub mod telemetry;
 pub mod tokenize;
 pub mod variant;
 

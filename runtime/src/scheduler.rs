@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::backend::{Backend, BackendError, Batch, Capabilities};
+use crate::telemetry::{self, VariantLabels};
 
 /// Limits that shape batches and bound the queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +101,7 @@ struct Shared {
     healthy: AtomicBool,
     config: BatchingConfig,
     capabilities: Capabilities,
+    labels: VariantLabels,
 }
 
 impl Shared {
@@ -131,6 +133,7 @@ impl Scheduler {
         name: &str,
         backend: Box<dyn Backend>,
         config: BatchingConfig,
+        labels: VariantLabels,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
@@ -138,6 +141,7 @@ impl Scheduler {
             healthy: AtomicBool::new(true),
             capabilities: backend.capabilities().clone(),
             config,
+            labels,
         });
         let worker_shared = Arc::clone(&shared);
         let worker = std::thread::Builder::new()
@@ -183,6 +187,8 @@ impl Scheduler {
                 receiver
             })
             .collect();
+        metrics::gauge!(telemetry::QUEUE_DEPTH, self.shared.labels.labels())
+            .set(queue.items.len() as f64);
         drop(queue);
         self.shared.wake.notify_one();
         Ok(receivers)
@@ -224,7 +230,18 @@ fn run_worker(shared: &Shared, mut backend: Box<dyn Backend>) {
             );
             continue;
         }
+        let labels = &shared.labels;
+        let started = Instant::now();
+        for item in &items {
+            metrics::histogram!(telemetry::QUEUE_SECONDS, labels.labels())
+                .record(started - item.enqueued);
+        }
+        let tokens: usize = items.iter().map(|item| item.sequence.ids.len()).sum();
+        metrics::histogram!(telemetry::BATCH_SIZE, labels.labels()).record(items.len() as f64);
+        metrics::histogram!(telemetry::BATCH_TOKENS, labels.labels()).record(tokens as f64);
         run_batch(shared, backend.as_mut(), items);
+        metrics::histogram!(telemetry::INFERENCE_SECONDS, labels.labels())
+            .record(started.elapsed());
     }
 }
 
@@ -249,7 +266,9 @@ fn next_batch(shared: &Shared) -> Option<Vec<Item>> {
             .unwrap_or_else(|p| p.into_inner())
             .0;
     }
-    Some(select(shared, &mut queue))
+    let batch = select(shared, &mut queue);
+    metrics::gauge!(telemetry::QUEUE_DEPTH, shared.labels.labels()).set(queue.items.len() as f64);
+    Some(batch)
 }
 
 /// Whether the queue already holds a full batch (in arrival order).
@@ -426,8 +445,9 @@ mod tests {
             batches: Arc::clone(&batches),
             delay,
         };
+        let labels = VariantLabels::default();
         (
-            Scheduler::start("test", Box::new(fake), config).unwrap(),
+            Scheduler::start("test", Box::new(fake), config, labels).unwrap(),
             batches,
         )
     }

@@ -12,6 +12,7 @@ use crate::plugin::host::PluginHost;
 use crate::plugin::EngineConfig;
 use crate::request::EmbedError;
 use crate::scheduler::{Scheduler, Sequence, SequenceResult, SubmitError};
+use crate::telemetry::{self, VariantLabels};
 use crate::{Backend, BackendError};
 
 /// One engine serving a model, with its own queue.
@@ -21,6 +22,7 @@ pub struct Variant {
     scheduler: Scheduler,
     weight: u32,
     shadow: Option<f64>,
+    labels: VariantLabels,
 }
 
 impl Variant {
@@ -65,10 +67,13 @@ impl Variant {
             .max_batch_tokens
             .max(card.max_tokens.min(capabilities.max_tokens));
         let thread = format!("{}-{}", model.name, variant.name());
+        let labels = VariantLabels::new(&model.name, variant.name(), &variant.backend);
+        metrics::gauge!(telemetry::MODEL_LOADED, labels.labels()).set(1.0);
         Ok(Self {
             name: variant.name().to_string(),
             engine: variant.backend.clone(),
-            scheduler: Scheduler::start(&thread, Box::new(backend), batching)?,
+            scheduler: Scheduler::start(&thread, Box::new(backend), batching, labels.clone())?,
+            labels,
             weight: variant.weight,
             shadow: variant.shadow.then_some(variant.sample_rate),
         })
@@ -92,6 +97,11 @@ impl Variant {
     /// For a shadow, the fraction of requests it gets a copy of.
     pub fn shadow_rate(&self) -> Option<f64> {
         self.shadow
+    }
+
+    /// The variant's metric labels.
+    pub fn labels(&self) -> &VariantLabels {
+        &self.labels
     }
 
     /// What the engine can do.
@@ -128,6 +138,12 @@ impl Variant {
                 .context("the engine thread stopped")??;
         }
         Ok(())
+    }
+}
+
+impl Drop for Variant {
+    fn drop(&mut self) {
+        metrics::gauge!(telemetry::MODEL_LOADED, self.labels.labels()).set(0.0);
     }
 }
 

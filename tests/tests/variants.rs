@@ -149,3 +149,69 @@ fn traffic_splits_by_weight_sticks_per_user_and_names_the_variant() {
     );
     assert_eq!(models["data"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn metrics_are_prometheus_text_per_model_variant_and_engine() {
+    let server = Server::start("", &config());
+    for i in 0..20 {
+        embed(
+            &server,
+            json!({ "model": "split", "input": [format!("m {i}"), "two"] }),
+        );
+    }
+    let bad = Client::new()
+        .post(format!("{}/v1/embeddings", server.url))
+        .json(&json!({ "model": "split", "input": [] }))
+        .send()
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let text = Client::new()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let samples = |name: &'static str| scrape.samples.iter().filter(move |s| s.metric == name);
+    let value = |sample: &prometheus_parse::Sample| match &sample.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => *v,
+        other => panic!("{other:?}"),
+    };
+
+    let ok: f64 = samples("embedrt_requests_total")
+        .filter(|s| s.labels.get("model") == Some("split") && s.labels.get("status") == Some("ok"))
+        .map(value)
+        .sum();
+    assert_eq!(ok, 20.0, "{text}");
+    let invalid = samples("embedrt_requests_total")
+        .filter(|s| s.labels.get("status") == Some("invalid"))
+        .map(value)
+        .sum::<f64>();
+    assert_eq!(invalid, 1.0);
+    for name in [
+        "embedrt_request_duration_seconds",
+        "embedrt_queue_duration_seconds",
+        "embedrt_inference_duration_seconds",
+        "embedrt_batch_size",
+        "embedrt_batch_tokens",
+    ] {
+        let histogram = samples(name)
+            .find(|s| s.labels.get("variant").is_some())
+            .unwrap_or_else(|| panic!("{name} missing"));
+        assert!(
+            matches!(histogram.value, prometheus_parse::Value::Histogram(_)),
+            "{name}: {:?}",
+            histogram.value
+        );
+    }
+    let loaded: Vec<_> = samples("embedrt_model_loaded")
+        .map(|s| (s.labels.get("variant").unwrap().to_string(), value(s)))
+        .collect();
+    for variant in ["ort", "rust", "big", "small"] {
+        assert!(loaded.contains(&(variant.to_string(), 1.0)), "{loaded:?}");
+    }
+    assert!(samples("embedrt_queue_depth").count() >= 1);
+}

@@ -1,0 +1,52 @@
+//! Metric names, and the labels that identify a model variant in them. Recording goes through the
+//! `metrics` facade; the binary installs the Prometheus exporter that serves `GET /metrics`.
+
+use metrics::Label;
+
+/// Requests answered, by `status` (`ok`, `invalid`, `overloaded`, `unavailable`, `internal`).
+pub const REQUESTS: &str = "embedrt_requests_total";
+/// Whole request time inside the runtime (tokenization, queue, inference, post-processing).
+pub const REQUEST_SECONDS: &str = "embedrt_request_duration_seconds";
+/// Time a sequence waited in the queue before its batch started.
+pub const QUEUE_SECONDS: &str = "embedrt_queue_duration_seconds";
+/// Time the engine took for one batch.
+pub const INFERENCE_SECONDS: &str = "embedrt_inference_duration_seconds";
+/// Sequences per batch.
+pub const BATCH_SIZE: &str = "embedrt_batch_size";
+/// Tokens per batch (without padding).
+pub const BATCH_TOKENS: &str = "embedrt_batch_tokens";
+/// Sequences waiting in a variant's queue.
+pub const QUEUE_DEPTH: &str = "embedrt_queue_depth";
+/// 1 while a variant is loaded and serving.
+pub const MODEL_LOADED: &str = "embedrt_model_loaded";
+/// Lowest cosine between a shadow's vectors and the answer's, per request.
+pub const SHADOW_COSINE_MIN: &str = "embedrt_shadow_cosine_min";
+/// Mean cosine between a shadow's vectors and the answer's, per request.
+pub const SHADOW_COSINE_MEAN: &str = "embedrt_shadow_cosine_mean";
+
+/// The labels of one model variant: `model`, `variant`, `backend`.
+#[derive(Clone, Debug, Default)]
+pub struct VariantLabels(Vec<Label>);
+
+impl VariantLabels {
+    /// Labels for `variant` of `model`, running on `backend`.
+    pub fn new(model: &str, variant: &str, backend: &str) -> Self {
+        Self(vec![
+            Label::new("model", model.to_string()),
+            Label::new("variant", variant.to_string()),
+            Label::new("backend", backend.to_string()),
+        ])
+    }
+
+    /// These labels, in the form the `metrics` macros take.
+    pub fn labels(&self) -> std::slice::Iter<'_, Label> {
+        self.0.iter()
+    }
+
+    /// These labels plus `key = value`.
+    pub fn with(&self, key: &'static str, value: &'static str) -> Vec<Label> {
+        let mut labels = self.0.clone();
+        labels.push(Label::new(key, value));
+        labels
+    }
+}
