@@ -124,7 +124,7 @@ impl ModelInstance {
     /// The serving variant is picked by the router (sticky per `user`); its metrics record the
     /// outcome and duration.
     pub async fn embed(
-        &self,
+        self: &Arc<Self>,
         request: EmbedRequest,
         pool: &WorkerPool,
     ) -> Result<EmbedResponse, EmbedError> {
@@ -132,20 +132,17 @@ impl ModelInstance {
         let started = std::time::Instant::now();
         let result = self.embed_on(variant, request, pool).await;
         let labels = variant.labels();
-        let status = match &result {
-            Ok(_) => "ok",
-            Err(EmbedError::InvalidRequest { .. } | EmbedError::TooManyInputs { .. }) => "invalid",
-            Err(EmbedError::Overloaded(_)) => "overloaded",
-            Err(EmbedError::Unavailable(_) | EmbedError::ModelNotFound(_)) => "unavailable",
-            Err(EmbedError::Internal(_)) => "internal",
-        };
-        metrics::counter!(telemetry::REQUESTS, labels.with("status", status)).increment(1);
+        metrics::counter!(
+            telemetry::REQUESTS,
+            labels.with("status", status_label(&result))
+        )
+        .increment(1);
         metrics::histogram!(telemetry::REQUEST_SECONDS, labels.labels()).record(started.elapsed());
         result
     }
 
     async fn embed_on(
-        &self,
+        self: &Arc<Self>,
         variant: &Variant,
         request: EmbedRequest,
         pool: &WorkerPool,
@@ -194,8 +191,62 @@ impl ModelInstance {
             .await
             .map_err(|e| EmbedError::Internal(e.to_string()))??;
         let prompt_tokens = sequences.iter().map(|s| s.ids.len()).sum();
+        let shadows = self.sampled_shadows();
+        let copy = (!shadows.is_empty()).then(|| sequences.clone());
         let pooled = variant.run(sequences).await?;
+        if let Some(copy) = copy {
+            self.spawn_shadows(shadows, copy, pooled.clone());
+        }
         Ok(self.response(variant, finish_all(pooled), prompt_tokens))
+    }
+
+    /// The shadows that get a copy of this request (each by its own sample rate).
+    fn sampled_shadows(&self) -> Vec<usize> {
+        (0..self.variants.len())
+            .filter(|&i| {
+                self.variants[i]
+                    .shadow_rate()
+                    .is_some_and(|rate| self.router.sample(rate))
+            })
+            .collect()
+    }
+
+    /// Runs `sequences` on each of `shadows` in the background and records how closely their
+    /// vectors agree with `answer` (cosine per input: the minimum and the mean per request).
+    fn spawn_shadows(
+        self: &Arc<Self>,
+        shadows: Vec<usize>,
+        sequences: Vec<Sequence>,
+        answer: Vec<Vec<f32>>,
+    ) {
+        let instance = Arc::clone(self);
+        tokio::spawn(async move {
+            for index in shadows {
+                let shadow = &instance.variants[index];
+                let labels = shadow.labels();
+                let status = match shadow.run(sequences.clone()).await {
+                    Ok(vectors) => {
+                        let cosines: Vec<f32> = vectors
+                            .iter()
+                            .zip(&answer)
+                            .map(|(a, b)| cosine(a, b))
+                            .collect();
+                        let min = cosines.iter().copied().fold(f32::INFINITY, f32::min);
+                        let mean = cosines.iter().sum::<f32>() / cosines.len().max(1) as f32;
+                        metrics::histogram!(telemetry::SHADOW_COSINE_MIN, labels.labels())
+                            .record(min as f64);
+                        metrics::histogram!(telemetry::SHADOW_COSINE_MEAN, labels.labels())
+                            .record(mean as f64);
+                        "ok"
+                    }
+                    Err(error) => {
+                        tracing::debug!(variant = shadow.name(), %error, "shadow copy failed");
+                        status_label::<()>(&Err(error))
+                    }
+                };
+                metrics::counter!(telemetry::REQUESTS, labels.with("status", status)).increment(1);
+            }
+        });
     }
 
     fn response(
@@ -314,6 +365,29 @@ fn resolve_default_task(
         "this engine cannot run task `{BASE_TASK}`"
     );
     Ok(id)
+}
+
+/// The `status` label of a request's outcome.
+fn status_label<T>(result: &Result<T, EmbedError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(EmbedError::InvalidRequest { .. } | EmbedError::TooManyInputs { .. }) => "invalid",
+        Err(EmbedError::Overloaded(_)) => "overloaded",
+        Err(EmbedError::Unavailable(_) | EmbedError::ModelNotFound(_)) => "unavailable",
+        Err(EmbedError::Internal(_)) => "internal",
+    }
+}
+
+/// Cosine similarity of two vectors of the same length (0 when either is zero).
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norms =
+        a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norms > 0.0 {
+        dot / norms
+    } else {
+        0.0
+    }
 }
 
 fn input_error(i: usize, error: TokenizeError) -> EmbedError {

@@ -215,3 +215,95 @@ fn metrics_are_prometheus_text_per_model_variant_and_engine() {
     }
     assert!(samples("embedrt_queue_depth").count() >= 1);
 }
+
+#[test]
+fn a_shadow_gets_a_copy_and_reports_its_agreement_without_touching_the_answer() {
+    let path = minilm_dir().display().to_string();
+    let models = format!(
+        r#"
+[[models]]
+name = "guarded"
+path = {path:?}
+  [[models.variants]]
+  name = "ort"
+  backend = "onnx"
+  [[models.variants]]
+  name = "check"
+  backend = "candle"
+  shadow = true
+  sample_rate = 1.0
+
+[[models]]
+name = "plain"
+path = {path:?}
+backend = "onnx"
+"#
+    );
+    let server = Server::start("", &models);
+    for i in 0..20 {
+        let input = json!([format!("shadowed request {i}"), "a second sentence"]);
+        let (variant, backend, guarded) =
+            embed(&server, json!({ "model": "guarded", "input": input }));
+        assert_eq!(
+            (variant.as_str(), backend.as_str()),
+            ("ort", "onnx"),
+            "a shadow never answers"
+        );
+        let (_, _, plain) = embed(&server, json!({ "model": "plain", "input": input }));
+        for k in 0..2 {
+            let a: Vec<f32> =
+                serde_json::from_value(guarded["data"][k]["embedding"].clone()).unwrap();
+            let b: Vec<f32> =
+                serde_json::from_value(plain["data"][k]["embedding"].clone()).unwrap();
+            assert!(
+                common::max_abs_diff(&a, &b) < 1e-5,
+                "the answer is the primary's own"
+            );
+        }
+    }
+
+    // The copies run in the background; wait for all 20 to be recorded.
+    let buckets = |text: &str| -> Vec<(f64, f64)> {
+        let scrape =
+            prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        scrape
+            .samples
+            .into_iter()
+            .filter(|s| {
+                s.metric == "embedrt_shadow_cosine_min" && s.labels.get("variant") == Some("check")
+            })
+            .flat_map(|s| match s.value {
+                prometheus_parse::Value::Histogram(buckets) => buckets
+                    .into_iter()
+                    .map(|b| (b.less_than, b.count))
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    };
+    let mut last = Vec::new();
+    for _ in 0..100 {
+        last = buckets(
+            &Client::new()
+                .get(format!("{}/metrics", server.url))
+                .send()
+                .unwrap()
+                .text()
+                .unwrap(),
+        );
+        if last
+            .iter()
+            .any(|&(le, count)| le.is_infinite() && count == 20.0)
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let count_at = |bound: f64| last.iter().find(|(le, _)| *le == bound).map(|(_, c)| *c);
+    assert_eq!(count_at(f64::INFINITY), Some(20.0), "{last:?}");
+    assert_eq!(
+        count_at(0.9999),
+        Some(0.0),
+        "candle agrees with onnx to better than 0.9999: {last:?}"
+    );
+}
