@@ -59,6 +59,17 @@ impl ApiError {
         }
     }
 
+    /// A 401: the admin key is missing or wrong.
+    pub fn unauthorized() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: "this endpoint needs `Authorization: Bearer <admin_key>`".into(),
+            kind: "authentication_error",
+            param: None,
+            code: "invalid_admin_key",
+        }
+    }
+
     /// A 500 for a failure inside the server.
     pub fn internal(message: impl Into<String>) -> Self {
         Self {

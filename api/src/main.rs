@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use embedrt_runtime::Config;
+use embedrt_api::server::ConfigSource;
 
 /// embedrt: one server for many text-embedding models on interchangeable engines.
 #[derive(Parser)]
@@ -18,7 +18,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the models of a config file over HTTP.
+    /// Serve the models of a config file over HTTP (SIGHUP reloads the file).
     Serve {
         /// The TOML config file.
         #[arg(long, short)]
@@ -47,22 +47,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     let Command::Serve { config, http } = cli.command;
-    let mut config = Config::from_file(&config)?;
-    if let Some(http) = http {
-        config.server.http = http;
-    }
-    if config.server.plugin_dirs.is_empty() {
-        // Plugins are built next to the binary.
-        let exe = std::env::current_exe().context("cannot locate the embedrt executable")?;
-        config
-            .server
-            .plugin_dirs
-            .extend(exe.parent().map(PathBuf::from));
-    }
+    let source = ConfigSource { path: config, http };
+    let config = source.read()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.server.async_threads)
         .thread_name("embedrt-io")
         .enable_all()
         .build()?;
-    runtime.block_on(embedrt_api::server::serve(config))
+    runtime.block_on(embedrt_api::server::serve(source, config))
 }

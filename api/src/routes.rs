@@ -1,11 +1,11 @@
 //! The HTTP routes and their handlers.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,30 +16,48 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
 use crate::openai::{parse_request, write_response};
+use crate::server::ConfigSource;
 
-/// What every handler shares: the models, once they are loaded, and the metrics.
+/// What every handler shares: the models (swapped whole on reload), the metrics, and where the
+/// configuration comes from.
 pub struct AppState {
-    registry: OnceLock<Arc<Registry>>,
+    registry: RwLock<Option<Arc<Registry>>>,
     metrics: PrometheusHandle,
+    /// The config file, read again on reload.
+    pub source: ConfigSource,
+    admin_key: Option<String>,
+    /// Reloads run one at a time.
+    pub reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
-    /// State that renders `/metrics` with `metrics`; models come later.
-    pub fn new(metrics: PrometheusHandle) -> Self {
+    /// State that renders `/metrics` with `metrics` and reloads from `source`; models come later.
+    pub fn new(metrics: PrometheusHandle, source: ConfigSource, admin_key: Option<String>) -> Self {
         Self {
-            registry: OnceLock::new(),
+            registry: RwLock::new(None),
             metrics,
+            source,
+            admin_key,
+            reload_lock: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Publishes the loaded models; requests are served from now on.
+    /// Publishes a set of models; new requests are served from it from now on.
     pub fn set_registry(&self, registry: Arc<Registry>) {
-        let _ = self.registry.set(registry);
+        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Some(registry);
     }
 
-    /// The loaded models, or a 503 while they load.
-    fn registry(&self) -> Result<&Arc<Registry>, ApiError> {
-        self.registry.get().ok_or_else(ApiError::loading)
+    /// The models serving now, if loaded.
+    pub fn current_registry(&self) -> Option<Arc<Registry>> {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The models serving now, or a 503 while they load.
+    fn registry(&self) -> Result<Arc<Registry>, ApiError> {
+        self.current_registry().ok_or_else(ApiError::loading)
     }
 }
 
@@ -51,6 +69,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/admin/reload", post(admin_reload))
         .fallback(|| async { ApiError::no_route() })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // A bug in a handler answers 500 in the API's format instead of dropping the connection.
@@ -133,6 +152,34 @@ async fn models(State(state): State<Arc<AppState>>) -> Result<Response, ApiError
     Ok(Json(json!({ "object": "list", "data": data })).into_response())
 }
 
+/// `POST /admin/reload`: reads the config file again and swaps the models in (see
+/// [`crate::server::reload`]); needs `Authorization: Bearer <admin_key>` when one is configured.
+async fn admin_reload(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(key) = &state.admin_key {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(key.as_str()) {
+            return Err(ApiError::unauthorized());
+        }
+    }
+    match crate::server::reload(&state).await {
+        Ok(report) => Ok(Json(json!({ "status": "reloaded", "loaded": report.loaded, "kept": report.kept, "removed": report.removed })).into_response()),
+        Err(error) => {
+            tracing::error!("reload failed; the running configuration is unchanged: {error:#}");
+            Err(ApiError::bad_request(
+                None,
+                "reload_failed",
+                format!("reload failed, the running configuration is unchanged: {error:#}"),
+            ))
+        }
+    }
+}
+
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let content_type = [(
@@ -149,7 +196,7 @@ async fn health() -> Json<serde_json::Value> {
 
 /// `GET /ready`: 200 once every model is loaded, warmed up and healthy, else 503.
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    match state.registry.get() {
+    match state.current_registry() {
         Some(registry) => {
             let unhealthy: Vec<&str> = registry
                 .models()

@@ -1,29 +1,64 @@
-//! Starting and stopping the server: listen at once, load models in the background, drain on
-//! shutdown.
+//! Starting, reloading and stopping the server: listen at once, load models in the background,
+//! reload the config file on SIGHUP or `POST /admin/reload`, drain on shutdown.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use embedrt_runtime::{Config, Registry};
+use embedrt_runtime::{Config, Registry, ReloadReport};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::routes::{router, AppState};
 
-/// Serves `config` until SIGINT/SIGTERM, or until a model fails to load (an error).
+/// Where the configuration comes from, so that it can be read again.
+#[derive(Clone, Debug)]
+pub struct ConfigSource {
+    /// The TOML file.
+    pub path: PathBuf,
+    /// `--http`: overrides the file's `[server] http`.
+    pub http: Option<SocketAddr>,
+}
+
+impl ConfigSource {
+    /// Reads and checks the file, with the command line's overrides and the default plugin folder
+    /// (the one the `embedrt` executable is in).
+    pub fn read(&self) -> Result<Config> {
+        let mut config = Config::from_file(&self.path)?;
+        if let Some(http) = self.http {
+            config.server.http = http;
+        }
+        if config.server.plugin_dirs.is_empty() {
+            let exe = std::env::current_exe().context("cannot locate the embedrt executable")?;
+            config
+                .server
+                .plugin_dirs
+                .extend(exe.parent().map(PathBuf::from));
+        }
+        Ok(config)
+    }
+}
+
+/// Serves `config` (read from `source`) until SIGINT/SIGTERM, or until a model fails to load at
+/// startup (an error).
 ///
 /// The listener opens before models load, so `/health` answers at once and `/ready` tells when
 /// the models are there. On shutdown, in-flight requests finish and queued inputs are answered.
-pub async fn serve(config: Config) -> Result<()> {
+pub async fn serve(source: ConfigSource, config: Config) -> Result<()> {
     let listener = TcpListener::bind(config.server.http)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.http))?;
     tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
 
-    let state = Arc::new(AppState::new(crate::metrics::install()?));
+    let max_body_bytes = config.server.max_body_bytes;
+    let state = Arc::new(AppState::new(
+        crate::metrics::install()?,
+        source,
+        config.server.admin_key.clone(),
+    ));
     let (failed_tx, failed_rx) = oneshot::channel::<anyhow::Error>();
     let loader_state = Arc::clone(&state);
-    let max_body_bytes = config.server.max_body_bytes;
     tokio::task::spawn_blocking(move || match Registry::load(&config) {
         Ok(registry) => {
             loader_state.set_registry(Arc::new(registry));
@@ -33,6 +68,7 @@ pub async fn serve(config: Config) -> Result<()> {
             let _ = failed_tx.send(error);
         }
     });
+    spawn_reload_on_sighup(Arc::clone(&state));
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let watcher = tokio::spawn(async move {
@@ -53,6 +89,41 @@ pub async fn serve(config: Config) -> Result<()> {
         Some(error) => Err(error.context("loading models failed")),
         None => Ok(()),
     }
+}
+
+/// Reads the config file again and swaps in a registry built from it: unchanged models keep
+/// serving from their instances, new and changed ones are loaded and warmed up first. Requests
+/// already running finish on the old registry. On any error the running configuration stays.
+/// (`[server]` settings other than the models' need a restart.)
+pub async fn reload(state: &Arc<AppState>) -> Result<ReloadReport> {
+    let _one_at_a_time = state.reload_lock.lock().await;
+    let config = state.source.read()?;
+    let current = state
+        .current_registry()
+        .context("models are still loading")?;
+    let (next, report) = tokio::task::spawn_blocking(move || current.reload(&config)).await??;
+    state.set_registry(Arc::new(next));
+    tracing::info!(loaded = ?report.loaded, kept = ?report.kept, removed = ?report.removed, "configuration reloaded");
+    Ok(report)
+}
+
+fn spawn_reload_on_sighup(state: Arc<AppState>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /admin/reload");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            if let Err(error) = reload(&state).await {
+                tracing::error!(
+                    "reload on SIGHUP failed; the running configuration is unchanged: {error:#}"
+                );
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::scheduler::BatchingConfig;
 
 /// The whole configuration file.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Process-wide settings.
@@ -23,7 +23,7 @@ pub struct Config {
 }
 
 /// `[server]`: addresses, limits and thread pools.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address of the HTTP API.
@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub async_threads: usize,
     /// Threads that tokenize requests.
     pub tokenizer_threads: usize,
+    /// When set, `POST /admin/reload` needs `Authorization: Bearer <admin_key>`.
+    pub admin_key: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +51,7 @@ impl Default for ServerConfig {
             plugin_dirs: Vec::new(),
             async_threads: light,
             tokenizer_threads: light,
+            admin_key: None,
         }
     }
 }
@@ -59,7 +62,7 @@ pub fn cores() -> usize {
 }
 
 /// `[[models]]`: one served model.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// The name clients put in `model`.
@@ -95,7 +98,7 @@ pub struct ModelConfig {
 }
 
 /// `[[models.variants]]`: one engine serving a model, with its share of the traffic.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VariantConfig {
     /// The variant's name (in metrics and the `x-embedrt-variant` header); default: the backend.
@@ -164,7 +167,7 @@ fn default_truncate() -> bool {
 }
 
 /// `batching = { ... }`: how the scheduler forms batches.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchingSettings {
     /// Most tokens in one batch (padding counted for engines that pad).

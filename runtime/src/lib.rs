@@ -32,5 +32,5 @@ pub use backend::{Backend, BackendError, Batch, Capabilities, Embeddings, TokenS
 pub use config::Config;
 pub use instance::ModelInstance;
 pub use model::ModelCard;
-pub use registry::Registry;
+pub use registry::{Registry, ReloadReport};
 pub use request::{EmbedError, EmbedRequest, EmbedResponse, Input};

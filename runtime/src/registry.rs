@@ -1,11 +1,14 @@
-//! The set of served models, by name, and the shared tokenization pool.
+//! The set of served models, by name and alias, and the shared tokenization pool. A registry is
+//! immutable: a reload builds a new one (keeping the instances whose configuration did not change)
+//! and the server swaps it in, while requests already running finish on the old one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Result;
+use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, ModelConfig};
 use crate::instance::ModelInstance;
 use crate::plugin::host::PluginHost;
 use crate::request::{EmbedError, EmbedRequest, EmbedResponse};
@@ -13,53 +16,93 @@ use crate::tokenize::WorkerPool;
 
 /// Every served model, ready to answer requests.
 pub struct Registry {
-    models: HashMap<String, Arc<ModelInstance>>,
-    order: Vec<String>,
-    tokenizers: WorkerPool,
+    /// Each model with the configuration it was loaded from, in configuration order.
+    models: Vec<(ModelConfig, Arc<ModelInstance>)>,
+    by_name: HashMap<String, Arc<ModelInstance>>,
+    tokenizers: Arc<WorkerPool>,
+}
+
+/// What a reload did, by model name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadReport {
+    /// Models loaded anew (new, or changed in the file).
+    pub loaded: Vec<String>,
+    /// Models whose configuration did not change, still serving from the same instance.
+    pub kept: Vec<String>,
+    /// Models no longer in the file; they finish their queued work and are dropped.
+    pub removed: Vec<String>,
 }
 
 impl Registry {
     /// Loads and warms up every model of `config`, with plugins from its `plugin_dirs`.
     pub fn load(config: &Config) -> Result<Self> {
-        let plugins = PluginHost::new(config.server.plugin_dirs.clone());
-        let instances = config
-            .models
-            .iter()
-            .map(|model| {
-                tracing::info!(model = %model.name, path = %model.path.display(), "loading");
-                ModelInstance::load(model, &plugins)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Self::new(instances, config.server.tokenizer_threads)
+        let pool = Arc::new(WorkerPool::new(
+            "tokenize",
+            config.server.tokenizer_threads,
+        )?);
+        Ok(Self::build(config, None, pool)?.0)
     }
 
-    /// A registry of already loaded instances, tokenizing on `tokenizer_threads` threads.
-    pub fn new(instances: Vec<ModelInstance>, tokenizer_threads: usize) -> Result<Self> {
-        let order = instances.iter().map(|m| m.name().to_string()).collect();
-        let mut models = HashMap::new();
-        for instance in instances {
-            let instance = Arc::new(instance);
-            for name in std::iter::once(instance.name())
-                .chain(instance.aliases().iter().map(String::as_str))
-            {
-                models.insert(name.to_string(), Arc::clone(&instance));
+    /// A registry for `config` that reuses this one's instances wherever a model's configuration
+    /// is unchanged, and loads (and warms up) the rest. On error nothing changes.
+    pub fn reload(&self, config: &Config) -> Result<(Self, ReloadReport)> {
+        let (registry, mut report) = Self::build(config, Some(self), Arc::clone(&self.tokenizers))?;
+        report.removed = self
+            .models
+            .iter()
+            .map(|(model, _)| model.name.clone())
+            .filter(|name| !config.models.iter().any(|m| &m.name == name))
+            .collect();
+        Ok((registry, report))
+    }
+
+    fn build(
+        config: &Config,
+        previous: Option<&Registry>,
+        tokenizers: Arc<WorkerPool>,
+    ) -> Result<(Self, ReloadReport)> {
+        let plugins = PluginHost::new(config.server.plugin_dirs.clone());
+        let mut report = ReloadReport::default();
+        let mut models = Vec::with_capacity(config.models.len());
+        for model in &config.models {
+            let same = previous.and_then(|p| p.models.iter().find(|(old, _)| old == model));
+            let instance = match same {
+                Some((_, instance)) => {
+                    report.kept.push(model.name.clone());
+                    Arc::clone(instance)
+                }
+                None => {
+                    tracing::info!(model = %model.name, path = %model.path.display(), "loading");
+                    report.loaded.push(model.name.clone());
+                    Arc::new(ModelInstance::load(model, &plugins)?)
+                }
+            };
+            models.push((model.clone(), instance));
+        }
+        let mut by_name = HashMap::new();
+        for (model, instance) in &models {
+            for name in model.names() {
+                by_name.insert(name.to_string(), Arc::clone(instance));
             }
         }
-        Ok(Self {
-            models,
-            order,
-            tokenizers: WorkerPool::new("tokenize", tokenizer_threads)?,
-        })
+        Ok((
+            Self {
+                models,
+                by_name,
+                tokenizers,
+            },
+            report,
+        ))
     }
 
     /// The model called `name` (or aliased so).
     pub fn get(&self, name: &str) -> Option<&Arc<ModelInstance>> {
-        self.models.get(name)
+        self.by_name.get(name)
     }
 
     /// Every model, in configuration order.
     pub fn models(&self) -> impl Iterator<Item = &Arc<ModelInstance>> {
-        self.order.iter().filter_map(|name| self.models.get(name))
+        self.models.iter().map(|(_, instance)| instance)
     }
 
     /// Answers `request` with the model it names.

@@ -17,7 +17,7 @@ pub const BATCH_SIZE: &str = "embedrt_batch_size";
 pub const BATCH_TOKENS: &str = "embedrt_batch_tokens";
 /// Sequences waiting in a variant's queue.
 pub const QUEUE_DEPTH: &str = "embedrt_queue_depth";
-/// 1 while a variant is loaded and serving.
+/// Loaded instances of a variant: 1 while it serves, 2 for a moment while a reload swaps it.
 pub const MODEL_LOADED: &str = "embedrt_model_loaded";
 /// Lowest cosine between a shadow's vectors and the answer's, per request.
 pub const SHADOW_COSINE_MIN: &str = "embedrt_shadow_cosine_min";

@@ -68,7 +68,7 @@ impl Variant {
             .max(card.max_tokens.min(capabilities.max_tokens));
         let thread = format!("{}-{}", model.name, variant.name());
         let labels = VariantLabels::new(&model.name, variant.name(), &variant.backend);
-        metrics::gauge!(telemetry::MODEL_LOADED, labels.labels()).set(1.0);
+        metrics::gauge!(telemetry::MODEL_LOADED, labels.labels()).increment(1.0);
         Ok(Self {
             name: variant.name().to_string(),
             engine: variant.backend.clone(),
@@ -143,7 +143,7 @@ impl Variant {
 
 impl Drop for Variant {
     fn drop(&mut self) {
-        metrics::gauge!(telemetry::MODEL_LOADED, self.labels.labels()).set(0.0);
+        metrics::gauge!(telemetry::MODEL_LOADED, self.labels.labels()).decrement(1.0);
     }
 }
 

@@ -194,6 +194,11 @@ impl Server {
         log
     }
 
+    /// The config file the server was started with (rewrite it, then reload).
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.0.join("config.toml")
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
