@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use embedrt_runtime::config::ServerConfig;
 use embedrt_runtime::Registry;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
@@ -26,20 +27,33 @@ pub struct AppState {
     /// The config file, read again on reload.
     pub source: ConfigSource,
     admin_key: Option<String>,
+    sticky_header: Option<HeaderName>,
     /// Reloads run one at a time.
     pub reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
     /// State that renders `/metrics` with `metrics` and reloads from `source`; models come later.
-    pub fn new(metrics: PrometheusHandle, source: ConfigSource, admin_key: Option<String>) -> Self {
-        Self {
+    /// `server` gives the admin key and the sticky header.
+    pub fn new(
+        metrics: PrometheusHandle,
+        source: ConfigSource,
+        server: &ServerConfig,
+    ) -> anyhow::Result<Self> {
+        let sticky_header = server
+            .sticky_header
+            .as_deref()
+            .map(|name| HeaderName::try_from(name.to_ascii_lowercase()))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("`server.sticky_header`: {e}"))?;
+        Ok(Self {
             registry: RwLock::new(None),
             metrics,
             source,
-            admin_key,
+            admin_key: server.admin_key.clone(),
+            sticky_header,
             reload_lock: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
     /// Publishes a set of models; new requests are served from it from now on.
@@ -82,6 +96,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
 /// `POST /v1/embeddings`.
 async fn embeddings(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|rejection| ApiError {
@@ -100,7 +115,16 @@ async fn embeddings(
         (Some(name), None) => Some(name),
         _ => None,
     };
-    let parsed = parse_request(&body, only_model)?;
+    let mut parsed = parse_request(&body, only_model)?;
+    if parsed.request.user.is_none() {
+        let sticky = state
+            .sticky_header
+            .as_ref()
+            .and_then(|name| headers.get(name));
+        parsed.request.user = sticky
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
+    }
     let response = registry.embed(parsed.request).await?;
     let headers = [
         (VARIANT_HEADER, header_value(&response.variant)),

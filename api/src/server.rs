@@ -55,8 +55,8 @@ pub async fn serve(source: ConfigSource, config: Config) -> Result<()> {
     let state = Arc::new(AppState::new(
         crate::metrics::install()?,
         source,
-        config.server.admin_key.clone(),
-    ));
+        &config.server,
+    )?);
     let (failed_tx, failed_rx) = oneshot::channel::<anyhow::Error>();
     let loader_state = Arc::clone(&state);
     tokio::task::spawn_blocking(move || match Registry::load(&config) {

@@ -39,6 +39,9 @@ pub struct ServerConfig {
     pub tokenizer_threads: usize,
     /// When set, `POST /admin/reload` needs `Authorization: Bearer <admin_key>`.
     pub admin_key: Option<String>,
+    /// A request header whose value keeps a caller on one variant when the body has no `user`
+    /// (for example `x-user-id`).
+    pub sticky_header: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +55,7 @@ impl Default for ServerConfig {
             async_threads: light,
             tokenizer_threads: light,
             admin_key: None,
+            sticky_header: None,
         }
     }
 }

@@ -105,7 +105,7 @@ fn a_hub_id_downloads_into_the_cache_and_serves_on_both_engines() {
         ("HF_HOME", home_path.as_str()),
     ];
     let models = hub_model("jina-candle", "candle") + &hub_model("jina-onnx", "onnx");
-    let server = Server::spawn_with_env("", &models, &env);
+    let mut server = Server::spawn_with_env("", &models, &env);
     server.wait_ready();
 
     let expected: Value = serde_json::from_str(
@@ -145,7 +145,7 @@ fn a_hub_id_downloads_into_the_cache_and_serves_on_both_engines() {
         snapshot.display()
     );
     let offline = [("HF_HUB_OFFLINE", "1"), ("HF_HOME", home_path.as_str())];
-    let server = Server::spawn_with_env("", &hub_model("jina", "candle"), &offline);
+    let mut server = Server::spawn_with_env("", &hub_model("jina", "candle"), &offline);
     server.wait_ready();
 }
 

@@ -65,7 +65,7 @@ fn embed(server: &Server, body: Value) -> (String, String, Value) {
 
 #[test]
 fn traffic_splits_by_weight_sticks_per_user_and_names_the_variant() {
-    let server = Server::start("", &config());
+    let server = Server::start("sticky_header = \"X-User-Id\"", &config());
 
     // 2,000 anonymous requests: within a few percent of 80/20.
     let variants = concurrently(8, |t| {
@@ -109,6 +109,24 @@ fn traffic_splits_by_weight_sticks_per_user_and_names_the_variant() {
         *seen.entry(first).or_insert(0) += 1;
     }
     assert_eq!(seen.len(), 2, "{seen:?}");
+
+    // Without `user`, the configured header keeps a caller on one variant.
+    for caller in 0..50 {
+        let sticky = |input: &str| {
+            let response = Client::new()
+                .post(format!("{}/v1/embeddings", server.url))
+                .header("X-User-Id", format!("caller-{caller}"))
+                .json(&json!({ "model": "split", "input": input }))
+                .send()
+                .unwrap();
+            response.headers()["x-embedrt-variant"]
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        let first = sticky("a");
+        assert!((0..3).all(|_| sticky("b") == first));
+    }
 
     // Both engines of a model answer, under every alias, with the same vectors.
     let mut by_backend = HashMap::new();

@@ -128,7 +128,7 @@ impl Server {
     /// Starts the server with `models_toml` (one or more `[[models]]` tables) and optional extra
     /// `[server]` lines, and waits until `/ready` answers 200.
     pub fn start(server_toml: &str, models_toml: &str) -> Self {
-        let server = Self::spawn(server_toml, models_toml);
+        let mut server = Self::spawn(server_toml, models_toml);
         server.wait_ready();
         server
     }
@@ -170,11 +170,18 @@ impl Server {
         }
     }
 
-    /// Polls `/ready` for up to two minutes; panics with the server's log if it dies first.
-    pub fn wait_ready(&self) {
+    /// Polls `/ready` for up to two minutes; panics with the server's log if it exits first.
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         let client = reqwest::blocking::Client::new();
         while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut log = String::new();
+                if let Some(mut stderr) = self.child.stderr.take() {
+                    let _ = stderr.read_to_string(&mut log);
+                }
+                panic!("server exited ({status}) before it was ready:\n{log}");
+            }
             match client.get(format!("{}/ready", self.url)).send() {
                 Ok(response) if response.status() == 200 => return,
                 _ => std::thread::sleep(Duration::from_millis(100)),
