@@ -27,7 +27,31 @@ pub struct Variant {
 
 impl Variant {
     /// Loads `variant` of `model` (whose card is `card`) with its engine plugin.
+    ///
+    /// A shadow is loaded on a thread of the lowest CPU priority, so that every thread its engine
+    /// starts (its pool, its inference thread) inherits that priority: on a busy machine the
+    /// serving variants get the CPU first, and the shadow works with what is left.
     pub fn load(
+        model: &ModelConfig,
+        variant: &VariantConfig,
+        card: &ModelCard,
+        plugins: &PluginHost,
+    ) -> Result<Self> {
+        if !variant.shadow {
+            return Self::load_here(model, variant, card, plugins);
+        }
+        std::thread::scope(|scope| {
+            let loader = scope.spawn(|| {
+                lower_thread_priority();
+                Self::load_here(model, variant, card, plugins)
+            });
+            loader
+                .join()
+                .map_err(|_| anyhow::anyhow!("loading the shadow variant panicked"))?
+        })
+    }
+
+    fn load_here(
         model: &ModelConfig,
         variant: &VariantConfig,
         card: &ModelCard,
@@ -144,6 +168,17 @@ impl Variant {
 impl Drop for Variant {
     fn drop(&mut self) {
         metrics::gauge!(telemetry::MODEL_LOADED, self.labels.labels()).decrement(1.0);
+    }
+}
+
+/// Gives the calling thread (and the threads it starts from now on) the lowest CPU priority.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscall; on Linux, `who = 0` with PRIO_PROCESS names the calling thread.
+    unsafe {
+        if libc::setpriority(libc::PRIO_PROCESS, 0, 19) != 0 {
+            tracing::warn!("cannot lower the shadow's thread priority");
+        }
     }
 }
 
