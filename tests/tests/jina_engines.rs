@@ -60,6 +60,16 @@ fn fixture(sub: &str) -> (ModelCard, Expected) {
     (card, expected)
 }
 
+/// A temporary folder with `files` of the tiny jina fixture.
+fn fixture_copy(label: &str, files: &[&str]) -> common::TempDir {
+    let dir = common::TempDir::new(label);
+    let source = fixtures_dir().join("jina-v3-tiny");
+    for file in files {
+        std::fs::copy(source.join(file), dir.0.join(file)).unwrap();
+    }
+    dir
+}
+
 fn tokenizer(card: &ModelCard) -> TextTokenizer {
     TextTokenizer::load(&card.path, card.max_tokens, card.vocab_size).unwrap()
 }
@@ -237,18 +247,17 @@ fn both_engines_return_the_official_token_states() {
 
 #[test]
 fn a_checkpoint_with_a_missing_tensor_names_it() {
-    let dir = common::TempDir::new("broken-jina");
-    let source = fixtures_dir().join("jina-v3-tiny");
-    for file in [
-        "config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-    ] {
-        std::fs::copy(source.join(file), dir.0.join(file)).unwrap();
-    }
+    let dir = fixture_copy(
+        "broken-jina",
+        &[
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        ],
+    );
     // Rewrite the checkpoint with one LoRA tensor under another name (its bytes stay in place).
-    let bytes = std::fs::read(source.join("model.safetensors")).unwrap();
+    let bytes = std::fs::read(fixtures_dir().join("jina-v3-tiny/model.safetensors")).unwrap();
     let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let mut header: serde_json::Map<String, Value> =
         serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
@@ -271,18 +280,17 @@ fn a_checkpoint_with_a_missing_tensor_names_it() {
 
 #[test]
 fn a_checkpoint_with_a_misshaped_tensor_names_it() {
-    let dir = common::TempDir::new("misshaped-jina");
-    let source = fixtures_dir().join("jina-v3-tiny");
-    for file in [
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "model.safetensors",
-    ] {
-        std::fs::copy(source.join(file), dir.0.join(file)).unwrap();
-    }
+    let dir = fixture_copy(
+        "misshaped-jina",
+        &[
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "model.safetensors",
+        ],
+    );
     // The config promises a wider feed-forward layer than the weights have.
-    let config = std::fs::read_to_string(source.join("config.json")).unwrap();
+    let config = std::fs::read_to_string(fixtures_dir().join("jina-v3-tiny/config.json")).unwrap();
     std::fs::write(
         dir.0.join("config.json"),
         config.replace("\"intermediate_size\": 64", "\"intermediate_size\": 48"),
@@ -306,17 +314,16 @@ fn a_checkpoint_with_a_misshaped_tensor_names_it() {
 /// interface that gives the official outputs.
 #[test]
 fn the_onnx_builder_reproduces_the_official_export() {
-    let dir = common::TempDir::new("built-jina");
-    let source = fixtures_dir().join("jina-v3-tiny");
-    for file in [
-        "config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "model.safetensors",
-    ] {
-        std::fs::copy(source.join(file), dir.0.join(file)).unwrap();
-    }
+    let dir = fixture_copy(
+        "built-jina",
+        &[
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "model.safetensors",
+        ],
+    );
     let python = common::repo_root().join(".assets/venv/bin/python");
     let status = std::process::Command::new(python)
         .arg(common::repo_root().join("scripts/build_jina_onnx.py"))
