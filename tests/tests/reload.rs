@@ -32,11 +32,7 @@ fn reload_by_endpoint(server: &Server, key: Option<&str>) -> (u16, Value) {
 }
 
 fn sighup(server: &Server) {
-    assert!(std::process::Command::new("kill")
-        .args(["-HUP", &server.pid().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    server.signal(libc::SIGHUP);
 }
 
 #[test]

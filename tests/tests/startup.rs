@@ -101,17 +101,12 @@ fn sigterm_finishes_accepted_requests_then_exits_cleanly() {
         "options = { delay_ms = 400 }\nbatching = { max_batch_requests = 1 }",
     );
     let server = Server::start("", &models);
-    let pid = server.pid();
     let url = server.url.clone();
     let results = concurrently(4, |i| {
         if i == 0 {
             // Let the three requests reach the queue, then ask the server to stop.
             std::thread::sleep(Duration::from_millis(150));
-            let status = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .unwrap();
-            assert!(status.success());
+            server.signal(libc::SIGTERM);
             return None;
         }
         let response = Client::new()

@@ -206,9 +206,11 @@ impl Server {
         self._dir.0.join("config.toml")
     }
 
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the server process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain syscall on our own child's pid.
+        let status = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(status, 0, "kill({signal}) failed");
     }
 
     /// Whether the process is still running.
