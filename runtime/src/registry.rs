@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Result;
-use serde::Serialize;
 
 use crate::config::{Config, ModelConfig};
 use crate::instance::ModelInstance;
@@ -23,7 +22,7 @@ pub struct Registry {
 }
 
 /// What a reload did, by model name.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReloadReport {
     /// Models loaded anew (new, or changed in the file).
     pub loaded: Vec<String>,

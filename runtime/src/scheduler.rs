@@ -194,11 +194,6 @@ impl Scheduler {
         Ok(receivers)
     }
 
-    /// Sequences waiting now.
-    pub fn queued(&self) -> usize {
-        self.shared.lock().items.len()
-    }
-
     /// False once the engine failed fatally.
     pub fn is_healthy(&self) -> bool {
         self.shared.healthy.load(Ordering::Acquire)

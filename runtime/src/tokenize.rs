@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use tokenizers::{PostProcessor, Tokenizer, TruncationDirection};
+use tokenizers::{Tokenizer, TruncationDirection};
 
 /// Why an input could not be turned into token ids.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -49,7 +49,6 @@ pub struct TextTokenizer {
     inner: Tokenizer,
     max_tokens: usize,
     vocab_size: usize,
-    special_tokens: usize,
     /// The special tokens the template puts before and after a single sequence.
     frame: (Vec<u32>, Vec<u32>),
 }
@@ -74,9 +73,6 @@ impl TextTokenizer {
         inner
             .with_truncation(None)
             .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-        let special_tokens = inner
-            .get_post_processor()
-            .map_or(0, |p| p.added_tokens(false));
         let framed = inner
             .encode("x", true)
             .map_err(|e| anyhow!("{}: {e}", path.display()))?;
@@ -89,7 +85,6 @@ impl TextTokenizer {
             inner,
             max_tokens,
             vocab_size,
-            special_tokens,
             frame,
         })
     }
@@ -139,7 +134,7 @@ impl TextTokenizer {
     pub fn encode(&self, text: &str, truncate: bool) -> Result<Vec<u32>, TokenizeError> {
         let failed = |e: tokenizers::Error| TokenizeError::Failed(e.to_string());
         let mut encoding = self.inner.encode(text, false).map_err(failed)?;
-        let tokens = encoding.len() + self.special_tokens;
+        let tokens = encoding.len() + self.special_tokens();
         if tokens > self.max_tokens {
             if !truncate {
                 return Err(TokenizeError::TooLong {
@@ -148,7 +143,7 @@ impl TextTokenizer {
                 });
             }
             encoding.truncate(
-                self.max_tokens.saturating_sub(self.special_tokens),
+                self.max_tokens.saturating_sub(self.special_tokens()),
                 0,
                 TruncationDirection::Right,
             );
@@ -181,6 +176,11 @@ impl TextTokenizer {
             ids.truncate(self.max_tokens);
         }
         Ok(ids)
+    }
+
+    /// How many special tokens the template adds around one sequence.
+    fn special_tokens(&self) -> usize {
+        self.frame.0.len() + self.frame.1.len()
     }
 
     /// The model's limit in tokens.

@@ -84,11 +84,6 @@ impl PluginHost {
         Self { dirs }
     }
 
-    /// The folders searched.
-    pub fn dirs(&self) -> &[PathBuf] {
-        &self.dirs
-    }
-
     /// The file name of engine `engine`'s plugin on this platform (`libembedrt_plugin_onnx.so`).
     pub fn file_name(engine: &str) -> Result<String, PluginError> {
         if engine.is_empty()

@@ -176,11 +176,10 @@ impl Server {
         let client = reqwest::blocking::Client::new();
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut log = String::new();
-                if let Some(mut stderr) = self.child.stderr.take() {
-                    let _ = stderr.read_to_string(&mut log);
-                }
-                panic!("server exited ({status}) before it was ready:\n{log}");
+                panic!(
+                    "server exited ({status}) before it was ready:\n{}",
+                    self.take_log()
+                );
             }
             match client.get(format!("{}/ready", self.url)).send() {
                 Ok(response) if response.status() == 200 => return,
@@ -190,10 +189,8 @@ impl Server {
         panic!("server at {} not ready in time", self.url);
     }
 
-    /// Stops the server and returns what it logged.
-    pub fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// What the server logged (stderr), once it has exited.
+    fn take_log(&mut self) -> String {
         let mut log = String::new();
         if let Some(mut stderr) = self.child.stderr.take() {
             let _ = stderr.read_to_string(&mut log);
@@ -223,14 +220,7 @@ impl Server {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut log = String::new();
-                self.child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut log)
-                    .unwrap();
-                return (status.code(), log);
+                return (status.code(), self.take_log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
