@@ -28,6 +28,12 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address of the HTTP API.
     pub http: SocketAddr,
+    /// Address of the gRPC API; off when unset.
+    pub grpc: Option<SocketAddr>,
+    /// Largest gRPC message accepted, in bytes; larger ones are refused with `OUT_OF_RANGE`.
+    pub grpc_max_request_bytes: usize,
+    /// Largest gRPC message sent, in bytes; a larger answer fails with `OUT_OF_RANGE`.
+    pub grpc_max_response_bytes: usize,
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
     /// Folders searched for engine plugins, relative to the config file. Empty: the folder of the
@@ -39,6 +45,10 @@ pub struct ServerConfig {
     pub tokenizer_threads: usize,
     /// When set, `POST /admin/reload` needs `Authorization: Bearer <admin_key>`.
     pub admin_key: Option<String>,
+    /// When not empty, the embedding API (HTTP `/v1/*` and every `embedrt.v1` gRPC method) needs
+    /// `Authorization: Bearer <key>` with one of these keys. Health, readiness and metrics stay
+    /// open.
+    pub api_keys: Vec<String>,
     /// A request header whose value keeps a caller on one variant when the body has no `user`
     /// (for example `x-user-id`).
     pub sticky_header: Option<String>,
@@ -50,11 +60,15 @@ impl Default for ServerConfig {
         let light = (cores() / 4).max(1);
         Self {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            grpc: None,
+            grpc_max_request_bytes: 4 << 20,
+            grpc_max_response_bytes: 64 << 20,
             max_body_bytes: 4 << 20,
             plugin_dirs: Vec::new(),
             async_threads: light,
             tokenizer_threads: light,
             admin_key: None,
+            api_keys: Vec::new(),
             sticky_header: None,
         }
     }
@@ -257,6 +271,17 @@ impl Config {
             self.server.tokenizer_threads,
         )?;
         at_least_one("server.max_body_bytes".into(), self.server.max_body_bytes)?;
+        at_least_one(
+            "server.grpc_max_request_bytes".into(),
+            self.server.grpc_max_request_bytes,
+        )?;
+        at_least_one(
+            "server.grpc_max_response_bytes".into(),
+            self.server.grpc_max_response_bytes,
+        )?;
+        if self.server.api_keys.iter().any(|key| key.trim().is_empty()) {
+            bail!("`server.api_keys` holds an empty key");
+        }
         let mut names = std::collections::HashSet::new();
         for (i, model) in self.models.iter().enumerate() {
             let key = |field: &str| format!("models[{i}].{field}");

@@ -10,7 +10,9 @@ use crate::model::{ModelCard, BASE_TASK};
 use crate::plugin::host::PluginHost;
 use crate::pooling::Pooling;
 use crate::postprocess::finish;
-use crate::request::{EmbedError, EmbedRequest, EmbedResponse, Input};
+use crate::request::{
+    EmbedError, EmbedRequest, EmbedResponse, Input, TokenizeRequest, TokenizeResponse,
+};
 use crate::scheduler::{Output, Sequence};
 use crate::telemetry;
 use crate::tokenize::{TextTokenizer, TokenizeError, WorkerPool};
@@ -113,6 +115,11 @@ impl ModelInstance {
     /// The longest input in tokens, special tokens included.
     pub fn max_tokens(&self) -> usize {
         self.tokenizer.max_tokens()
+    }
+
+    /// The most inputs one request may carry.
+    pub fn max_inputs(&self) -> usize {
+        self.max_inputs
     }
 
     /// Whether every variant's engine still serves.
@@ -264,8 +271,46 @@ impl ModelInstance {
         }
     }
 
-    /// The task id a request runs with.
+    /// Token ids of `request`'s texts, exactly as [`ModelInstance::embed`] would run them
+    /// (special tokens and the task's instruction included), tokenized on `pool`.
+    pub async fn tokenize(
+        &self,
+        request: TokenizeRequest,
+        pool: &WorkerPool,
+    ) -> Result<TokenizeResponse, EmbedError> {
+        self.check_input_count(request.texts.len())?;
+        let task = self.task_id(request.task.as_deref())?;
+        let truncate = request.truncate.unwrap_or(self.truncate);
+        let tokenizer = Arc::clone(&self.tokenizer);
+        let instruction = self.card.instruction(task).to_string();
+        let inputs = request.texts.into_iter().map(Input::Text).collect();
+        let sequences = pool
+            .run(move || tokenize_all(&tokenizer, &instruction, inputs, truncate, task))
+            .await
+            .map_err(|e| EmbedError::Internal(e.to_string()))??;
+        Ok(TokenizeResponse {
+            model: self.name.clone(),
+            tokens: sequences.into_iter().map(|s| s.ids).collect(),
+        })
+    }
+
+    /// The task id a request runs with on `variant`.
     fn resolve_task(&self, task: Option<&str>, variant: &Variant) -> Result<u32, EmbedError> {
+        let id = self.task_id(task)?;
+        if task.is_some() && id == 0 && !variant.capabilities().base_task {
+            return Err(EmbedError::invalid(
+                "task",
+                format!(
+                    "the {} engine cannot run task `{BASE_TASK}` (the base weights); name an adapter",
+                    variant.engine()
+                ),
+            ));
+        }
+        Ok(id)
+    }
+
+    /// The id of `task` among the model's adapters; the default task's when `None`.
+    fn task_id(&self, task: Option<&str>) -> Result<u32, EmbedError> {
         let Some(name) = task else {
             return Ok(self.default_task);
         };
@@ -278,7 +323,7 @@ impl ModelInstance {
                 ),
             ));
         }
-        let id = self.card.task_id(name).ok_or_else(|| {
+        self.card.task_id(name).ok_or_else(|| {
             EmbedError::invalid(
                 "task",
                 format!(
@@ -286,17 +331,21 @@ impl ModelInstance {
                     self.card.tasks.join(", ")
                 ),
             )
-        })?;
-        if id == 0 && !variant.capabilities().base_task {
-            return Err(EmbedError::invalid(
-                "task",
-                format!(
-                    "the {} engine cannot run task `{BASE_TASK}` (the base weights); name an adapter",
-                    variant.engine()
-                ),
-            ));
+        })
+    }
+
+    /// Refuses requests with no inputs or more than the model allows.
+    fn check_input_count(&self, count: usize) -> Result<(), EmbedError> {
+        if count == 0 {
+            return Err(EmbedError::invalid("input", "`input` must not be empty"));
         }
-        Ok(id)
+        if count > self.max_inputs {
+            return Err(EmbedError::TooManyInputs {
+                count,
+                limit: self.max_inputs,
+            });
+        }
+        Ok(())
     }
 
     fn validate(
@@ -305,15 +354,7 @@ impl ModelInstance {
         capabilities: &Capabilities,
         engine: &str,
     ) -> Result<(), EmbedError> {
-        if request.inputs.is_empty() {
-            return Err(EmbedError::invalid("input", "`input` must not be empty"));
-        }
-        if request.inputs.len() > self.max_inputs {
-            return Err(EmbedError::TooManyInputs {
-                count: request.inputs.len(),
-                limit: self.max_inputs,
-            });
-        }
+        self.check_input_count(request.inputs.len())?;
         if request.late_chunking && !capabilities.token_states {
             return Err(EmbedError::invalid(
                 "late_chunking",

@@ -33,4 +33,6 @@ pub use config::Config;
 pub use instance::ModelInstance;
 pub use model::ModelCard;
 pub use registry::{Registry, ReloadReport};
-pub use request::{EmbedError, EmbedRequest, EmbedResponse, Input};
+pub use request::{
+    EmbedError, EmbedRequest, EmbedResponse, Input, TokenizeRequest, TokenizeResponse,
+};

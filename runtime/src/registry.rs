@@ -10,7 +10,7 @@ use anyhow::Result;
 use crate::config::{Config, ModelConfig};
 use crate::instance::ModelInstance;
 use crate::plugin::host::PluginHost;
-use crate::request::{EmbedError, EmbedRequest, EmbedResponse};
+use crate::request::{EmbedError, EmbedRequest, EmbedResponse, TokenizeRequest, TokenizeResponse};
 use crate::tokenize::WorkerPool;
 
 /// Every served model, ready to answer requests.
@@ -104,11 +104,30 @@ impl Registry {
         self.models.iter().map(|(_, instance)| instance)
     }
 
+    /// The model requests that name none go to: the only one, when just one is served.
+    pub fn default_model(&self) -> Option<&str> {
+        match self.models.as_slice() {
+            [(_, only)] => Some(only.name()),
+            _ => None,
+        }
+    }
+
     /// Answers `request` with the model it names.
     pub async fn embed(&self, request: EmbedRequest) -> Result<EmbedResponse, EmbedError> {
-        let model = self
-            .get(&request.model)
-            .ok_or_else(|| EmbedError::ModelNotFound(request.model.clone()))?;
-        model.embed(request, &self.tokenizers).await
+        self.model(&request.model)?
+            .embed(request, &self.tokenizers)
+            .await
+    }
+
+    /// Tokenizes `request`'s texts with the model it names.
+    pub async fn tokenize(&self, request: TokenizeRequest) -> Result<TokenizeResponse, EmbedError> {
+        self.model(&request.model)?
+            .tokenize(request, &self.tokenizers)
+            .await
+    }
+
+    fn model(&self, name: &str) -> Result<&Arc<ModelInstance>, EmbedError> {
+        self.get(name)
+            .ok_or_else(|| EmbedError::ModelNotFound(name.to_string()))
     }
 }

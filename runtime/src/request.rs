@@ -49,6 +49,28 @@ impl EmbedRequest {
     }
 }
 
+/// A request for the token ids an [`EmbedRequest`] with the same fields would run on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenizeRequest {
+    /// The served model's name.
+    pub model: String,
+    /// The texts to tokenize.
+    pub texts: Vec<String>,
+    /// The task whose instruction prefix is counted; the model's default when `None`.
+    pub task: Option<String>,
+    /// Cut over-long texts (true) or reject them (false); the model's default when `None`.
+    pub truncate: Option<bool>,
+}
+
+/// The answer to a [`TokenizeRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenizeResponse {
+    /// The model that answered.
+    pub model: String,
+    /// Each text's token ids, special tokens and instruction included, in input order.
+    pub tokens: Vec<Vec<u32>>,
+}
+
 /// The answer to an [`EmbedRequest`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct EmbedResponse {
