@@ -70,6 +70,15 @@ impl ApiError {
         }
     }
 
+    /// A 401: the embedding API needs an API key and got none or a wrong one.
+    pub fn invalid_api_key() -> Self {
+        Self {
+            message: "this server needs `Authorization: Bearer <api key>` with a valid key".into(),
+            code: "invalid_api_key",
+            ..Self::unauthorized()
+        }
+    }
+
     /// A 500 for a failure inside the server.
     pub fn internal(message: impl Into<String>) -> Self {
         Self {
@@ -78,17 +87,6 @@ impl ApiError {
             kind: "server_error",
             param: None,
             code: "internal_error",
-        }
-    }
-
-    /// A 503 while models are still loading.
-    pub fn loading() -> Self {
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: "models are still loading; see /ready".into(),
-            kind: "service_unavailable",
-            param: None,
-            code: "loading",
         }
     }
 }

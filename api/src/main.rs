@@ -18,7 +18,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the models of a config file over HTTP (SIGHUP reloads the file).
+    /// Serve the models of a config file over HTTP and gRPC (SIGHUP reloads the file).
     Serve {
         /// The TOML config file.
         #[arg(long, short)]
@@ -26,6 +26,9 @@ enum Command {
         /// Listen here instead of the config's `[server] http`.
         #[arg(long)]
         http: Option<SocketAddr>,
+        /// Serve gRPC here (instead of the config's `[server] grpc`).
+        #[arg(long)]
+        grpc: Option<SocketAddr>,
     },
 }
 
@@ -46,8 +49,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let Command::Serve { config, http } = cli.command;
-    let source = ConfigSource { path: config, http };
+    let Command::Serve { config, http, grpc } = cli.command;
+    let source = ConfigSource {
+        path: config,
+        http,
+        grpc,
+    };
     let config = source.read()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.server.async_threads)

@@ -45,30 +45,8 @@ pub struct ParsedRequest {
 
 /// Parses a request body. `default_model` answers requests that name no model.
 pub fn parse_request(body: &[u8], default_model: Option<&str>) -> Result<ParsedRequest, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(
-            None,
-            "invalid_json",
-            format!("the body is not valid JSON: {e}"),
-        )
-    })?;
-    let Value::Object(fields) = value else {
-        return Err(ApiError::wrong_type(None, "the body must be a JSON object"));
-    };
-    let model = match fields.get("model") {
-        Some(Value::String(model)) => model.clone(),
-        Some(_) => {
-            return Err(ApiError::wrong_type(
-                Some("model"),
-                "`model` must be a string",
-            ))
-        }
-        None => default_model
-            .ok_or_else(|| {
-                ApiError::bad_request(Some("model"), "missing_model", "`model` is required")
-            })?
-            .to_string(),
-    };
+    let fields = json_object(body)?;
+    let model = model_field(&fields, default_model)?;
     let inputs = parse_input(fields.get("input"))?;
     let encoding = encoding(&fields)?;
     let dimensions =
@@ -85,6 +63,38 @@ pub fn parse_request(body: &[u8], default_model: Option<&str>) -> Result<ParsedR
         ..EmbedRequest::new(model, inputs)
     };
     Ok(ParsedRequest { request, encoding })
+}
+
+/// The body's fields; the body must be a JSON object.
+pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            None,
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    match value {
+        Value::Object(fields) => Ok(fields),
+        _ => Err(ApiError::wrong_type(None, "the body must be a JSON object")),
+    }
+}
+
+/// The `model` field, or `default_model` when the body has none.
+pub(crate) fn model_field(
+    fields: &Map<String, Value>,
+    default_model: Option<&str>,
+) -> Result<String, ApiError> {
+    match fields.get("model") {
+        Some(Value::String(model)) => Ok(model.clone()),
+        Some(_) => Err(ApiError::wrong_type(
+            Some("model"),
+            "`model` must be a string",
+        )),
+        None => default_model.map(str::to_string).ok_or_else(|| {
+            ApiError::bad_request(Some("model"), "missing_model", "`model` is required")
+        }),
+    }
 }
 
 /// OpenAI's `encoding_format` (float, base64) or Jina's `embedding_type` (also binary, ubinary);
@@ -119,7 +129,7 @@ fn encoding(fields: &Map<String, Value>) -> Result<EncodingFormat, ApiError> {
 }
 
 /// Reads an optional field with `get`; present but of another type is a 422 naming it.
-fn optional<'a, T>(
+pub(crate) fn optional<'a, T>(
     fields: &'a Map<String, Value>,
     key: &'static str,
     get: impl Fn(&'a Value) -> Option<T>,

@@ -1,85 +1,35 @@
 //! The HTTP routes and their handlers.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use embedrt_runtime::config::ServerConfig;
-use embedrt_runtime::Registry;
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
 use crate::openai::{parse_request, write_response};
-use crate::server::ConfigSource;
-
-/// What every handler shares: the models (swapped whole on reload), the metrics, and where the
-/// configuration comes from.
-pub struct AppState {
-    registry: RwLock<Option<Arc<Registry>>>,
-    metrics: PrometheusHandle,
-    /// The config file, read again on reload.
-    pub source: ConfigSource,
-    admin_key: Option<String>,
-    sticky_header: Option<HeaderName>,
-    /// Reloads run one at a time.
-    pub reload_lock: tokio::sync::Mutex<()>,
-}
-
-impl AppState {
-    /// State that renders `/metrics` with `metrics` and reloads from `source`; models come later.
-    /// `server` gives the admin key and the sticky header.
-    pub fn new(
-        metrics: PrometheusHandle,
-        source: ConfigSource,
-        server: &ServerConfig,
-    ) -> anyhow::Result<Self> {
-        let sticky_header = server
-            .sticky_header
-            .as_deref()
-            .map(|name| HeaderName::try_from(name.to_ascii_lowercase()))
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("`server.sticky_header`: {e}"))?;
-        Ok(Self {
-            registry: RwLock::new(None),
-            metrics,
-            source,
-            admin_key: server.admin_key.clone(),
-            sticky_header,
-            reload_lock: tokio::sync::Mutex::new(()),
-        })
-    }
-
-    /// Publishes a set of models; new requests are served from it from now on.
-    pub fn set_registry(&self, registry: Arc<Registry>) {
-        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Some(registry);
-    }
-
-    /// The models serving now, if loaded.
-    pub fn current_registry(&self) -> Option<Arc<Registry>> {
-        self.registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// The models serving now, or a 503 while they load.
-    fn registry(&self) -> Result<Arc<Registry>, ApiError> {
-        self.current_registry().ok_or_else(ApiError::loading)
-    }
-}
+use crate::state::AppState;
+use crate::tokenize::{parse_tokenize_request, write_tokenize_response};
 
 /// The API's router; request bodies over `max_body_bytes` get 413.
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/tokenize", post(tokenize))
         .route("/v1/models", get(models))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_api_key,
+        ));
+    Router::new()
+        .merge(api)
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -93,13 +43,27 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
-/// `POST /v1/embeddings`.
-async fn embeddings(
+/// Lets a request through to the `/v1` routes only with a configured API key (when there are
+/// any).
+async fn require_api_key(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body.map_err(|rejection| ApiError {
+    request: Request,
+    next: Next,
+) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if state.accepts_api_key(authorization) {
+        next.run(request).await
+    } else {
+        ApiError::invalid_api_key().into_response()
+    }
+}
+
+/// The request body, or a 413 / 400 in the API's format.
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| ApiError {
         status: rejection.status(),
         message: rejection.body_text(),
         code: if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -108,19 +72,20 @@ async fn embeddings(
             "invalid_body"
         },
         ..ApiError::bad_request(None, "", "")
-    })?;
+    })
+}
+
+/// `POST /v1/embeddings`.
+async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_or_error(body)?;
     let registry = state.registry()?;
-    let mut names = registry.models().map(|m| m.name());
-    let only_model = match (names.next(), names.next()) {
-        (Some(name), None) => Some(name),
-        _ => None,
-    };
-    let mut parsed = parse_request(&body, only_model)?;
+    let mut parsed = parse_request(&body, registry.default_model())?;
     if parsed.request.user.is_none() {
-        let sticky = state
-            .sticky_header
-            .as_ref()
-            .and_then(|name| headers.get(name));
+        let sticky = state.sticky_header().and_then(|name| headers.get(name));
         parsed.request.user = sticky
             .and_then(|value| value.to_str().ok())
             .map(str::to_string);
@@ -131,6 +96,18 @@ async fn embeddings(
         (BACKEND_HEADER, header_value(&response.engine)),
     ];
     Ok((headers, Json(write_response(response, parsed.encoding))).into_response())
+}
+
+/// `POST /v1/tokenize`: the token ids `/v1/embeddings` would run for the same texts.
+async fn tokenize(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_or_error(body)?;
+    let registry = state.registry()?;
+    let request = parse_tokenize_request(&body, registry.default_model())?;
+    let response = registry.tokenize(request).await?;
+    Ok(Json(write_tokenize_response(response)).into_response())
 }
 
 /// The response header naming the variant that answered.
@@ -156,8 +133,6 @@ async fn models(State(state): State<Arc<AppState>>) -> Result<Response, ApiError
                 })
                 .collect();
             let card = model.card();
-            let dimensions =
-                if card.matryoshka_dimensions.is_empty() { vec![card.hidden_size] } else { card.matryoshka_dimensions.clone() };
             json!({
                 "id": model.name(),
                 "object": "model",
@@ -168,8 +143,9 @@ async fn models(State(state): State<Arc<AppState>>) -> Result<Response, ApiError
                 "variants": variants,
                 "tasks": card.tasks,
                 "dimensions": card.hidden_size,
-                "matryoshka_dimensions": dimensions,
+                "matryoshka_dimensions": card.matryoshka_dimensions,
                 "max_tokens": model.max_tokens(),
+                "max_inputs": model.max_inputs(),
             })
         })
         .collect();
@@ -182,14 +158,11 @@ async fn admin_reload(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(key) = &state.admin_key {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(key.as_str()) {
-            return Err(ApiError::unauthorized());
-        }
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !state.accepts_admin_key(authorization) {
+        return Err(ApiError::unauthorized());
     }
     match crate::server::reload(&state).await {
         Ok(report) => Ok(Json(json!({ "status": "reloaded", "loaded": report.loaded, "kept": report.kept, "removed": report.removed })).into_response()),

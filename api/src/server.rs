@@ -1,5 +1,6 @@
-//! Starting, reloading and stopping the server: listen at once, load models in the background,
-//! reload the config file on SIGHUP or `POST /admin/reload`, drain on shutdown.
+//! Starting, reloading and stopping the server: listen at once (HTTP, and gRPC when configured),
+//! load models in the background, reload the config file on SIGHUP or `POST /admin/reload`,
+//! drain both front ends on shutdown.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,9 +9,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use embedrt_runtime::{Config, Registry, ReloadReport};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
-use crate::routes::{router, AppState};
+use crate::grpc::MessageLimits;
+use crate::routes::router;
+use crate::state::AppState;
 
 /// Where the configuration comes from, so that it can be read again.
 #[derive(Clone, Debug)]
@@ -19,6 +22,8 @@ pub struct ConfigSource {
     pub path: PathBuf,
     /// `--http`: overrides the file's `[server] http`.
     pub http: Option<SocketAddr>,
+    /// `--grpc`: overrides (or sets) the file's `[server] grpc`.
+    pub grpc: Option<SocketAddr>,
 }
 
 impl ConfigSource {
@@ -28,6 +33,9 @@ impl ConfigSource {
         let mut config = Config::from_file(&self.path)?;
         if let Some(http) = self.http {
             config.server.http = http;
+        }
+        if let Some(grpc) = self.grpc {
+            config.server.grpc = Some(grpc);
         }
         if config.server.plugin_dirs.is_empty() {
             let exe = std::env::current_exe().context("cannot locate the embedrt executable")?;
@@ -43,15 +51,20 @@ impl ConfigSource {
 /// Serves `config` (read from `source`) until SIGINT/SIGTERM, or until a model fails to load at
 /// startup (an error).
 ///
-/// The listener opens before models load, so `/health` answers at once and `/ready` tells when
-/// the models are there. On shutdown, in-flight requests finish and queued inputs are answered.
+/// The listeners open before models load, so `/health` answers at once and `/ready` (or gRPC
+/// health) tells when the models are there. On shutdown, both front ends stop accepting,
+/// in-flight requests finish and queued inputs are answered.
 pub async fn serve(source: ConfigSource, config: Config) -> Result<()> {
-    let listener = TcpListener::bind(config.server.http)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.http))?;
-    tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
-
+    let http_listener = bind(config.server.http, "HTTP API").await?;
+    let grpc_listener = match config.server.grpc {
+        Some(address) => Some(bind(address, "gRPC API").await?),
+        None => None,
+    };
     let max_body_bytes = config.server.max_body_bytes;
+    let grpc_limits = MessageLimits {
+        request_bytes: config.server.grpc_max_request_bytes,
+        response_bytes: config.server.grpc_max_response_bytes,
+    };
     let state = Arc::new(AppState::new(
         crate::metrics::install()?,
         source,
@@ -70,25 +83,46 @@ pub async fn serve(source: ConfigSource, config: Config) -> Result<()> {
     });
     spawn_reload_on_sighup(Arc::clone(&state));
 
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = watch::channel(false);
     let watcher = tokio::spawn(async move {
-        tokio::select! {
-            _ = shutdown_signal() => { let _ = stop_tx.send(()); None }
-            Ok(error) = failed_rx => { let _ = stop_tx.send(()); Some(error) }
-        }
+        let failure = tokio::select! {
+            _ = shutdown_signal() => None,
+            Ok(error) = failed_rx => Some(error),
+        };
+        let _ = stop_tx.send(true);
+        failure
     });
-    axum::serve(listener, router(Arc::clone(&state), max_body_bytes))
-        .with_graceful_shutdown(async {
-            let _ = stop_rx.await;
-        })
-        .await?;
-    tracing::info!("HTTP API stopped; draining engines");
+    let http = axum::serve(http_listener, router(Arc::clone(&state), max_body_bytes))
+        .with_graceful_shutdown(until_stopped(stop_rx.clone()));
+    let grpc = async {
+        match grpc_listener {
+            Some(listener) => {
+                crate::grpc::serve(listener, Arc::clone(&state), grpc_limits, stop_rx).await
+            }
+            None => Ok(()),
+        }
+    };
+    tokio::try_join!(async { http.await.map_err(anyhow::Error::from) }, grpc)?;
+    tracing::info!("APIs stopped; draining engines");
     // The last reference to the models goes here: their queues drain and their engines stop.
     drop(state);
     match watcher.await? {
         Some(error) => Err(error.context("loading models failed")),
         None => Ok(()),
     }
+}
+
+/// Returns once `stop` turns true (or its sender is gone).
+pub(crate) async fn until_stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|&stop| stop).await;
+}
+
+async fn bind(address: SocketAddr, what: &str) -> Result<TcpListener> {
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("{what}: cannot listen on {address}"))?;
+    tracing::info!(address = %listener.local_addr()?, "{what} listening");
+    Ok(listener)
 }
 
 /// Reads the config file again and swaps in a registry built from it: unchanged models keep

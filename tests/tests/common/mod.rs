@@ -100,6 +100,8 @@ pub struct Server {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// The gRPC API's `http://127.0.0.1:PORT`.
+    pub grpc_url: String,
     _dir: TempDir,
 }
 
@@ -147,9 +149,9 @@ impl Server {
             binary.display()
         );
         let dir = TempDir::new("server");
-        let port = free_port();
+        let (port, grpc_port) = (free_port(), free_port());
         let config = format!(
-            "[server]\nhttp = \"127.0.0.1:{port}\"\nplugin_dirs = [{:?}]\n{server_toml}\n{models_toml}\n",
+            "[server]\nhttp = \"127.0.0.1:{port}\"\ngrpc = \"127.0.0.1:{grpc_port}\"\nplugin_dirs = [{:?}]\n{server_toml}\n{models_toml}\n",
             build_dir().display().to_string()
         );
         let config_path = dir.0.join("config.toml");
@@ -166,6 +168,7 @@ impl Server {
         Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            grpc_url: format!("http://127.0.0.1:{grpc_port}"),
             _dir: dir,
         }
     }
@@ -241,4 +244,42 @@ pub fn minilm_model(name: &str, backend: &str, extra: &str) -> String {
         "[[models]]\nname = {name:?}\npath = {:?}\nbackend = {backend:?}\n{extra}\n",
         minilm_dir().display().to_string()
     )
+}
+
+/// The python of `.assets/test-venv` with `requirements` (`name==version` each) installed: the
+/// venv is created, and missing packages installed from PyPI, on first use.
+pub fn test_python(requirements: &[&str]) -> PathBuf {
+    let venv = repo_root().join(".assets/test-venv");
+    let python = venv.join("bin/python");
+    let check = "import sys, importlib.metadata as m\n\
+        def has(r):\n    name, version = r.split('==')\n    try:\n        return m.version(name) == version\n    except m.PackageNotFoundError:\n        return False\n\
+        sys.exit(0 if all(has(r) for r in sys.argv[1:]) else 1)";
+    let installed = Command::new(&python)
+        .args(["-c", check])
+        .args(requirements)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        if !python.is_file() {
+            let status = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .unwrap();
+            assert!(status.success(), "python3 -m venv failed");
+        }
+        let status = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(requirements)
+            .status()
+            .unwrap();
+        assert!(status.success(), "pip install {requirements:?} failed");
+    }
+    python
 }

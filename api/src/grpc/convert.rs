@@ -1,0 +1,263 @@
+//! Between `embedrt.v1` messages and the runtime's request types, and from runtime errors to
+//! gRPC statuses.
+
+use embedrt_proto::v1 as pb;
+use embedrt_runtime::{
+    EmbedError, EmbedRequest, EmbedResponse, Input, ModelInstance, TokenizeRequest,
+    TokenizeResponse,
+};
+use tonic::Status;
+
+use crate::openai::sign_bits;
+
+/// How vectors travel back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VectorFormat {
+    /// `Embedding.values`.
+    Float,
+    /// `Embedding.bits`: packed sign bits.
+    Ubinary,
+    /// `Embedding.bits`: packed sign bits minus 128, as signed bytes.
+    Binary,
+}
+
+/// The runtime request of `message`, and how to send its vectors. An empty `model` names
+/// `default_model`; an empty `user` takes `sticky_user` (from the sticky metadata key).
+pub fn embed_request(
+    message: pb::EmbedRequest,
+    default_model: Option<&str>,
+    sticky_user: Option<String>,
+) -> Result<(EmbedRequest, VectorFormat), Status> {
+    let format = match pb::EmbeddingType::try_from(message.embedding_type) {
+        Ok(pb::EmbeddingType::Unspecified | pb::EmbeddingType::Float) => VectorFormat::Float,
+        Ok(pb::EmbeddingType::Ubinary) => VectorFormat::Ubinary,
+        Ok(pb::EmbeddingType::Binary) => VectorFormat::Binary,
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "`embedding_type` {} is not an EmbeddingType",
+                message.embedding_type
+            )))
+        }
+    };
+    if !message.texts.is_empty() && !message.tokens.is_empty() {
+        return Err(Status::invalid_argument(
+            "give either `texts` or `tokens`, not both",
+        ));
+    }
+    let inputs = if message.tokens.is_empty() {
+        message.texts.into_iter().map(Input::Text).collect()
+    } else {
+        message
+            .tokens
+            .into_iter()
+            .map(|tokens| Input::Tokens(tokens.ids))
+            .collect()
+    };
+    let request = EmbedRequest {
+        dimensions: message.dimensions.map(|d| d as usize),
+        truncate: message.truncate,
+        task: message.task,
+        normalized: message.normalize,
+        late_chunking: message.late_chunking,
+        user: Some(message.user)
+            .filter(|user| !user.is_empty())
+            .or(sticky_user),
+        ..EmbedRequest::new(model_name(message.model, default_model)?, inputs)
+    };
+    Ok((request, format))
+}
+
+/// `model`, or `default_model` when it is empty.
+fn model_name(model: String, default_model: Option<&str>) -> Result<String, Status> {
+    if !model.is_empty() {
+        return Ok(model);
+    }
+    default_model
+        .map(str::to_string)
+        .ok_or_else(|| Status::invalid_argument("`model` is required: this server serves several"))
+}
+
+/// The message of `response`, with vectors as `format`.
+pub fn embed_response(response: EmbedResponse, format: VectorFormat) -> pb::EmbedResponse {
+    let embeddings = response
+        .embeddings
+        .into_iter()
+        .map(|values| match format {
+            VectorFormat::Float => pb::Embedding {
+                values,
+                bits: Vec::new(),
+            },
+            VectorFormat::Ubinary => pb::Embedding {
+                values: Vec::new(),
+                bits: sign_bits(&values),
+            },
+            VectorFormat::Binary => pb::Embedding {
+                values: Vec::new(),
+                bits: sign_bits(&values)
+                    .into_iter()
+                    .map(|byte| byte.wrapping_sub(128))
+                    .collect(),
+            },
+        })
+        .collect();
+    let tokens = response.prompt_tokens as u64;
+    pb::EmbedResponse {
+        model: response.model,
+        embeddings,
+        usage: Some(pb::Usage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        }),
+        variant: response.variant,
+        backend: response.engine,
+    }
+}
+
+/// The runtime request of `message`; an empty `model` names `default_model`.
+pub fn tokenize_request(
+    message: pb::TokenizeRequest,
+    default_model: Option<&str>,
+) -> Result<TokenizeRequest, Status> {
+    Ok(TokenizeRequest {
+        model: model_name(message.model, default_model)?,
+        texts: message.texts,
+        task: message.task,
+        truncate: message.truncate,
+    })
+}
+
+/// The message of `response`.
+pub fn tokenize_response(response: TokenizeResponse) -> pb::TokenizeResponse {
+    let total_tokens = response.tokens.iter().map(|ids| ids.len() as u64).sum();
+    pb::TokenizeResponse {
+        model: response.model,
+        tokens: response
+            .tokens
+            .into_iter()
+            .map(|ids| pb::Tokens {
+                count: ids.len() as u32,
+                ids,
+            })
+            .collect(),
+        total_tokens,
+    }
+}
+
+/// One served model, as `ListModels` describes it.
+pub fn model(instance: &ModelInstance) -> pb::Model {
+    let card = instance.card();
+    pb::Model {
+        name: instance.name().to_string(),
+        aliases: instance.aliases().to_vec(),
+        backend: instance.variants()[0].engine().to_string(),
+        variants: instance
+            .variants()
+            .iter()
+            .map(|variant| pb::Variant {
+                name: variant.name().to_string(),
+                backend: variant.engine().to_string(),
+                weight: variant.weight(),
+                shadow: variant.shadow_rate().is_some(),
+            })
+            .collect(),
+        tasks: card.tasks.clone(),
+        dimensions: card.hidden_size as u32,
+        matryoshka_dimensions: card
+            .matryoshka_dimensions
+            .iter()
+            .map(|&d| d as u32)
+            .collect(),
+        max_tokens: instance.max_tokens() as u32,
+        max_inputs: instance.max_inputs() as u32,
+    }
+}
+
+/// The status a unary call fails with.
+pub fn status(error: EmbedError) -> Status {
+    let message = error.to_string();
+    match error {
+        EmbedError::InvalidRequest { .. } | EmbedError::TooManyInputs { .. } => {
+            Status::invalid_argument(message)
+        }
+        EmbedError::ModelNotFound(_) => Status::not_found(message),
+        EmbedError::Overloaded(_) => Status::resource_exhausted(message),
+        EmbedError::Unavailable(_) => Status::unavailable(message),
+        EmbedError::Internal(_) => Status::internal(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    fn request() -> pb::EmbedRequest {
+        pb::EmbedRequest {
+            texts: vec!["a".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fills_defaults() {
+        let (request, format) =
+            embed_request(request(), Some("only"), Some("sticky".into())).unwrap();
+        assert_eq!(request.model, "only");
+        assert_eq!(request.user.as_deref(), Some("sticky"));
+        assert_eq!(request.inputs, vec![Input::Text("a".into())]);
+        assert_eq!(format, VectorFormat::Float);
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_read() {
+        let code =
+            |message: pb::EmbedRequest| embed_request(message, None, None).unwrap_err().code();
+        assert_eq!(code(request()), Code::InvalidArgument, "no model");
+        let both = pb::EmbedRequest {
+            model: "m".into(),
+            tokens: vec![pb::TokenIds { ids: vec![1] }],
+            ..request()
+        };
+        assert_eq!(code(both), Code::InvalidArgument);
+        let bad_type = pb::EmbedRequest {
+            model: "m".into(),
+            embedding_type: 99,
+            ..request()
+        };
+        assert_eq!(code(bad_type), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn binary_is_ubinary_minus_128() {
+        let response = EmbedResponse {
+            model: "m".into(),
+            embeddings: vec![vec![1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]],
+            prompt_tokens: 3,
+            variant: "v".into(),
+            engine: "e".into(),
+        };
+        let bits = |format| {
+            embed_response(response.clone(), format).embeddings[0]
+                .bits
+                .clone()
+        };
+        assert_eq!(bits(VectorFormat::Ubinary), [0b1000_0000]);
+        assert_eq!(bits(VectorFormat::Binary), [0]);
+    }
+
+    #[test]
+    fn errors_map_to_codes() {
+        let cases = [
+            (EmbedError::invalid("task", "bad"), Code::InvalidArgument),
+            (EmbedError::ModelNotFound("x".into()), Code::NotFound),
+            (
+                EmbedError::Overloaded("full".into()),
+                Code::ResourceExhausted,
+            ),
+            (EmbedError::Unavailable("loading".into()), Code::Unavailable),
+        ];
+        for (error, code) in cases {
+            assert_eq!(status(error).code(), code);
+        }
+    }
+}

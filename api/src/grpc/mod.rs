@@ -1,0 +1,145 @@
+//! The gRPC front end: `embedrt.v1.Embedder` (tonic), the standard `grpc.health.v1` service and
+//! server reflection (v1 and v1alpha), over the same models, validation, routing and keys as
+//! the HTTP API.
+
+mod convert;
+mod health;
+mod stream;
+
+use std::sync::Arc;
+
+use embedrt_proto::v1 as pb;
+use embedrt_proto::v1::embedder_server::{Embedder, EmbedderServer};
+use embedrt_runtime::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status, Streaming};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::server::until_stopped;
+use crate::state::AppState;
+
+/// Message size limits, in bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct MessageLimits {
+    /// Largest message a client may send.
+    pub request_bytes: usize,
+    /// Largest message the server sends.
+    pub response_bytes: usize,
+}
+
+/// Serves gRPC on `listener` until `shutdown` turns true; then it stops accepting, finishes
+/// the calls in flight (open streams answer what they received, then end) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    limits: MessageLimits,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    health::track(Arc::clone(&state), reporter, shutdown.clone()).await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let embedder = EmbedderServer::new(EmbedderService {
+        state,
+        shutdown: shutdown.clone(),
+    })
+    .max_decoding_message_size(limits.request_bytes)
+    .max_encoding_message_size(limits.response_bytes);
+    tonic::transport::Server::builder()
+        // A bug in a handler answers INTERNAL instead of dropping the connection.
+        .layer(CatchPanicLayer::custom(|_| {
+            Status::internal("the request handler failed").into_http::<tonic::body::Body>()
+        }))
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(embedder)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), until_stopped(shutdown))
+        .await?;
+    Ok(())
+}
+
+/// `embedrt.v1.Embedder`.
+struct EmbedderService {
+    state: Arc<AppState>,
+    /// Turns true when the server shuts down; open streams then stop reading.
+    shutdown: watch::Receiver<bool>,
+}
+
+impl EmbedderService {
+    /// Checks the API key (`authorization: Bearer <key>` metadata) and returns the models.
+    fn admit<T>(&self, request: &Request<T>) -> Result<Arc<Registry>, Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if !self.state.accepts_api_key(authorization) {
+            return Err(Status::unauthenticated(
+                "this server needs `authorization: Bearer <api key>` metadata with a valid key",
+            ));
+        }
+        self.state.registry().map_err(convert::status)
+    }
+
+    /// The value of the sticky metadata key, when one is configured and sent.
+    fn sticky_user<T>(&self, request: &Request<T>) -> Option<String> {
+        let key = self.state.sticky_header()?;
+        let value = request.metadata().get(key)?.to_str().ok()?;
+        Some(value.to_string())
+    }
+}
+
+#[tonic::async_trait]
+impl Embedder for EmbedderService {
+    async fn embed(
+        &self,
+        request: Request<pb::EmbedRequest>,
+    ) -> Result<Response<pb::EmbedResponse>, Status> {
+        let registry = self.admit(&request)?;
+        let sticky = self.sticky_user(&request);
+        let (request, format) =
+            convert::embed_request(request.into_inner(), registry.default_model(), sticky)?;
+        let response = registry.embed(request).await.map_err(convert::status)?;
+        Ok(Response::new(convert::embed_response(response, format)))
+    }
+
+    type EmbedStreamStream = stream::Answers;
+
+    async fn embed_stream(
+        &self,
+        request: Request<Streaming<pb::EmbedStreamRequest>>,
+    ) -> Result<Response<Self::EmbedStreamStream>, Status> {
+        self.admit(&request)?;
+        let sticky = self.sticky_user(&request);
+        Ok(Response::new(stream::answer(
+            Arc::clone(&self.state),
+            request.into_inner(),
+            sticky,
+            self.shutdown.clone(),
+        )))
+    }
+
+    async fn list_models(
+        &self,
+        request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let registry = self.admit(&request)?;
+        let models = registry.models().map(|m| convert::model(m)).collect();
+        Ok(Response::new(pb::ListModelsResponse { models }))
+    }
+
+    async fn tokenize(
+        &self,
+        request: Request<pb::TokenizeRequest>,
+    ) -> Result<Response<pb::TokenizeResponse>, Status> {
+        let registry = self.admit(&request)?;
+        let request = convert::tokenize_request(request.into_inner(), registry.default_model())?;
+        let response = registry.tokenize(request).await.map_err(convert::status)?;
+        Ok(Response::new(convert::tokenize_response(response)))
+    }
+}

@@ -1,0 +1,92 @@
+//! `EmbedStream`: many requests in flight on one stream, each answered when it completes.
+
+use std::sync::Arc;
+
+use embedrt_proto::v1 as pb;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+use super::convert;
+use crate::server::until_stopped;
+use crate::state::AppState;
+
+/// The response stream of `EmbedStream`.
+pub type Answers = ReceiverStream<Result<pb::EmbedStreamResponse, Status>>;
+
+/// Requests of one stream being answered at once; beyond it the server stops reading the
+/// stream until one completes (HTTP/2 flow control then holds the client back).
+const MAX_IN_FLIGHT: usize = 256;
+
+/// Answers every message of `inbound` as it completes. Reading stops when the client ends its
+/// side, the stream breaks, or `shutdown` turns true; every request read by then is still
+/// answered before the response stream ends (with the stream's error, if it broke).
+pub fn answer(
+    state: Arc<AppState>,
+    mut inbound: Streaming<pb::EmbedStreamRequest>,
+    sticky_user: Option<String>,
+    shutdown: watch::Receiver<bool>,
+) -> Answers {
+    let (answers, receiver) = mpsc::channel(MAX_IN_FLIGHT);
+    tokio::spawn(async move {
+        let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let mut tasks = JoinSet::new();
+        let broken = loop {
+            let permit = Arc::clone(&in_flight).acquire_owned().await;
+            let next = tokio::select! {
+                next = inbound.message() => next,
+                _ = until_stopped(shutdown.clone()) => break None,
+            };
+            let message = match next {
+                Ok(Some(message)) => message,
+                Ok(None) => break None,
+                Err(status) => break Some(status),
+            };
+            let (state, answers, sticky) =
+                (Arc::clone(&state), answers.clone(), sticky_user.clone());
+            tasks.spawn(async move {
+                let answer = answer_one(&state, message, sticky).await;
+                let _ = answers.send(Ok(answer)).await;
+                drop(permit);
+            });
+            while tasks.try_join_next().is_some() {}
+        };
+        while tasks.join_next().await.is_some() {}
+        if let Some(status) = broken {
+            let _ = answers.send(Err(status)).await;
+        }
+    });
+    ReceiverStream::new(receiver)
+}
+
+/// The answer to one stream message: its embeddings, or the status a unary call would get.
+async fn answer_one(
+    state: &AppState,
+    message: pb::EmbedStreamRequest,
+    sticky_user: Option<String>,
+) -> pb::EmbedStreamResponse {
+    let id = message.id;
+    let outcome = async {
+        let registry = state.registry().map_err(convert::status)?;
+        let request = message
+            .request
+            .ok_or_else(|| Status::invalid_argument("the message has no `request`"))?;
+        let (request, format) =
+            convert::embed_request(request, registry.default_model(), sticky_user)?;
+        let response = registry.embed(request).await.map_err(convert::status)?;
+        Ok::<_, Status>(convert::embed_response(response, format))
+    }
+    .await;
+    let outcome = match outcome {
+        Ok(response) => pb::embed_stream_response::Outcome::Response(response),
+        Err(status) => pb::embed_stream_response::Outcome::Error(pb::Error {
+            code: status.code() as i32,
+            message: status.message().to_string(),
+        }),
+    };
+    pb::EmbedStreamResponse {
+        id,
+        outcome: Some(outcome),
+    }
+}

@@ -1,0 +1,125 @@
+//! The wire format of `POST /v1/tokenize`: `{"model", "input", "task", "truncate"}` in, each
+//! text's token ids and count out (the ids `/v1/embeddings` would run, so clients can budget
+//! tokens).
+
+use embedrt_runtime::{TokenizeRequest, TokenizeResponse};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::openai::{json_object, model_field, optional};
+
+/// Parses a request body. `default_model` answers requests that name no model.
+pub fn parse_tokenize_request(
+    body: &[u8],
+    default_model: Option<&str>,
+) -> Result<TokenizeRequest, ApiError> {
+    let fields = json_object(body)?;
+    let texts = match fields.get("input") {
+        None => {
+            return Err(ApiError::bad_request(
+                Some("input"),
+                "missing_input",
+                "`input` is required",
+            ))
+        }
+        Some(Value::String(text)) => vec![text.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                ApiError::wrong_type(
+                    Some("input"),
+                    "`input` must be a string or an array of strings",
+                )
+            })?,
+        Some(_) => {
+            return Err(ApiError::wrong_type(
+                Some("input"),
+                "`input` must be a string or an array of strings",
+            ))
+        }
+    };
+    Ok(TokenizeRequest {
+        model: model_field(&fields, default_model)?,
+        texts,
+        task: optional(&fields, "task", Value::as_str, "a string")?.map(str::to_string),
+        truncate: optional(&fields, "truncate", Value::as_bool, "a boolean")?,
+    })
+}
+
+/// The response body of `POST /v1/tokenize`.
+#[derive(Serialize)]
+pub struct TokenizeList {
+    object: &'static str,
+    data: Vec<TokenizedText>,
+    model: String,
+    usage: TokenUsage,
+}
+
+#[derive(Serialize)]
+struct TokenizedText {
+    index: usize,
+    tokens: Vec<u32>,
+    count: usize,
+}
+
+#[derive(Serialize)]
+struct TokenUsage {
+    total_tokens: usize,
+}
+
+/// Writes `response` as JSON: one entry per text, in order.
+pub fn write_tokenize_response(response: TokenizeResponse) -> TokenizeList {
+    let total_tokens = response.tokens.iter().map(Vec::len).sum();
+    TokenizeList {
+        object: "list",
+        data: response
+            .tokens
+            .into_iter()
+            .enumerate()
+            .map(|(index, tokens)| TokenizedText {
+                index,
+                count: tokens.len(),
+                tokens,
+            })
+            .collect(),
+        model: response.model,
+        usage: TokenUsage { total_tokens },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    #[test]
+    fn parses_texts_and_options() {
+        let request = parse_tokenize_request(
+            br#"{"input":["a","b"],"task":"retrieval.query","truncate":false}"#,
+            Some("m"),
+        )
+        .unwrap();
+        assert_eq!(request.model, "m");
+        assert_eq!(request.texts, ["a", "b"]);
+        assert_eq!(request.task.as_deref(), Some("retrieval.query"));
+        assert_eq!(request.truncate, Some(false));
+    }
+
+    #[test]
+    fn refuses_bad_bodies() {
+        let status = |body: &str| {
+            parse_tokenize_request(body.as_bytes(), Some("m"))
+                .unwrap_err()
+                .status
+        };
+        assert_eq!(
+            status(r#"{"input":[1,2]}"#),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(status(r#"{"model":"m"}"#), StatusCode::BAD_REQUEST);
+        assert_eq!(status("[]"), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}
