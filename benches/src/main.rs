@@ -1,26 +1,50 @@
-//! `embedrt-bench`: a load generator for OpenAI-style embedding endpoints.
+//! `embedrt-bench`: a load generator for embedding servers.
 //!
 //! N concurrent clients send requests back to back for a fixed time, each request holding K inputs
-//! drawn in turn from a text file (so requests differ); latency is recorded per request. Works
-//! against any server that speaks `POST /v1/embeddings` (embedrt, Infinity, TEI, vLLM).
+//! drawn in turn from a text file (so requests differ); latency is recorded per request. Over HTTP
+//! it works against any server that speaks `POST /v1/embeddings` (embedrt, Infinity, TEI, vLLM);
+//! over gRPC it calls embedrt's `Embed`, or keeps one `EmbedStream` per client.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use embedrt_proto::v1 as pb;
+use embedrt_proto::v1::embedder_client::EmbedderClient;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::json;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+/// How requests travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    /// `POST /v1/embeddings`, one connection per client.
+    Http,
+    /// gRPC `Embed`, every client on one HTTP/2 connection.
+    Grpc,
+    /// gRPC `EmbedStream`: each client keeps one stream open on the shared connection.
+    GrpcStream,
+}
 
 /// Load generator for embedding servers.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// The embeddings endpoint.
+    /// The embeddings endpoint (HTTP), or the server's address (gRPC, e.g.
+    /// `http://127.0.0.1:50051`).
     #[arg(long, default_value = "http://127.0.0.1:8080/v1/embeddings")]
     url: String,
+    /// The API to load.
+    #[arg(long, value_enum, default_value_t = Protocol::Http)]
+    protocol: Protocol,
+    /// With `grpc-stream`: requests each client keeps in flight on its stream.
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
     /// The `model` field of each request.
     #[arg(long, default_value = "all-MiniLM-L6-v2")]
     model: String,
@@ -83,17 +107,26 @@ async fn main() -> Result<()> {
         .filter(|line| !line.trim().is_empty())
         .map(str::to_string)
         .collect();
-    if texts.is_empty() || args.concurrency == 0 || args.batch == 0 {
-        bail!("need inputs, at least one client and at least one input per request");
+    if texts.is_empty() || args.concurrency == 0 || args.batch == 0 || args.in_flight == 0 {
+        bail!("need inputs, at least one client, one input per request and one request in flight");
     }
     let texts = Arc::new(texts);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
+    let connection = match args.protocol {
+        Protocol::Http => Connection::Http(
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(args.concurrency)
+                .build()?,
+        ),
+        Protocol::Grpc | Protocol::GrpcStream => Connection::Grpc(
+            EmbedderClient::connect(args.url.clone())
+                .await
+                .with_context(|| format!("cannot connect to {}", args.url))?,
+        ),
+    };
 
-    run_clients(&args, &client, &texts, args.warmup).await?;
+    run_clients(&args, &connection, &texts, args.warmup).await?;
     let started = Instant::now();
-    let tallies = run_clients(&args, &client, &texts, args.duration).await?;
+    let tallies = run_clients(&args, &connection, &texts, args.duration).await?;
     let seconds = started.elapsed().as_secs_f64();
 
     let mut latencies = Histogram::<u64>::new(3)?;
@@ -138,55 +171,97 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// What the clients share: an HTTP client (one connection per client) or one gRPC channel.
+#[derive(Clone)]
+enum Connection {
+    Http(reqwest::Client),
+    Grpc(EmbedderClient<Channel>),
+}
+
+/// The requests one client sends: K inputs at a time, drawn in turn from the texts, and the
+/// next task in turn (when tasks are given). Clients start at different places.
+struct Feed {
+    texts: Arc<Vec<String>>,
+    tasks: Vec<String>,
+    next: usize,
+    batch: usize,
+    stride: usize,
+}
+
+impl Feed {
+    fn next(&mut self) -> (Vec<String>, Option<String>) {
+        let inputs = (0..self.batch)
+            .map(|k| self.texts[(self.next + k) % self.texts.len()].clone())
+            .collect();
+        let task = (!self.tasks.is_empty())
+            .then(|| self.tasks[(self.next / self.batch) % self.tasks.len()].clone());
+        self.next += self.stride;
+        (inputs, task)
+    }
+
+    fn grpc(&mut self, model: &str) -> pb::EmbedRequest {
+        let (texts, task) = self.next();
+        pb::EmbedRequest {
+            model: model.to_string(),
+            texts,
+            task,
+            ..Default::default()
+        }
+    }
+}
+
+impl Tally {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            latencies_us: Histogram::new(3)?,
+            errors: 0,
+        })
+    }
+
+    /// Records a request sent at `sent` that succeeded (`ok`) or not.
+    fn record(&mut self, sent: Instant, ok: bool) -> Result<()> {
+        if ok {
+            self.latencies_us
+                .record(sent.elapsed().as_micros() as u64)?;
+        } else {
+            self.errors += 1;
+        }
+        Ok(())
+    }
+}
+
 /// Runs `args.concurrency` clients for `seconds`; successful requests' latencies are recorded.
 async fn run_clients(
     args: &Args,
-    client: &reqwest::Client,
+    connection: &Connection,
     texts: &Arc<Vec<String>>,
     seconds: f64,
 ) -> Result<Vec<Tally>> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let handles: Vec<_> = (0..args.concurrency)
         .map(|id| {
-            let (client, texts) = (client.clone(), Arc::clone(texts));
-            let (url, model, batch, clients) = (
-                args.url.clone(),
-                args.model.clone(),
-                args.batch,
-                args.concurrency,
-            );
-            let tasks = args.tasks.clone();
+            let feed = Feed {
+                texts: Arc::clone(texts),
+                tasks: args.tasks.clone(),
+                next: id * args.batch,
+                batch: args.batch,
+                stride: args.batch * args.concurrency,
+            };
+            let (connection, url, model) =
+                (connection.clone(), args.url.clone(), args.model.clone());
+            let (protocol, in_flight) = (args.protocol, args.in_flight);
             tokio::spawn(async move {
-                let mut tally = Tally {
-                    latencies_us: Histogram::new(3)?,
-                    errors: 0,
-                };
-                let mut next = id * batch;
-                while Instant::now() < deadline {
-                    let input: Vec<&str> = (0..batch)
-                        .map(|k| texts[(next + k) % texts.len()].as_str())
-                        .collect();
-                    let mut body = json!({ "model": model, "input": input });
-                    if !tasks.is_empty() {
-                        body["task"] = json!(tasks[(next / batch) % tasks.len()]);
+                match (connection, protocol) {
+                    (Connection::Http(client), _) => {
+                        http_client(client, url, model, feed, deadline).await
                     }
-                    next += batch * clients;
-                    let sent = Instant::now();
-                    let ok = match client.post(&url).json(&body).send().await {
-                        Ok(response) => {
-                            response.status().is_success() && response.bytes().await.is_ok()
-                        }
-                        Err(_) => false,
-                    };
-                    if ok {
-                        tally
-                            .latencies_us
-                            .record(sent.elapsed().as_micros() as u64)?;
-                    } else {
-                        tally.errors += 1;
+                    (Connection::Grpc(client), Protocol::GrpcStream) => {
+                        stream_client(client, model, feed, in_flight, deadline).await
+                    }
+                    (Connection::Grpc(client), _) => {
+                        grpc_client(client, model, feed, deadline).await
                     }
                 }
-                anyhow::Ok(tally)
             })
         })
         .collect();
@@ -195,4 +270,109 @@ async fn run_clients(
         tallies.push(handle.await??);
     }
     Ok(tallies)
+}
+
+/// Sends requests made by `request` back to back until `deadline`, timing each; a request's
+/// future says whether it succeeded.
+async fn back_to_back<F: std::future::Future<Output = bool>>(
+    deadline: Instant,
+    mut request: impl FnMut() -> F,
+) -> Result<Tally> {
+    let mut tally = Tally::new()?;
+    while Instant::now() < deadline {
+        let call = request();
+        let sent = Instant::now();
+        let ok = call.await;
+        tally.record(sent, ok)?;
+    }
+    Ok(tally)
+}
+
+/// One HTTP client: `POST /v1/embeddings` back to back until `deadline`.
+async fn http_client(
+    client: reqwest::Client,
+    url: String,
+    model: String,
+    mut feed: Feed,
+    deadline: Instant,
+) -> Result<Tally> {
+    back_to_back(deadline, || {
+        let (input, task) = feed.next();
+        let mut body = json!({ "model": model, "input": input });
+        if let Some(task) = task {
+            body["task"] = json!(task);
+        }
+        let post = client.post(&url).json(&body);
+        async move {
+            match post.send().await {
+                Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await
+}
+
+/// One gRPC client: `Embed` back to back until `deadline`.
+async fn grpc_client(
+    client: EmbedderClient<Channel>,
+    model: String,
+    mut feed: Feed,
+    deadline: Instant,
+) -> Result<Tally> {
+    back_to_back(deadline, || {
+        let (mut client, request) = (client.clone(), feed.grpc(&model));
+        async move { client.embed(request).await.is_ok() }
+    })
+    .await
+}
+
+/// One gRPC client on one `EmbedStream`: keeps `in_flight` requests outstanding, sending the
+/// next as each answer arrives, until `deadline`; then ends its side and drains the answers.
+async fn stream_client(
+    mut client: EmbedderClient<Channel>,
+    model: String,
+    mut feed: Feed,
+    in_flight: usize,
+    deadline: Instant,
+) -> Result<Tally> {
+    let mut tally = Tally::new()?;
+    let (outbound, receiver) = tokio::sync::mpsc::channel(in_flight);
+    let mut answers = client
+        .embed_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await?
+        .into_inner();
+    let mut sent_at = HashMap::new();
+    let mut next_id = 0u64;
+    let mut send = |sent_at: &mut HashMap<u64, Instant>| {
+        let message = pb::EmbedStreamRequest {
+            id: next_id,
+            request: Some(feed.grpc(&model)),
+        };
+        sent_at.insert(next_id, Instant::now());
+        next_id += 1;
+        outbound
+            .try_send(message)
+            .map_err(|_| anyhow::anyhow!("the stream's outbound buffer is full"))
+    };
+    for _ in 0..in_flight {
+        send(&mut sent_at)?;
+    }
+    while let Some(answer) = answers.next().await {
+        let answer = answer?;
+        let sent = sent_at
+            .remove(&answer.id)
+            .context("an answer to an id never sent")?;
+        let ok = matches!(
+            answer.outcome,
+            Some(pb::embed_stream_response::Outcome::Response(_))
+        );
+        tally.record(sent, ok)?;
+        if Instant::now() < deadline {
+            send(&mut sent_at)?;
+        } else if sent_at.is_empty() {
+            break;
+        }
+    }
+    Ok(tally)
 }
