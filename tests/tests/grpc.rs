@@ -9,7 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{fixtures_dir, max_abs_diff, minilm_expected, minilm_model, Server};
+use common::{
+    embeddings_of, jina_dir, jina_model, max_abs_diff, minilm_expected, minilm_model, Server,
+};
 use embedrt_proto::v1 as pb;
 use embedrt_proto::v1::embed_stream_response::Outcome;
 use embedrt_proto::v1::embedder_client::EmbedderClient;
@@ -29,12 +31,6 @@ const MAX_REQUEST_BYTES: usize = 256 * 1024;
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let jina = |name: &str, backend: &str| {
-            format!(
-                "[[models]]\nname = {name:?}\npath = {:?}\nbackend = {backend:?}\n",
-                fixtures_dir().join("jina-v3-tiny").display().to_string()
-            )
-        };
         let ab = format!(
             "[[models]]\nname = \"ab\"\npath = {:?}\n\
              [[models.variants]]\nname = \"a\"\nbackend = \"onnx\"\n\
@@ -44,8 +40,8 @@ fn server() -> &'static Server {
         let models = minilm_model("minilm", "onnx", "aliases = [\"mini\"]")
             + &minilm_model("small", "onnx", "max_inputs_per_request = 2")
             + &minilm_model("counted", "onnx", "")
-            + &jina("jina-candle", "candle")
-            + &jina("jina-onnx", "onnx")
+            + &jina_model("jina-candle", "candle")
+            + &jina_model("jina-onnx", "onnx")
             + &ab;
         Server::start(
             &format!("grpc_max_request_bytes = {MAX_REQUEST_BYTES}\nsticky_header = \"x-user-id\""),
@@ -92,15 +88,6 @@ async fn http(path: &str, body: Option<Value>) -> (u16, Value) {
     };
     let response = request.send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
-}
-
-fn http_vectors(body: &Value) -> Vec<Vec<f32>> {
-    body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| serde_json::from_value(d["embedding"].clone()).unwrap())
-        .collect()
 }
 
 /// Asserts that `bits` are the sign bits of `vector`, except where a value is so close to zero
@@ -193,7 +180,7 @@ fn embed_gives_what_http_gives_for_every_field() {
             let context = format!("{body}");
             let (status, want) = http("/v1/embeddings", Some(body)).await;
             assert_eq!(status, 200, "{context}: {want}");
-            let want_vectors = http_vectors(&want);
+            let want_vectors = embeddings_of(&want);
             let got = client.embed(message.clone()).await.unwrap().into_inner();
             assert_eq!(got.model, want["model"], "{context}");
             let usage = got.usage.unwrap();
@@ -227,10 +214,9 @@ fn embed_gives_what_http_gives_for_every_field() {
 #[test]
 fn jina_tasks_and_sizes_match_the_official_outputs() {
     let server = server();
-    let expected: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures_dir().join("jina-v3-tiny/expected.json")).unwrap(),
-    )
-    .unwrap();
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(jina_dir().join("expected.json")).unwrap())
+            .unwrap();
     let texts: Vec<String> = serde_json::from_value(expected["texts"].clone()).unwrap();
     run(async {
         let mut client = client(server).await;
@@ -651,17 +637,41 @@ fn bad_input_gets_status_codes_and_the_server_keeps_serving() {
     });
 }
 
+/// The services that server reflection `$version` (`v1` or `v1alpha`: the same messages in
+/// different modules) lists on `$channel`.
+macro_rules! listed_services {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+        let request = tonic_reflection::pb::$version::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let answer = ServerReflectionClient::new($channel)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner()
+            .next()
+            .await;
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            answer.unwrap().unwrap().message_response
+        else {
+            panic!("{} reflection did not list services", stringify!($version));
+        };
+        list.service
+            .into_iter()
+            .map(|s| s.name)
+            .collect::<Vec<String>>()
+    }};
+}
+
 #[test]
 fn health_and_reflection_work_for_generic_clients() {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient as V1;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest as V1Request;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse as V1Response;
-    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as V1Alpha;
-    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as V1AlphaRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as V1AlphaResponse;
 
     let server = server();
     run(async {
@@ -686,51 +696,14 @@ fn health_and_reflection_work_for_generic_clients() {
         assert_eq!(unknown.code(), Code::NotFound);
 
         let wanted = ["embedrt.v1.Embedder", "grpc.health.v1.Health"];
-        let request = tonic_reflection::pb::v1::ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(V1Request::ListServices(String::new())),
-        };
-        let mut v1 = V1::new(channel(server).await.unwrap());
-        let answer = v1
-            .server_reflection_info(tokio_stream::iter([request]))
-            .await
-            .unwrap()
-            .into_inner()
-            .next()
-            .await;
-        let Some(V1Response::ListServicesResponse(list)) =
-            answer.unwrap().unwrap().message_response
-        else {
-            panic!("v1 reflection did not list services");
-        };
-        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        assert!(
-            wanted.iter().all(|w| names.iter().any(|n| n == w)),
-            "{names:?}"
-        );
-
-        let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(V1AlphaRequest::ListServices(String::new())),
-        };
-        let mut v1alpha = V1Alpha::new(channel(server).await.unwrap());
-        let answer = v1alpha
-            .server_reflection_info(tokio_stream::iter([request]))
-            .await
-            .unwrap()
-            .into_inner()
-            .next()
-            .await;
-        let Some(V1AlphaResponse::ListServicesResponse(list)) =
-            answer.unwrap().unwrap().message_response
-        else {
-            panic!("v1alpha reflection did not list services");
-        };
-        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        assert!(
-            wanted.iter().all(|w| names.iter().any(|n| n == w)),
-            "{names:?}"
-        );
+        let v1 = listed_services!(v1, channel(server).await.unwrap());
+        let v1alpha = listed_services!(v1alpha, channel(server).await.unwrap());
+        for names in [v1, v1alpha] {
+            assert!(
+                wanted.iter().all(|w| names.iter().any(|n| n == w)),
+                "{names:?}"
+            );
+        }
     });
 }
 

@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{fixtures_dir, minilm_model, repo_root, test_python, Server, TempDir};
+use common::{
+    fixtures_dir, minilm_model, repo_root, run_python_client, test_python, Server, TempDir,
+};
 
 /// The pinned gRPC packages (one release line).
 const GRPC: [&str; 4] = [
@@ -21,19 +21,17 @@ fn python_grpcio_client_with_generated_stubs() {
     let python = test_python(&GRPC);
     let server = Server::start("", &minilm_model("all-MiniLM-L6-v2", "onnx", ""));
     let stubs = TempDir::new("grpc-stubs");
-    let output = Command::new(&python)
-        .arg(repo_root().join("tests/python/grpc_client.py"))
-        .arg(server.grpc_url.trim_start_matches("http://"))
-        .arg("all-MiniLM-L6-v2")
-        .arg(fixtures_dir().join("all-MiniLM-L6-v2/expected.json"))
-        .arg(repo_root().join("api/proto"))
-        .arg(&stubs.0)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.trim() == "ok",
-        "{stdout}\n{stderr}"
+    let expected = fixtures_dir().join("all-MiniLM-L6-v2/expected.json");
+    let proto_root = repo_root().join("api/proto");
+    run_python_client(
+        &python,
+        "grpc_client.py",
+        &[
+            server.grpc_url.trim_start_matches("http://").as_ref(),
+            "all-MiniLM-L6-v2".as_ref(),
+            expected.as_ref(),
+            proto_root.as_ref(),
+            stubs.0.as_ref(),
+        ],
     );
 }

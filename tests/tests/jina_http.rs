@@ -5,7 +5,9 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::{concurrently, fixtures_dir, max_abs_diff, minilm_model, Server};
+use common::{
+    concurrently, embeddings_of, jina_dir, jina_model, max_abs_diff, minilm_model, Server,
+};
 use embedrt_runtime::postprocess::finish;
 use embedrt_runtime::tokenize::TextTokenizer;
 use embedrt_runtime::ModelCard;
@@ -15,14 +17,10 @@ use serde_json::{json, Value};
 const TOLERANCE: f32 = 1e-4;
 const ENGINES: [&str; 2] = ["jina-candle", "jina-onnx"];
 
-fn fixture_dir() -> std::path::PathBuf {
-    fixtures_dir().join("jina-v3-tiny")
-}
-
 fn expected() -> &'static Value {
     static EXPECTED: OnceLock<Value> = OnceLock::new();
     EXPECTED.get_or_init(|| {
-        serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("expected.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(jina_dir().join("expected.json")).unwrap())
             .unwrap()
     })
 }
@@ -31,14 +29,8 @@ fn expected() -> &'static Value {
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let jina = |name: &str, backend: &str| {
-            format!(
-                "[[models]]\nname = {name:?}\npath = {:?}\nbackend = {backend:?}\n",
-                fixture_dir().display().to_string()
-            )
-        };
-        let models = jina("jina-candle", "candle")
-            + &jina("jina-onnx", "onnx")
+        let models = jina_model("jina-candle", "candle")
+            + &jina_model("jina-onnx", "onnx")
             + &minilm_model("plain", "echo", "");
         Server::start("", &models)
     })
@@ -54,13 +46,7 @@ fn post(body: Value) -> Response {
 
 fn vectors(response: Response) -> Vec<Vec<f32>> {
     assert_eq!(response.status(), 200);
-    let body: Value = response.json().unwrap();
-    body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| serde_json::from_value(d["embedding"].clone()).unwrap())
-        .collect()
+    embeddings_of(&response.json().unwrap())
 }
 
 fn error(response: Response, status: u16) -> Value {
@@ -139,7 +125,7 @@ fn the_default_task_is_text_matching_and_prefixes_count_as_tokens() {
 /// `<s> [instruction] chunk1 chunk2 </s>`, pooled per chunk from the official token states.
 #[test]
 fn late_chunking_pools_each_chunk_of_one_pass() {
-    let card = ModelCard::load(&fixture_dir()).unwrap();
+    let card = ModelCard::load(&jina_dir()).unwrap();
     let tokenizer = TextTokenizer::load(&card.path, card.max_tokens, card.vocab_size).unwrap();
     let chunks = ["The quick brown fox", "jumps over the lazy dog."];
     for states in expected()["token_states"].as_array().unwrap() {

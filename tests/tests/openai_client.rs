@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{fixtures_dir, minilm_model, repo_root, test_python, Server};
+use common::{fixtures_dir, minilm_model, run_python_client, test_python, Server};
 
 /// The pinned client.
 const OPENAI: &str = "openai==3.54.0";
@@ -15,18 +13,16 @@ fn official_openai_client_works_unchanged() {
     let python = test_python(&[OPENAI]);
     for engine in ["onnx", "candle"] {
         let server = Server::start("", &minilm_model("all-MiniLM-L6-v2", engine, ""));
-        let output = Command::new(&python)
-            .arg(repo_root().join("tests/python/openai_client.py"))
-            .arg(format!("{}/v1", server.url))
-            .arg("all-MiniLM-L6-v2")
-            .arg(fixtures_dir().join("all-MiniLM-L6-v2/expected.json"))
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success() && stdout.trim() == "ok",
-            "{engine}: {stdout}\n{stderr}"
+        let base_url = format!("{}/v1", server.url);
+        let expected = fixtures_dir().join("all-MiniLM-L6-v2/expected.json");
+        run_python_client(
+            &python,
+            "openai_client.py",
+            &[
+                base_url.as_ref(),
+                "all-MiniLM-L6-v2".as_ref(),
+                expected.as_ref(),
+            ],
         );
     }
 }

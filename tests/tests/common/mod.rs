@@ -238,6 +238,44 @@ impl Drop for Server {
     }
 }
 
+/// The vectors of an OpenAI-style embeddings response body, in order.
+pub fn embeddings_of(body: &serde_json::Value) -> Vec<Vec<f32>> {
+    body["data"]
+        .as_array()
+        .expect("a `data` array")
+        .iter()
+        .map(|d| serde_json::from_value(d["embedding"].clone()).unwrap())
+        .collect()
+}
+
+/// The tiny jina-embeddings-v3 checkpoint of the fixtures.
+pub fn jina_dir() -> PathBuf {
+    fixtures_dir().join("jina-v3-tiny")
+}
+
+/// A `[[models]]` table for the tiny jina-embeddings-v3 named `name` on `backend`.
+pub fn jina_model(name: &str, backend: &str) -> String {
+    format!(
+        "[[models]]\nname = {name:?}\npath = {:?}\nbackend = {backend:?}\n",
+        jina_dir().display().to_string()
+    )
+}
+
+/// Runs a Python client script from `tests/python` with `args` and asserts that it printed `ok`.
+pub fn run_python_client(python: &Path, script: &str, args: &[&std::ffi::OsStr]) {
+    let output = Command::new(python)
+        .arg(repo_root().join("tests/python").join(script))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.trim() == "ok",
+        "{script} {args:?}: {stdout}\n{stderr}"
+    );
+}
+
 /// A `[[models]]` table for all-MiniLM-L6-v2 named `name` on `backend`.
 pub fn minilm_model(name: &str, backend: &str, extra: &str) -> String {
     format!(
