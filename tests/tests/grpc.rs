@@ -40,6 +40,11 @@ fn server() -> &'static Server {
         let models = minilm_model("minilm", "onnx", "aliases = [\"mini\"]")
             + &minilm_model("small", "onnx", "max_inputs_per_request = 2")
             + &minilm_model("counted", "onnx", "")
+            + &minilm_model(
+                "tight",
+                "echo",
+                "options = { delay_ms = 300 }\nbatching = { max_batch_requests = 1, max_queued_inputs = 2 }",
+            )
             + &jina_model("jina-candle", "candle")
             + &jina_model("jina-onnx", "onnx")
             + &ab;
@@ -665,6 +670,43 @@ macro_rules! listed_services {
             .map(|s| s.name)
             .collect::<Vec<String>>()
     }};
+}
+
+#[test]
+fn a_full_queue_is_resource_exhausted_and_loses_nothing_accepted() {
+    let server = server();
+    run(async {
+        let client = client(server).await;
+        let calls = (0..8).map(|i| {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .embed(texts("tight", &[&format!("request {i}")]))
+                    .await
+            })
+        });
+        let mut codes = Vec::new();
+        for call in calls.collect::<Vec<_>>() {
+            match call.await.unwrap() {
+                Ok(answer) => {
+                    assert_eq!(answer.into_inner().embeddings[0].values.len(), 384);
+                    codes.push(Code::Ok);
+                }
+                Err(status) => codes.push(status.code()),
+            }
+        }
+        assert!(
+            codes.contains(&Code::ResourceExhausted),
+            "8 concurrent calls must overflow a queue of 2: {codes:?}"
+        );
+        assert!(
+            codes
+                .iter()
+                .all(|c| matches!(c, Code::Ok | Code::ResourceExhausted)),
+            "{codes:?}"
+        );
+        assert!(codes.contains(&Code::Ok), "{codes:?}");
+    });
 }
 
 #[test]

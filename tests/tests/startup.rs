@@ -1,5 +1,5 @@
-//! Starting and stopping the real binary: config errors name the key, `--http` overrides the
-//! config, and SIGTERM lets every accepted request finish.
+//! Starting and stopping the real binary: config errors name the key, `--http` and `--grpc`
+//! override the config, and SIGTERM lets every accepted request finish.
 
 mod common;
 
@@ -63,8 +63,8 @@ fn every_example_config_parses() {
 }
 
 #[test]
-fn http_flag_overrides_the_config() {
-    let port = free_port();
+fn address_flags_override_the_config() {
+    let (port, grpc_port) = (free_port(), free_port());
     let dir = TempDir::new("http-flag");
     let path = dir.0.join("config.toml");
     let config = format!(
@@ -77,6 +77,7 @@ fn http_flag_overrides_the_config() {
         .args(["serve", "--config"])
         .arg(&path)
         .args(["--http", &format!("127.0.0.1:{port}")])
+        .args(["--grpc", &format!("127.0.0.1:{grpc_port}")])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -88,9 +89,11 @@ fn http_flag_overrides_the_config() {
             .send()
             .is_ok_and(|r| r.status() == 200)
     });
+    let grpc = std::net::TcpStream::connect(("127.0.0.1", grpc_port)).is_ok();
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(healthy, "the server did not listen on the --http address");
+    assert!(grpc, "the server did not listen on the --grpc address");
 }
 
 #[test]
