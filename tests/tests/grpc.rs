@@ -915,7 +915,7 @@ fn loading_is_unavailable_and_health_follows_the_models() {
     let models = minilm_model(
         "slow",
         "echo",
-        "options = { delay_ms = 1500, panic_on_token = 999 }",
+        "options = { delay_ms = 2500, panic_on_token = 999 }",
     ) + &minilm_model("steady", "echo", "");
     let mut server = Server::spawn("", &models);
     run(async {
