@@ -2,8 +2,8 @@
 
 Usage: grpc_client.py ADDRESS MODEL EXPECTED_JSON PROTO_ROOT STUB_DIR
 
-Generates the embedrt.v1 stubs with grpcio-tools into STUB_DIR, then checks `Embed` and
-`EmbedStream` against sentence-transformers' vectors, an error status, the standard health
+Generates the embedrt.v1 stubs with grpcio-tools into STUB_DIR, then checks `Embed` (also
+gzip-compressed) and `EmbedStream` against sentence-transformers' vectors, an error status, the standard health
 service (grpcio-health-checking) and reflection-based service listing (grpcio-reflection).
 Prints "ok" and exits 0 when everything holds.
 """
@@ -46,6 +46,9 @@ def check_embed(stub, pb, model, expected):
         assert similarity >= 0.9999, (i, similarity)
     tokens = sum(len(ids) for ids in expected["token_ids"])
     assert response.usage.prompt_tokens == tokens, response.usage
+
+    gzipped = stub.Embed(pb.EmbedRequest(model=model, texts=expected["texts"][:1]), compression=grpc.Compression.Gzip)
+    assert cosine(gzipped.embeddings[0].values, expected["embeddings"][0]) >= 0.9999
 
     ids = stub.Embed(pb.EmbedRequest(model=model, tokens=[pb.TokenIds(ids=expected["token_ids"][0])]))
     assert cosine(ids.embeddings[0].values, expected["embeddings"][0]) >= 0.9999

@@ -217,6 +217,39 @@ fn embed_gives_what_http_gives_for_every_field() {
 }
 
 #[test]
+fn compressed_calls_and_answers_give_the_same_vectors() {
+    use tonic::codec::CompressionEncoding;
+
+    let server = server();
+    run(async {
+        let mut plain = client(server).await;
+        let request = texts("minilm", &["compressed both ways", "and back"]);
+        let want = plain.embed(request.clone()).await.unwrap().into_inner();
+        for encoding in [CompressionEncoding::Gzip, CompressionEncoding::Zstd] {
+            let mut compressed = client(server)
+                .await
+                .send_compressed(encoding)
+                .accept_compressed(encoding);
+            let response = compressed.embed(request.clone()).await.unwrap();
+            let header = response.metadata().get("grpc-encoding").cloned();
+            assert_eq!(
+                header.as_ref().and_then(|v| v.to_str().ok()),
+                Some(encoding.to_string().as_str()),
+                "the answer is compressed"
+            );
+            for (got, want) in response
+                .into_inner()
+                .embeddings
+                .iter()
+                .zip(&want.embeddings)
+            {
+                assert!(max_abs_diff(&got.values, &want.values) <= DRIFT);
+            }
+        }
+    });
+}
+
+#[test]
 fn jina_tasks_and_sizes_match_the_official_outputs() {
     let server = server();
     let expected: Value =

@@ -13,6 +13,7 @@ use embedrt_proto::v1::embedder_server::{Embedder, EmbedderServer};
 use embedrt_runtime::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::codec::CompressionEncoding;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -49,7 +50,13 @@ pub async fn serve(
         shutdown: shutdown.clone(),
     })
     .max_decoding_message_size(limits.request_bytes)
-    .max_encoding_message_size(limits.response_bytes);
+    .max_encoding_message_size(limits.response_bytes)
+    // Clients that compress (gzip is common in grpc-go and grpc-java setups) are understood, and
+    // get compressed answers when they ask for them.
+    .accept_compressed(CompressionEncoding::Gzip)
+    .accept_compressed(CompressionEncoding::Zstd)
+    .send_compressed(CompressionEncoding::Gzip)
+    .send_compressed(CompressionEncoding::Zstd);
     // Without TCP_NODELAY, a small answer waits for the client's delayed ACK (40 ms on Linux).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
