@@ -164,14 +164,13 @@ impl ModelInstance {
                 .map(|v| finish(v, request.dimensions, normalize))
                 .collect()
         };
-        let tokenizer = Arc::clone(&self.tokenizer);
-        let instruction = self.card.instruction(task).to_string();
         let inputs = request.inputs;
         if request.late_chunking {
-            let (document, spans) = pool
-                .run(move || tokenize_document(&tokenizer, &instruction, &inputs))
-                .await
-                .map_err(|e| EmbedError::Internal(e.to_string()))??;
+            let (document, spans) = self
+                .tokenize_on(pool, task, move |tokenizer, instruction| {
+                    tokenize_document(tokenizer, instruction, &inputs)
+                })
+                .await?;
             let prompt_tokens = document.len();
             let states = variant
                 .run(vec![Sequence {
@@ -193,10 +192,7 @@ impl ModelInstance {
                 .collect();
             return Ok(self.response(variant, finish_all(pooled), prompt_tokens));
         }
-        let sequences = pool
-            .run(move || tokenize_all(&tokenizer, &instruction, inputs, truncate, task))
-            .await
-            .map_err(|e| EmbedError::Internal(e.to_string()))??;
+        let sequences = self.tokenize_inputs(pool, inputs, task, truncate).await?;
         let prompt_tokens = sequences.iter().map(|s| s.ids.len()).sum();
         let shadows = self.sampled_shadows();
         let copy = (!shadows.is_empty()).then(|| sequences.clone());
@@ -281,17 +277,41 @@ impl ModelInstance {
         self.check_input_count(request.texts.len())?;
         let task = self.task_id(request.task.as_deref())?;
         let truncate = request.truncate.unwrap_or(self.truncate);
-        let tokenizer = Arc::clone(&self.tokenizer);
-        let instruction = self.card.instruction(task).to_string();
         let inputs = request.texts.into_iter().map(Input::Text).collect();
-        let sequences = pool
-            .run(move || tokenize_all(&tokenizer, &instruction, inputs, truncate, task))
-            .await
-            .map_err(|e| EmbedError::Internal(e.to_string()))??;
+        let sequences = self.tokenize_inputs(pool, inputs, task, truncate).await?;
         Ok(TokenizeResponse {
             model: self.name.clone(),
             tokens: sequences.into_iter().map(|s| s.ids).collect(),
         })
+    }
+
+    /// One sequence per input for `task`: the task's instruction before each text, special tokens
+    /// added, cut or refused at the limit (`truncate`). Runs on `pool`.
+    async fn tokenize_inputs(
+        &self,
+        pool: &WorkerPool,
+        inputs: Vec<Input>,
+        task: u32,
+        truncate: bool,
+    ) -> Result<Vec<Sequence>, EmbedError> {
+        self.tokenize_on(pool, task, move |tokenizer, instruction| {
+            tokenize_all(tokenizer, instruction, inputs, truncate, task)
+        })
+        .await
+    }
+
+    /// Runs `job` on `pool` with this model's tokenizer and the instruction of `task`.
+    async fn tokenize_on<T: Send + 'static>(
+        &self,
+        pool: &WorkerPool,
+        task: u32,
+        job: impl FnOnce(&TextTokenizer, &str) -> Result<T, EmbedError> + Send + 'static,
+    ) -> Result<T, EmbedError> {
+        let tokenizer = Arc::clone(&self.tokenizer);
+        let instruction = self.card.instruction(task).to_string();
+        pool.run(move || job(&tokenizer, &instruction))
+            .await
+            .map_err(|e| EmbedError::Internal(e.to_string()))?
     }
 
     /// The task id a request runs with on `variant`.
