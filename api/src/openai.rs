@@ -146,7 +146,8 @@ pub(crate) fn optional<'a, T>(
 const INPUT_SHAPES: &str =
     "`input` must be a string, an array of strings, an array of token ids, or an array of token-id arrays";
 
-fn parse_input(input: Option<&Value>) -> Result<Vec<Input>, ApiError> {
+/// The `input` field: a string, strings, token ids, or arrays of token ids.
+pub(crate) fn parse_input(input: Option<&Value>) -> Result<Vec<Input>, ApiError> {
     let wrong = || ApiError::wrong_type(Some("input"), INPUT_SHAPES);
     match input {
         None => Err(ApiError::bad_request(
@@ -226,12 +227,7 @@ pub fn write_response(response: EmbedResponse, encoding: EncodingFormat) -> Embe
                 EncodingFormat::Float => EmbeddingValue::Float(vector),
                 EncodingFormat::Base64 => EmbeddingValue::Base64(base64_f32(&vector)),
                 EncodingFormat::Ubinary => EmbeddingValue::Unsigned(sign_bits(&vector)),
-                EncodingFormat::Binary => EmbeddingValue::Signed(
-                    sign_bits(&vector)
-                        .into_iter()
-                        .map(|b| (b as i16 - 128) as i8)
-                        .collect(),
-                ),
+                EncodingFormat::Binary => EmbeddingValue::Signed(signed_sign_bits(&vector)),
             },
         })
         .collect();
@@ -250,6 +246,14 @@ pub fn write_response(response: EmbedResponse, encoding: EncodingFormat) -> Embe
 pub fn base64_f32(vector: &[f32]) -> String {
     let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The [`sign_bits`] bytes minus 128, as signed integers -128..=127 (Jina's `binary` type).
+pub fn signed_sign_bits(vector: &[f32]) -> Vec<i8> {
+    sign_bits(vector)
+        .into_iter()
+        .map(|byte| byte.wrapping_sub(128) as i8)
+        .collect()
 }
 
 /// Sign bits of `vector` (1 for values > 0), 8 per byte, the first dimension in the most
@@ -396,6 +400,7 @@ mod tests {
     fn sign_bits_pack_most_significant_first() {
         let v = [0.5, -1.0, 0.0, 2.0, -0.1, 0.1, 0.3, -3.0, 1.0];
         assert_eq!(sign_bits(&v), vec![0b1001_0110, 0b1000_0000]);
+        assert_eq!(signed_sign_bits(&v), vec![22, 0], "150 - 128 and 128 - 128");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use embedrt_runtime::{
 };
 use tonic::Status;
 
-use crate::openai::sign_bits;
+use crate::openai::{sign_bits, signed_sign_bits};
 
 /// How vectors travel back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,9 +93,9 @@ pub fn embed_response(response: EmbedResponse, format: VectorFormat) -> pb::Embe
             },
             VectorFormat::Binary => pb::Embedding {
                 values: Vec::new(),
-                bits: sign_bits(&values)
+                bits: signed_sign_bits(&values)
                     .into_iter()
-                    .map(|byte| byte.wrapping_sub(128))
+                    .map(|byte| byte as u8)
                     .collect(),
             },
         })
