@@ -73,6 +73,18 @@ pub async fn serve(
     Ok(())
 }
 
+/// Answers one `EmbedRequest` (a unary call, or one stream message) with `registry`; an empty
+/// `user` takes `sticky_user`.
+async fn embed(
+    registry: &Registry,
+    message: pb::EmbedRequest,
+    sticky_user: Option<String>,
+) -> Result<pb::EmbedResponse, Status> {
+    let (request, format) = convert::embed_request(message, registry.default_model(), sticky_user)?;
+    let response = registry.embed(request).await.map_err(convert::status)?;
+    Ok(convert::embed_response(response, format))
+}
+
 /// `embedrt.v1.Embedder`.
 struct EmbedderService {
     state: Arc<AppState>,
@@ -111,10 +123,8 @@ impl Embedder for EmbedderService {
     ) -> Result<Response<pb::EmbedResponse>, Status> {
         let registry = self.admit(&request)?;
         let sticky = self.sticky_user(&request);
-        let (request, format) =
-            convert::embed_request(request.into_inner(), registry.default_model(), sticky)?;
-        let response = registry.embed(request).await.map_err(convert::status)?;
-        Ok(Response::new(convert::embed_response(response, format)))
+        let response = embed(&registry, request.into_inner(), sticky).await?;
+        Ok(Response::new(response))
     }
 
     type EmbedStreamStream = stream::Answers;

@@ -72,10 +72,7 @@ async fn answer_one(
         let request = message
             .request
             .ok_or_else(|| Status::invalid_argument("the message has no `request`"))?;
-        let (request, format) =
-            convert::embed_request(request, registry.default_model(), sticky_user)?;
-        let response = registry.embed(request).await.map_err(convert::status)?;
-        Ok::<_, Status>(convert::embed_response(response, format))
+        super::embed(&registry, request, sticky_user).await
     }
     .await;
     let outcome = match outcome {
