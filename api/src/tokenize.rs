@@ -2,12 +2,12 @@
 //! text's token ids and count out (the ids `/v1/embeddings` would run, so clients can budget
 //! tokens).
 
-use embedrt_runtime::{TokenizeRequest, TokenizeResponse};
+use embedrt_runtime::{Input, TokenizeRequest, TokenizeResponse};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::openai::{json_object, model_field, optional};
+use crate::openai::{json_object, model_field, optional, parse_input};
 
 /// Parses a request body. `default_model` answers requests that name no model.
 pub fn parse_tokenize_request(
@@ -15,32 +15,16 @@ pub fn parse_tokenize_request(
     default_model: Option<&str>,
 ) -> Result<TokenizeRequest, ApiError> {
     let fields = json_object(body)?;
-    let texts = match fields.get("input") {
-        None => {
-            return Err(ApiError::bad_request(
-                Some("input"),
-                "missing_input",
-                "`input` is required",
-            ))
-        }
-        Some(Value::String(text)) => vec![text.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| item.as_str().map(str::to_string))
-            .collect::<Option<_>>()
-            .ok_or_else(|| {
-                ApiError::wrong_type(
-                    Some("input"),
-                    "`input` must be a string or an array of strings",
-                )
-            })?,
-        Some(_) => {
-            return Err(ApiError::wrong_type(
+    let texts = parse_input(fields.get("input"))?
+        .into_iter()
+        .map(|input| match input {
+            Input::Text(text) => Ok(text),
+            Input::Tokens(_) => Err(ApiError::wrong_type(
                 Some("input"),
                 "`input` must be a string or an array of strings",
-            ))
-        }
-    };
+            )),
+        })
+        .collect::<Result<_, _>>()?;
     Ok(TokenizeRequest {
         model: model_field(&fields, default_model)?,
         texts,
