@@ -328,7 +328,7 @@ async fn grpc_client(
 }
 
 /// One gRPC client on one `EmbedStream`: keeps `in_flight` requests outstanding, sending the
-/// next as each answer arrives, until `deadline`; then ends its side and drains the answers.
+/// next as each answer arrives, until `deadline`; then collects the answers still outstanding.
 async fn stream_client(
     mut client: EmbedderClient<Channel>,
     model: String,
