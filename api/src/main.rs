@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use embedrt_api::server::ConfigSource;
+use embedrt_api::config_source::ConfigSource;
 
 /// embedrt: one server for many text-embedding models on interchangeable engines.
 #[derive(Parser)]
@@ -61,5 +61,10 @@ fn run(cli: Cli) -> Result<()> {
         .thread_name("embedrt-io")
         .enable_all()
         .build()?;
-    runtime.block_on(embedrt_api::server::serve(source, config))
+    let served = runtime.block_on(embedrt_api::server::serve(source, config));
+    // Every task, and the models they held, is gone with the runtime; wait until each model's
+    // queue is answered and its backend dropped.
+    drop(runtime);
+    embedrt_runtime::scheduler::join_stopped();
+    served
 }

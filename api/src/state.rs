@@ -1,13 +1,18 @@
 //! What the HTTP and gRPC front ends share: the served models (swapped whole on reload), the
-//! metrics, the configuration's source, and the access rules.
+//! metrics, the configuration's source, and the rules both apply the same way: API and admin
+//! keys, the sticky-user key, and readiness.
+//!
+//! Both front ends read their callers' headers as an [`http::HeaderMap`](axum::http::HeaderMap)
+//! (gRPC metadata is one underneath), so each rule is written once, here.
 
 use std::sync::{Arc, RwLock};
 
+use axum::http::{header, HeaderMap};
 use embedrt_runtime::config::ServerConfig;
 use embedrt_runtime::{EmbedError, Registry};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::server::ConfigSource;
+use crate::config_source::ConfigSource;
 
 /// The state behind both APIs.
 pub struct AppState {
@@ -23,28 +28,44 @@ pub struct AppState {
     pub reload_lock: tokio::sync::Mutex<()>,
 }
 
+/// Whether the server can answer embedding requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// The models are still loading.
+    Loading,
+    /// Every model is loaded, warmed up and healthy.
+    Ready,
+    /// These models' backends failed; the others serve.
+    Unhealthy(Vec<String>),
+}
+
 impl AppState {
     /// State that renders `/metrics` with `metrics` and reloads from `source`; models come later.
     /// `server` gives the keys and the sticky header.
+    ///
+    /// # Errors
+    ///
+    /// When the sticky header is no valid header name.
     pub fn new(
         metrics: PrometheusHandle,
         source: ConfigSource,
         server: &ServerConfig,
     ) -> anyhow::Result<Self> {
-        if let Some(name) = &server.sticky_header {
-            axum::http::HeaderName::try_from(name.to_ascii_lowercase())
-                .map_err(|e| anyhow::anyhow!("`server.sticky_header`: {e}"))?;
-        }
+        let sticky_header = match &server.sticky_header {
+            Some(name) => Some(
+                header::HeaderName::try_from(name.to_ascii_lowercase())
+                    .map_err(|e| anyhow::anyhow!("`server.sticky_header`: {e}"))?
+                    .to_string(),
+            ),
+            None => None,
+        };
         Ok(Self {
             registry: RwLock::new(None),
             metrics,
             source,
             admin_key: server.admin_key.clone(),
             api_keys: server.api_keys.clone(),
-            sticky_header: server
-                .sticky_header
-                .as_ref()
-                .map(|h| h.to_ascii_lowercase()),
+            sticky_header,
             reload_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -62,36 +83,64 @@ impl AppState {
             .clone()
     }
 
-    /// The models serving now, or [`EmbedError::Unavailable`] while they load.
+    /// The models serving now.
+    ///
+    /// # Errors
+    ///
+    /// [`EmbedError::Unavailable`] while they load.
     pub fn registry(&self) -> Result<Arc<Registry>, EmbedError> {
         self.current_registry()
             .ok_or_else(|| EmbedError::Unavailable("models are still loading".into()))
     }
 
-    /// Whether an `Authorization` value may use the embedding API: any value when no API keys are
-    /// configured, else `Bearer <key>` with one of them.
-    pub fn accepts_api_key(&self, authorization: Option<&str>) -> bool {
-        self.api_keys.is_empty()
-            || bearer(authorization).is_some_and(|given| self.api_keys.iter().any(|k| k == given))
-    }
-
-    /// Whether an `Authorization` value may use the admin endpoints: any value when no admin key
-    /// is configured, else `Bearer <admin_key>`.
-    pub fn accepts_admin_key(&self, authorization: Option<&str>) -> bool {
-        match &self.admin_key {
-            None => true,
-            Some(key) => bearer(authorization) == Some(key.as_str()),
+    /// Whether the server can answer, and which models cannot.
+    pub fn readiness(&self) -> Readiness {
+        let Some(registry) = self.current_registry() else {
+            return Readiness::Loading;
+        };
+        let unhealthy: Vec<String> = registry
+            .models()
+            .filter(|m| !m.is_healthy())
+            .map(|m| m.name().to_string())
+            .collect();
+        if unhealthy.is_empty() {
+            Readiness::Ready
+        } else {
+            Readiness::Unhealthy(unhealthy)
         }
     }
 
-    /// The lower-case name of the header (or gRPC metadata key) whose value keeps a caller on one
-    /// variant when the request has no `user`.
-    pub fn sticky_header(&self) -> Option<&str> {
-        self.sticky_header.as_deref()
+    /// Whether a caller with `headers` may use the embedding API: anyone when no API keys are
+    /// configured, else `Authorization: Bearer <key>` with one of them.
+    pub fn accepts_api_key(&self, headers: &HeaderMap) -> bool {
+        self.api_keys.is_empty()
+            || bearer(headers).is_some_and(|given| self.api_keys.iter().any(|k| k == given))
+    }
+
+    /// Whether a caller with `headers` may use the admin endpoints: anyone when no admin key is
+    /// configured, else `Authorization: Bearer <admin_key>`.
+    pub fn accepts_admin_key(&self, headers: &HeaderMap) -> bool {
+        match &self.admin_key {
+            None => true,
+            Some(key) => bearer(headers) == Some(key.as_str()),
+        }
+    }
+
+    /// The user key that picks a caller's variant: the request's own `user`, else the value of
+    /// the configured sticky header (or gRPC metadata key) in `headers`.
+    pub fn user(&self, user: Option<String>, headers: &HeaderMap) -> Option<String> {
+        user.or_else(|| {
+            let value = headers.get(self.sticky_header.as_deref()?)?;
+            value.to_str().ok().map(str::to_string)
+        })
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` value.
-fn bearer(authorization: Option<&str>) -> Option<&str> {
-    authorization?.strip_prefix("Bearer ")
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
 }

@@ -1,11 +1,11 @@
-//! Raw in-process engine throughput: one batch of single sentences through each engine at several
-//! batch sizes, no server in between. The best of these is the ceiling the server should approach.
-//! Needs `scripts/setup.sh` (and `ORT_DYLIB_PATH`, which `.cargo/config.toml` sets).
+//! Raw in-process backend throughput: one batch of single sentences through each backend at
+//! several batch sizes, no server in between. The best of these is the ceiling the server should
+//! approach. Needs `scripts/setup.sh`.
 
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use embedrt_runtime::plugin::EngineConfig;
+use embedrt_runtime::backend_core::{BackendSettings, LoadDocument};
 use embedrt_runtime::tokenize::TextTokenizer;
 use embedrt_runtime::{Backend, Batch, ModelCard};
 
@@ -14,10 +14,8 @@ fn engines() -> Vec<(&'static str, Box<dyn Backend>)> {
         env!("CARGO_MANIFEST_DIR"),
         "/../.assets/models/all-MiniLM-L6-v2"
     ));
-    let config = EngineConfig {
-        card: ModelCard::load(&dir).expect("run scripts/setup.sh first"),
-        options: serde_json::Value::Null,
-    };
+    let card = ModelCard::load(&dir).expect("run scripts/setup.sh first");
+    let config = LoadDocument::new(card.spec(), BackendSettings::default());
     vec![
         (
             "onnx",

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use embedrt_backend_core::{DType, Device};
 use serde::Deserialize;
 
 use crate::scheduler::BatchingConfig;
@@ -36,7 +37,7 @@ pub struct ServerConfig {
     pub grpc_max_response_bytes: usize,
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
-    /// Folders searched for engine plugins, relative to the config file. Empty: the folder of the
+    /// Folders searched for backend plugins, relative to the config file. Empty: the folder of the
     /// `embedrt` executable.
     pub plugin_dirs: Vec<PathBuf>,
     /// Threads of the async runtime that serves connections.
@@ -56,8 +57,8 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        // On a small machine the engines deserve the cores: one thread each for I/O and tokenization.
-        let light = (cores() / 4).max(1);
+        // On a small machine the backends deserve the cores: one thread each for I/O and tokenization.
+        let light = (embedrt_backend_core::threads::cores() / 4).max(1);
         Self {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             grpc: None,
@@ -74,11 +75,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// The number of cores this process may use.
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
 /// `[[models]]`: one served model.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,14 +86,20 @@ pub struct ModelConfig {
     pub aliases: Vec<String>,
     /// The model folder, relative to the config file; or a hub id (`owner/name`) to download.
     pub path: PathBuf,
-    /// The engine plugin that runs it (`onnx`, `candle`, ...): shorthand for one variant. Give
+    /// The backend plugin that runs it (`onnx`, `candle`, ...): shorthand for one variant. Give
     /// either this or `variants`.
     #[serde(default)]
     pub backend: Option<String>,
-    /// Engine options of the `backend` shorthand, handed to the plugin as JSON.
+    /// Backend options of the `backend` shorthand, handed to the plugin as JSON.
     #[serde(default)]
     pub options: toml::Table,
-    /// `[[models.variants]]`: engines serving this model side by side (A/B tests, shadows).
+    /// Device of the `backend` shorthand.
+    #[serde(default)]
+    pub device: Device,
+    /// Number format of the `backend` shorthand; default: the backend's.
+    #[serde(default)]
+    pub dtype: Option<DType>,
+    /// `[[models.variants]]`: backends serving this model side by side (A/B tests, shadows).
     #[serde(default)]
     pub variants: Vec<VariantConfig>,
     /// Most inputs in one request.
@@ -115,18 +117,25 @@ pub struct ModelConfig {
     pub batching: BatchingSettings,
 }
 
-/// `[[models.variants]]`: one engine serving a model, with its share of the traffic.
+/// `[[models.variants]]`: one backend serving a model, with its share of the traffic.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VariantConfig {
     /// The variant's name (in metrics and the `x-embedrt-variant` header); default: the backend.
     #[serde(default)]
     pub name: Option<String>,
-    /// The engine plugin.
+    /// The backend plugin.
     pub backend: String,
-    /// Engine options, handed to the plugin as JSON.
+    /// Backend options, handed to the plugin as JSON.
     #[serde(default)]
     pub options: toml::Table,
+    /// Where the backend runs: `"cpu"` (default), `"cuda"` or `"cuda:N"`.
+    #[serde(default)]
+    pub device: Device,
+    /// The number format to compute in (`"f32"`, `"f16"`, `"bf16"`, `"int8"`); default: the
+    /// backend's. A backend refuses what it cannot run.
+    #[serde(default)]
+    pub dtype: Option<DType>,
     /// Share of the traffic, relative to the other serving variants' weights.
     #[serde(default = "default_weight")]
     pub weight: u32,
@@ -162,6 +171,8 @@ impl ModelConfig {
                 name: None,
                 backend: backend.clone(),
                 options: self.options.clone(),
+                device: self.device,
+                dtype: self.dtype,
                 weight: 1,
                 shadow: false,
                 sample_rate: 1.0,
@@ -188,13 +199,13 @@ fn default_truncate() -> bool {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchingSettings {
-    /// Most tokens in one batch (padding counted for engines that pad).
+    /// Most tokens in one batch (padding counted for backends that pad).
     pub max_batch_tokens: usize,
     /// Most sequences in one batch.
     pub max_batch_requests: usize,
     /// How long the oldest queued input may wait for others to join its batch, in milliseconds.
-    /// 0: an idle engine starts at once; under load, batches still form from what queued while
-    /// the engine was busy.
+    /// 0: an idle backend starts at once; under load, batches still form from what queued while
+    /// the backend was busy.
     pub max_wait_ms: u64,
     /// Most inputs waiting; beyond it requests get 429.
     pub max_queued_inputs: usize,
@@ -312,7 +323,7 @@ impl Config {
     }
 }
 
-/// One engine per model: either `backend` or `variants`, unique variant names, something to serve.
+/// One backend per model: either `backend` or `variants`, unique variant names, something to serve.
 fn validate_variants(model: &ModelConfig, key: &dyn Fn(&str) -> String) -> Result<()> {
     match (&model.backend, model.variants.is_empty()) {
         (Some(_), false) => {
@@ -323,17 +334,24 @@ fn validate_variants(model: &ModelConfig, key: &dyn Fn(&str) -> String) -> Resul
         }
         (None, true) => {
             bail!(
-                "`{}` is missing: name an engine, or add `[[models.variants]]`",
+                "`{}` is missing: name a backend, or add `[[models.variants]]`",
                 key("backend")
             )
         }
         _ => {}
     }
-    if model.backend.is_none() && !model.options.is_empty() {
-        bail!(
-            "`{}`: with variants, put options in each variant",
-            key("options")
-        );
+    if model.backend.is_none() {
+        let shorthand = [
+            ("options", !model.options.is_empty()),
+            ("device", model.device != Device::Cpu),
+            ("dtype", model.dtype.is_some()),
+        ];
+        if let Some((field, _)) = shorthand.iter().find(|(_, set)| *set) {
+            bail!(
+                "`{}`: with variants, put `{field}` in each variant",
+                key(field)
+            );
+        }
     }
     let variants = model.variants();
     for (j, variant) in variants.iter().enumerate() {
@@ -461,6 +479,29 @@ mod tests {
         let shadow_only = "[[models.variants]]\nbackend = \"onnx\"\nshadow = true\n";
         assert!(err(shadow_only).contains("at least one variant must serve"));
         assert!(err("backend = \"onnx\"\naliases = [\"m\"]\n").contains("used twice"));
+    }
+
+    #[test]
+    fn device_and_dtype_per_variant() {
+        let config =
+            Config::parse(&format!("{MINIMAL}device = \"cuda:1\"\ndtype = \"bf16\"\n")).unwrap();
+        let variant = &config.models[0].variants()[0];
+        assert_eq!(
+            (variant.device, variant.dtype),
+            (Device::Cuda(1), Some(DType::Bf16))
+        );
+        let default = &Config::parse(MINIMAL).unwrap().models[0].variants()[0];
+        assert_eq!((default.device, default.dtype), (Device::Cpu, None));
+        let err = Config::parse(&format!("{MINIMAL}device = \"tpu\"\n")).unwrap_err();
+        assert!(format!("{err:#}").contains("\"tpu\""), "{err:#}");
+        let err = Config::parse(&format!("{MINIMAL}dtype = \"f8\"\n")).unwrap_err();
+        assert!(format!("{err:#}").contains("f8"), "{err:#}");
+        let base = "[[models]]\nname = \"m\"\npath = \"p\"\ndevice = \"cuda\"\n[[models.variants]]\nbackend = \"onnx\"\n";
+        let err = Config::parse(base).unwrap_err();
+        assert!(
+            err.to_string().contains("put `device` in each variant"),
+            "{err}"
+        );
     }
 
     #[test]

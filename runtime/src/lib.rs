@@ -1,25 +1,28 @@
-//! embedrt's core: everything between a parsed request and an engine.
+//! embedrt's core: everything between a parsed request and a backend.
 //!
-//! - [`backend`]: the [`Backend`] trait engines implement, and the padding-free [`Batch`];
-//! - [`model`]: what a model folder says about the model ([`ModelCard`]);
+//! - [`config`]: the TOML file, validated at startup;
+//! - [`family`] and [`model`]: which model families embedrt serves, and what a model folder says
+//!   about its model ([`ModelCard`]);
+//! - [`hub`]: model folders given as hub ids, fetched with `hf-hub`;
 //! - [`tokenize`]: the model's tokenizer, and the pool it runs on;
-//! - [`scheduler`]: dynamic batching in front of one engine;
-//! - [`padded`], [`pooling`], [`postprocess`]: from token states to the vectors clients get;
-//! - [`plugin`]: engines as shared libraries behind a versioned C ABI;
-//! - [`telemetry`]: metric names and labels;
-//! - [`config`], [`hub`], [`instance`], [`variant`], [`registry`], [`request`]: the served
-//!   models (local or from the hub), their engine variants, and their request path.
+//! - [`scheduler`]: dynamic batching in front of one backend;
+//! - [`postprocess`]: Matryoshka truncation and normalization;
+//! - [`plugin`]: the host side of the plugin ABI (backends are shared libraries);
+//! - [`variant`], [`instance`], [`registry`], [`request`]: the served models, their backend
+//!   variants, and their request path;
+//! - [`telemetry`]: metric names and labels.
 //!
-//! Nothing here knows HTTP, gRPC, candle or ONNX Runtime.
+//! Backends themselves depend only on `embedrt-backend-core` (re-exported here as
+//! [`backend_core`]); nothing here knows HTTP, gRPC, candle or ONNX Runtime.
 
-pub mod backend;
+#![deny(missing_docs)]
+
 pub mod config;
+pub mod family;
 pub mod hub;
 pub mod instance;
 pub mod model;
-pub mod padded;
 pub mod plugin;
-pub mod pooling;
 pub mod postprocess;
 pub mod registry;
 pub mod request;
@@ -28,9 +31,12 @@ pub mod telemetry;
 pub mod tokenize;
 pub mod variant;
 
-pub use backend::{Backend, BackendError, Batch, Capabilities, Embeddings, TokenStates};
 pub use config::Config;
-pub use instance::ModelInstance;
+pub use embedrt_backend_core as backend_core;
+pub use embedrt_backend_core::{
+    Backend, BackendError, Batch, Capabilities, Embeddings, TokenStates,
+};
+pub use instance::{ModelInfo, ModelInstance, VariantInfo};
 pub use model::ModelCard;
 pub use registry::{Registry, ReloadReport};
 pub use request::{

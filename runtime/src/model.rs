@@ -1,19 +1,22 @@
 //! Model cards: what embedrt reads from a model folder in the Hugging Face / sentence-transformers
-//! layout before any engine touches the weights.
+//! layout before any backend touches the weights. The model's [`family`](crate::family) adds what
+//! the generic files do not say.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use embedrt_backend_core::{ModelSpec, Pooling};
 use serde_json::Value;
 
-use crate::pooling::Pooling;
+use crate::family;
 
-/// Everything about a model that does not depend on the engine that runs it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Everything about a model that does not depend on the backend that runs it.
+#[derive(Clone, Debug, PartialEq)]
 pub struct ModelCard {
     /// The model folder.
     pub path: PathBuf,
+    /// The model's family (see [`family::FAMILIES`]), by its architecture name.
+    pub architecture: &'static str,
     /// Width of the encoder's output.
     pub hidden_size: usize,
     /// Number of token ids the model knows.
@@ -22,57 +25,90 @@ pub struct ModelCard {
     pub max_tokens: usize,
     /// How token states are pooled.
     pub pooling: Pooling,
-    /// Whether the model's own pipeline L2-normalizes its output (a `Normalize` module).
+    /// Whether the model's own pipeline L2-normalizes its output.
     pub normalize: bool,
     /// The id used to pad batches.
     pub pad_token_id: u32,
-    /// The architecture, as detected from `config.json`.
-    pub architecture: Architecture,
-    /// Task (adapter) names in adapter order; task id `k + 1` selects adapter `k`, id 0 the base
-    /// weights. Empty for models without adapters.
-    #[serde(default)]
-    pub tasks: Vec<String>,
-    /// The instruction prepended to inputs of each task (same order as `tasks`; often empty).
-    #[serde(default)]
-    pub task_instructions: Vec<String>,
+    /// The tasks requests may name: task id `k + 1` is `tasks[k]`, id 0 (`none`) the base model
+    /// without instruction. Adapter tasks come first, in adapter order, then the
+    /// sentence-transformers prompts that name no adapter, in name order.
+    pub tasks: Vec<Task>,
+    /// The task of requests that name none, when the model or its family has one.
+    pub default_task: Option<String>,
     /// The Matryoshka sizes the model was trained for; empty means any size up to `hidden_size`.
-    #[serde(default)]
     pub matryoshka_dimensions: Vec<usize>,
 }
 
-/// Model families embedrt knows how to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Architecture {
-    /// BERT-family encoders (BERT, MiniLM, bge, e5, gte) with absolute positions.
-    Bert,
-    /// jina-embeddings-v3: XLM-RoBERTa with rotary positions and stacked LoRA task adapters.
-    JinaV3,
+/// One task a request may name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Task {
+    /// The name requests use, e.g. `retrieval.query`.
+    pub name: String,
+    /// The task adapter it runs with (its index in adapter order), if any.
+    pub adapter: Option<u32>,
+    /// The instruction (prompt) prepended to every input of the task; often empty.
+    pub instruction: String,
 }
 
-/// jina-embeddings-v3's documented context (its position tables allow 8194).
-const JINA_V3_MAX_TOKENS: usize = 8192;
-
-/// The task name that selects the base weights of a model with adapters.
+/// The task name that selects the base weights (no adapter, no instruction).
 pub const BASE_TASK: &str = "none";
 
 impl ModelCard {
-    /// The task id of `name` (`"none"` is 0, the base weights), if the model has that task.
+    /// The task id of `name` (`"none"` is 0), if the model has that task.
     pub fn task_id(&self, name: &str) -> Option<u32> {
         if name == BASE_TASK {
             return Some(0);
         }
         self.tasks
             .iter()
-            .position(|t| t == name)
+            .position(|t| t.name == name)
             .map(|k| k as u32 + 1)
+    }
+
+    /// The task of id `id` (`None` for 0, the base model).
+    fn task(&self, id: u32) -> Option<&Task> {
+        id.checked_sub(1).and_then(|k| self.tasks.get(k as usize))
     }
 
     /// The instruction prepended to inputs of task `id` ("" for none).
     pub fn instruction(&self, id: u32) -> &str {
-        id.checked_sub(1)
-            .and_then(|k| self.task_instructions.get(k as usize))
-            .map_or("", String::as_str)
+        self.task(id).map_or("", |task| task.instruction.as_str())
+    }
+
+    /// The task id a backend runs task `id` with: `k + 1` for adapter `k`, 0 for the base weights.
+    pub fn backend_task(&self, id: u32) -> u32 {
+        self.task(id)
+            .and_then(|task| task.adapter)
+            .map_or(0, |k| k + 1)
+    }
+
+    /// The task names, in task-id order.
+    pub fn task_names(&self) -> Vec<String> {
+        self.tasks.iter().map(|t| t.name.clone()).collect()
+    }
+
+    /// What a backend is told about this model.
+    pub fn spec(&self) -> ModelSpec {
+        let mut adapters: Vec<(u32, &str)> = self
+            .tasks
+            .iter()
+            .filter_map(|t| t.adapter.map(|k| (k, t.name.as_str())))
+            .collect();
+        adapters.sort_unstable();
+        ModelSpec {
+            path: self.path.clone(),
+            architecture: self.architecture.to_string(),
+            hidden_size: self.hidden_size,
+            vocab_size: self.vocab_size,
+            max_tokens: self.max_tokens,
+            pooling: self.pooling,
+            normalize: self.normalize,
+            pad_token_id: self.pad_token_id,
+            tasks: adapters
+                .into_iter()
+                .map(|(_, name)| name.to_string())
+                .collect(),
+        }
     }
 }
 
@@ -80,68 +116,117 @@ impl ModelCard {
     /// Reads the card of the model in `path`.
     ///
     /// Needs `config.json` and `tokenizer.json`; `1_Pooling/config.json`, `sentence_bert_config.json`,
-    /// `tokenizer_config.json` and `modules.json` refine it when present.
+    /// `tokenizer_config.json`, `modules.json` and `config_sentence_transformers.json` (its
+    /// `prompts`) refine it when present.
+    ///
+    /// # Errors
+    ///
+    /// When a file is missing or malformed, or the model belongs to no family embedrt serves.
     pub fn load(path: &Path) -> Result<Self> {
         let config = read_json(&path.join("config.json"))?;
         if !path.join("tokenizer.json").is_file() {
             bail!("{} has no tokenizer.json", path.display());
         }
-        let hidden_size = usize_field(&config, "hidden_size")?;
-        let vocab_size = usize_field(&config, "vocab_size")?;
+        let family = family::detect(&config)?;
+        let traits = (family.traits)(&config)?;
         let max_positions = usize_field(&config, "max_position_embeddings")?;
-        let mut card = ModelCard {
+        let max_tokens = declared_max_tokens(path)?
+            .unwrap_or(max_positions)
+            .min(max_positions)
+            .min(traits.max_tokens.unwrap_or(usize::MAX));
+        let prompts = Prompts::read(path)?;
+        let mut tasks: Vec<Task> = traits
+            .adapters
+            .into_iter()
+            .enumerate()
+            .map(|(k, (name, instruction))| {
+                let instruction = if instruction.is_empty() {
+                    prompts.get(&name).unwrap_or_default()
+                } else {
+                    instruction
+                };
+                Task {
+                    name,
+                    adapter: Some(k as u32),
+                    instruction,
+                }
+            })
+            .collect();
+        for (name, instruction) in prompts.prompts {
+            if !tasks.iter().any(|t| t.name == name) && name != BASE_TASK {
+                tasks.push(Task {
+                    name,
+                    adapter: None,
+                    instruction,
+                });
+            }
+        }
+        Ok(ModelCard {
             path: path.to_path_buf(),
-            hidden_size,
-            vocab_size,
-            max_tokens: declared_max_tokens(path)?
-                .unwrap_or(max_positions)
-                .min(max_positions),
-            pooling: pooling(path)?,
-            normalize: normalizes(path)?,
+            architecture: family.architecture,
+            hidden_size: usize_field(&config, "hidden_size")?,
+            vocab_size: usize_field(&config, "vocab_size")?,
+            max_tokens,
+            pooling: pooling(path)?.unwrap_or(traits.pooling),
+            normalize: match traits.normalize {
+                Some(always) => always,
+                None => normalizes(path)?,
+            },
             pad_token_id: config
                 .get("pad_token_id")
                 .and_then(Value::as_u64)
                 .unwrap_or(0) as u32,
-            architecture: Architecture::Bert,
-            tasks: Vec::new(),
-            task_instructions: Vec::new(),
-            matryoshka_dimensions: Vec::new(),
+            tasks,
+            default_task: traits
+                .default_task
+                .map(str::to_string)
+                .or(prompts.default_name),
+            matryoshka_dimensions: traits.matryoshka_dimensions,
+        })
+    }
+}
+
+/// sentence-transformers' named prompts (`config_sentence_transformers.json`).
+#[derive(Default)]
+struct Prompts {
+    /// `(name, prompt)` in name order.
+    prompts: Vec<(String, String)>,
+    /// `default_prompt_name`, when set.
+    default_name: Option<String>,
+}
+
+impl Prompts {
+    fn read(path: &Path) -> Result<Self> {
+        let file = path.join("config_sentence_transformers.json");
+        let Some(config) = read_optional_json(&file)? else {
+            return Ok(Self::default());
         };
-        if config.get("lora_adaptations").is_some() {
-            card.read_jina_v3(&config)?;
-        }
-        Ok(card)
+        let prompts = match config.get("prompts") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Object(map)) => map
+                .iter()
+                .map(|(name, prompt)| match prompt.as_str() {
+                    Some(prompt) => Ok((name.clone(), prompt.to_string())),
+                    None => bail!("{}: prompt {name:?} is not a string", file.display()),
+                })
+                .collect::<Result<_>>()?,
+            Some(_) => bail!("{}: `prompts` must be an object", file.display()),
+        };
+        let default_name = config
+            .get("default_prompt_name")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Ok(Self {
+            prompts,
+            default_name,
+        })
     }
 
-    /// Fills in what jina-embeddings-v3's config.json says (it has no `model_type`; its
-    /// `lora_adaptations` identify it).
-    fn read_jina_v3(&mut self, config: &Value) -> Result<()> {
-        let list = |key: &str| config.get(key).cloned().unwrap_or(Value::Array(Vec::new()));
-        self.architecture = Architecture::JinaV3;
-        self.tasks = serde_json::from_value(list("lora_adaptations"))
-            .context("config.json: `lora_adaptations` must be a list of strings")?;
-        let instructions = config.get("task_instructions").and_then(Value::as_object);
-        self.task_instructions = self
-            .tasks
+    fn get(&self, name: &str) -> Option<String> {
+        self.prompts
             .iter()
-            .map(|task| {
-                let instruction = instructions
-                    .and_then(|i| i.get(task))
-                    .and_then(Value::as_str);
-                instruction.unwrap_or("").to_string()
-            })
-            .collect();
-        self.matryoshka_dimensions = serde_json::from_value(list("matryoshka_dimensions"))
-            .context("config.json: `matryoshka_dimensions` must be a list of integers")?;
-        self.pooling = match config.get("emb_pooler").and_then(Value::as_str) {
-            None => Pooling::Mean,
-            Some("cls") => Pooling::Cls,
-            Some(other) => bail!("config.json: unsupported `emb_pooler` {other:?}"),
-        };
-        // The official `encode` normalizes by default.
-        self.normalize = true;
-        self.max_tokens = self.max_tokens.min(JINA_V3_MAX_TOKENS);
-        Ok(())
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.clone())
     }
 }
 
@@ -180,19 +265,22 @@ fn declared_max_tokens(path: &Path) -> Result<Option<usize>> {
     Ok(from_tokenizer.map(|max| max as usize))
 }
 
-fn pooling(path: &Path) -> Result<Pooling> {
+/// The pooling `1_Pooling/config.json` asks for, when the folder has one.
+fn pooling(path: &Path) -> Result<Option<Pooling>> {
     let Some(config) = read_optional_json(&path.join("1_Pooling/config.json"))? else {
-        return Ok(Pooling::Mean);
+        return Ok(None);
     };
     let flag = |key: &str| config.get(key).and_then(Value::as_bool).unwrap_or(false);
     match (
         flag("pooling_mode_mean_tokens"),
         flag("pooling_mode_cls_token"),
+        flag("pooling_mode_lasttoken"),
     ) {
-        (true, false) => Ok(Pooling::Mean),
-        (false, true) => Ok(Pooling::Cls),
+        (true, false, false) => Ok(Some(Pooling::Mean)),
+        (false, true, false) => Ok(Some(Pooling::Cls)),
+        (false, false, true) => Ok(Some(Pooling::LastToken)),
         _ => bail!(
-            "{}: only mean or CLS pooling is supported",
+            "{}: only one of mean, CLS or last-token pooling is supported",
             path.join("1_Pooling/config.json").display()
         ),
     }
@@ -213,19 +301,24 @@ fn normalizes(path: &Path) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use embedrt_backend_core::architecture;
 
     fn write(dir: &Path, name: &str, text: &str) {
         std::fs::create_dir_all(dir.join(name).parent().unwrap()).unwrap();
         std::fs::write(dir.join(name), text).unwrap();
     }
 
+    fn temp_dir(label: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("embedrt-card-{label}-{}", std::process::id()))
+    }
+
     #[test]
     fn reads_sentence_transformers_layout() {
-        let dir = std::env::temp_dir().join(format!("embedrt-card-{}", std::process::id()));
+        let dir = temp_dir("st");
         write(
             &dir,
             "config.json",
-            r#"{"hidden_size": 8, "vocab_size": 100, "max_position_embeddings": 512}"#,
+            r#"{"model_type": "bert", "hidden_size": 8, "vocab_size": 100, "max_position_embeddings": 512}"#,
         );
         write(&dir, "tokenizer.json", "{}");
         write(
@@ -259,12 +352,46 @@ mod tests {
     }
 
     #[test]
+    fn sentence_transformers_prompts_are_tasks_without_adapters() {
+        let dir = temp_dir("prompts");
+        write(
+            &dir,
+            "config.json",
+            r#"{"model_type": "bert", "hidden_size": 8, "vocab_size": 100, "max_position_embeddings": 512}"#,
+        );
+        write(&dir, "tokenizer.json", "{}");
+        write(
+            &dir,
+            "config_sentence_transformers.json",
+            r#"{"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": "query"}"#,
+        );
+        write(
+            &dir,
+            "1_Pooling/config.json",
+            r#"{"pooling_mode_lasttoken": true}"#,
+        );
+        let card = ModelCard::load(&dir).unwrap();
+        assert_eq!(
+            card.task_names(),
+            ["passage", "query"],
+            "prompts in name order"
+        );
+        assert_eq!(card.task_id("query"), Some(2));
+        assert_eq!(card.instruction(2), "query: ");
+        assert_eq!(card.backend_task(2), 0, "a prompt runs on the base weights");
+        assert_eq!(card.default_task.as_deref(), Some("query"));
+        assert_eq!(card.pooling, Pooling::LastToken);
+        assert!(card.spec().tasks.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn detects_jina_v3_by_its_adapters() {
         let card = ModelCard::load(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/jina-v3-tiny"),
         )
         .unwrap();
-        assert_eq!(card.architecture, Architecture::JinaV3);
+        assert_eq!(card.architecture, architecture::JINA_V3);
         assert_eq!(card.tasks.len(), 5);
         assert_eq!(card.task_id("none"), Some(0));
         assert_eq!(card.task_id("retrieval.query"), Some(1));
@@ -275,12 +402,15 @@ mod tests {
             "Represent the document for retrieval: "
         );
         assert_eq!(card.instruction(0), "");
+        assert_eq!(card.backend_task(5), 5, "adapter k runs as task k + 1");
         assert_eq!(card.matryoshka_dimensions, vec![8, 16, 32]);
         assert_eq!(
             (card.max_tokens, card.pad_token_id, card.pooling),
             (8192, 1, Pooling::Mean)
         );
         assert!(card.normalize);
+        assert_eq!(card.default_task.as_deref(), Some("text-matching"));
+        assert_eq!(card.spec().tasks.len(), 5);
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct ReloadReport {
 
 impl Registry {
     /// Loads and warms up every model of `config`, with plugins from its `plugin_dirs`.
+    ///
+    /// # Errors
+    ///
+    /// When a model fails to load (the message names it), or the tokenizer pool cannot start.
     pub fn load(config: &Config) -> Result<Self> {
         let pool = Arc::new(WorkerPool::new(
             "tokenize",
@@ -44,6 +48,10 @@ impl Registry {
 
     /// A registry for `config` that reuses this one's instances wherever a model's configuration
     /// is unchanged, and loads (and warms up) the rest. On error nothing changes.
+    ///
+    /// # Errors
+    ///
+    /// When a new or changed model fails to load.
     pub fn reload(&self, config: &Config) -> Result<(Self, ReloadReport)> {
         let (registry, mut report) = Self::build(config, Some(self), Arc::clone(&self.tokenizers))?;
         report.removed = self
@@ -104,30 +112,41 @@ impl Registry {
         self.models.iter().map(|(_, instance)| instance)
     }
 
-    /// The model requests that name none go to: the only one, when just one is served.
-    pub fn default_model(&self) -> Option<&str> {
-        match self.models.as_slice() {
-            [(_, only)] => Some(only.name()),
-            _ => None,
-        }
-    }
-
     /// Answers `request` with the model it names.
+    ///
+    /// # Errors
+    ///
+    /// See [`Registry::model`] and [`ModelInstance::embed`].
     pub async fn embed(&self, request: EmbedRequest) -> Result<EmbedResponse, EmbedError> {
-        self.model(&request.model)?
+        self.model(request.model.as_deref())?
             .embed(request, &self.tokenizers)
             .await
     }
 
     /// Tokenizes `request`'s texts with the model it names.
+    ///
+    /// # Errors
+    ///
+    /// See [`Registry::model`] and [`ModelInstance::tokenize`].
     pub async fn tokenize(&self, request: TokenizeRequest) -> Result<TokenizeResponse, EmbedError> {
-        self.model(&request.model)?
+        self.model(request.model.as_deref())?
             .tokenize(request, &self.tokenizers)
             .await
     }
 
-    fn model(&self, name: &str) -> Result<&Arc<ModelInstance>, EmbedError> {
-        self.get(name)
-            .ok_or_else(|| EmbedError::ModelNotFound(name.to_string()))
+    /// The model a request names (by name or alias), or the only one when it names none.
+    ///
+    /// # Errors
+    ///
+    /// [`EmbedError::ModelNotFound`] for an unknown name, [`EmbedError::MissingModel`] when no
+    /// name is given and several models are served.
+    pub fn model(&self, name: Option<&str>) -> Result<&Arc<ModelInstance>, EmbedError> {
+        match (name, self.models.as_slice()) {
+            (Some(name), _) => self
+                .get(name)
+                .ok_or_else(|| EmbedError::ModelNotFound(name.to_string())),
+            (None, [(_, only)]) => Ok(only),
+            (None, _) => Err(EmbedError::MissingModel),
+        }
     }
 }

@@ -13,8 +13,8 @@ pub enum Input {
 /// An embedding request, already parsed from the wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EmbedRequest {
-    /// The served model's name.
-    pub model: String,
+    /// The served model's name; `None`: the only model, when one is served.
+    pub model: Option<String>,
     /// The inputs, answered in this order.
     pub inputs: Vec<Input>,
     /// Matryoshka size: keep this many leading dimensions.
@@ -34,10 +34,10 @@ pub struct EmbedRequest {
 }
 
 impl EmbedRequest {
-    /// A request for `inputs` with every option at its default.
-    pub fn new(model: impl Into<String>, inputs: Vec<Input>) -> Self {
+    /// A request to `model` for `inputs` with every option at its default.
+    pub fn new(model: Option<String>, inputs: Vec<Input>) -> Self {
         Self {
-            model: model.into(),
+            model,
             inputs,
             dimensions: None,
             truncate: None,
@@ -52,8 +52,8 @@ impl EmbedRequest {
 /// A request for the token ids an [`EmbedRequest`] with the same fields would run on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenizeRequest {
-    /// The served model's name.
-    pub model: String,
+    /// The served model's name; `None`: the only model, when one is served.
+    pub model: Option<String>,
     /// The texts to tokenize.
     pub texts: Vec<String>,
     /// The task whose instruction prefix is counted; the model's default when `None`.
@@ -82,8 +82,10 @@ pub struct EmbedResponse {
     pub prompt_tokens: usize,
     /// The variant that answered.
     pub variant: String,
-    /// The engine of that variant.
-    pub engine: String,
+    /// The backend of that variant.
+    pub backend: String,
+    /// Where that variant runs (`cpu`, `cuda:0`).
+    pub device: String,
 }
 
 /// Why a request got no embeddings. Front ends map each kind to their own status codes.
@@ -100,6 +102,9 @@ pub enum EmbedError {
     /// No model of that name is served.
     #[error("the model `{0}` does not exist")]
     ModelNotFound(String),
+    /// The request names no model, and several are served.
+    #[error("`model` is required: this server serves several models")]
+    MissingModel,
     /// More inputs than the model allows in one request.
     #[error("too many inputs: {count}, the limit is {limit}")]
     TooManyInputs {
@@ -111,10 +116,10 @@ pub enum EmbedError {
     /// The model's queue is full; the client should retry later.
     #[error("the server is busy: {0}")]
     Overloaded(String),
-    /// The model cannot serve now (loading, shutting down, or its engine failed).
+    /// The model cannot serve now (loading, shutting down, or its backend failed).
     #[error("the model is unavailable: {0}")]
     Unavailable(String),
-    /// An unexpected engine failure.
+    /// An unexpected backend failure.
     #[error("internal error: {0}")]
     Internal(String),
 }

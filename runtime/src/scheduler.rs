@@ -5,6 +5,11 @@
 //! the sequence limit or the short wait runs out, runs the batch on the engine and answers each
 //! sequence on its own channel. While a batch runs, new sequences queue up and form the next one.
 //! A full queue refuses new work at once instead of letting latency grow without bound.
+//!
+//! Dropping a [`Scheduler`] never blocks: the last reference to a model may go inside an async
+//! task (a reload, a finished request), whose worker thread must not wait for a queue to drain.
+//! The inference thread answers what is queued and drops the backend on its own; [`join_stopped`]
+//! waits for those threads where waiting is fine (before the process exits).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::backend::{Backend, BackendError, Batch, Capabilities};
+use embedrt_backend_core::{Backend, BackendError, Batch, Capabilities};
+
 use crate::telemetry::{self, VariantLabels};
 
 /// Limits that shape batches and bound the queue.
@@ -205,14 +211,29 @@ impl Scheduler {
     }
 }
 
+/// Inference threads of dropped schedulers that may still be draining their queues.
+static STOPPING: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+
 impl Drop for Scheduler {
-    /// Stops accepting work, lets the thread finish everything already queued, and joins it.
+    /// Stops accepting work and returns at once; the inference thread answers everything already
+    /// queued, drops the backend and ends (see [`join_stopped`]).
     fn drop(&mut self) {
         self.shared.lock().closed = true;
         self.shared.wake.notify_all();
         if let Some(worker) = self.worker.take() {
-            let _ = worker.join();
+            let mut stopping = STOPPING.lock().unwrap_or_else(|p| p.into_inner());
+            stopping.retain(|worker| !worker.is_finished());
+            stopping.push(worker);
         }
+    }
+}
+
+/// Waits until the inference thread of every dropped scheduler has answered its queue and dropped
+/// its backend. Blocks: call it where that is fine, e.g. on the main thread before exiting.
+pub fn join_stopped() {
+    let workers = std::mem::take(&mut *STOPPING.lock().unwrap_or_else(|p| p.into_inner()));
+    for worker in workers {
+        let _ = worker.join();
     }
 }
 
@@ -374,7 +395,7 @@ fn fail(items: Vec<Item>, error: &BackendError) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Embeddings;
+    use embedrt_backend_core::{Embeddings, TokenStates};
     use std::sync::atomic::AtomicUsize;
 
     /// Embeds a sequence as `[len, first id]`, records batch sizes, fails on id 666, dies on 999.
@@ -389,14 +410,14 @@ mod tests {
             &self.capabilities
         }
 
-        fn embed_tokens(&mut self, batch: &Batch) -> Result<crate::TokenStates, BackendError> {
+        fn embed_tokens(&mut self, batch: &Batch) -> Result<TokenStates, BackendError> {
             self.batches.lock().unwrap().push(batch.len());
             let data = batch
                 .input_ids
                 .iter()
                 .flat_map(|&id| [id as f32, 0.0])
                 .collect();
-            Ok(crate::TokenStates::new(data, 2))
+            Ok(TokenStates::new(data, 2))
         }
 
         fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
@@ -415,26 +436,35 @@ mod tests {
         }
     }
 
-    fn scheduler(
-        max_batch_requests: usize,
-        max_queued: usize,
-        delay: Duration,
-    ) -> (Scheduler, Arc<Mutex<Vec<usize>>>) {
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let capabilities = Capabilities {
+    fn capabilities() -> Capabilities {
+        Capabilities {
             hidden_size: 2,
             max_tokens: 512,
             mixed_tasks: true,
             pads_batches: true,
             token_states: false,
             base_task: true,
-        };
-        let config = BatchingConfig {
+            dtype: None,
+        }
+    }
+
+    fn batching(max_batch_requests: usize, max_queued: usize) -> BatchingConfig {
+        BatchingConfig {
             max_batch_tokens: 1024,
             max_batch_requests,
             max_wait: Duration::from_millis(20),
             max_queued,
-        };
+        }
+    }
+
+    fn scheduler(
+        max_batch_requests: usize,
+        max_queued: usize,
+        delay: Duration,
+    ) -> (Scheduler, Arc<Mutex<Vec<usize>>>) {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let capabilities = capabilities();
+        let config = batching(max_batch_requests, max_queued);
         let fake = Fake {
             capabilities,
             batches: Arc::clone(&batches),
@@ -577,5 +607,64 @@ mod tests {
             done.fetch_add(1, Ordering::Relaxed);
         }
         assert_eq!(done.load(Ordering::Relaxed), 5);
+    }
+
+    /// Embeds like [`Fake`], but every batch first waits for the test to open the gate.
+    struct Gated {
+        capabilities: Capabilities,
+        gate: std::sync::mpsc::Receiver<()>,
+    }
+
+    impl Backend for Gated {
+        fn capabilities(&self) -> &Capabilities {
+            &self.capabilities
+        }
+
+        fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
+            let _ = self.gate.recv(); // returns at once when the gate is open (sender dropped)
+            Ok(Embeddings::new(vec![1.0; batch.len() * 2], 2))
+        }
+    }
+
+    #[test]
+    fn dropping_in_an_async_task_does_not_wait_for_the_queue() {
+        let (gate, closed) = std::sync::mpsc::channel::<()>();
+        let backend = Gated {
+            capabilities: capabilities(),
+            gate: closed,
+        };
+        let scheduler = Scheduler::start(
+            "gated",
+            Box::new(backend),
+            batching(1, 100),
+            VariantLabels::default(),
+        )
+        .unwrap();
+        let receivers = scheduler
+            .submit((0..3).map(|n| seq(2, n)).collect())
+            .unwrap();
+        let (dropped, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                tokio::spawn(async move { drop(scheduler) }).await.unwrap();
+            });
+            dropped.send(()).unwrap();
+        });
+        // The queue cannot move until the gate opens, so a drop that waited for it would hang.
+        done.recv_timeout(Duration::from_secs(10))
+            .expect("dropping the scheduler blocked its async task");
+        drop(gate);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let results = runtime.block_on(collect(receivers));
+        assert!(
+            results.iter().all(Result::is_ok),
+            "queued work is still answered"
+        );
+        join_stopped();
     }
 }

@@ -9,7 +9,7 @@ pub const REQUESTS: &str = "embedrt_requests_total";
 pub const REQUEST_SECONDS: &str = "embedrt_request_duration_seconds";
 /// Time a sequence waited in the queue before its batch started.
 pub const QUEUE_SECONDS: &str = "embedrt_queue_duration_seconds";
-/// Time the engine took for one batch.
+/// Time the backend took for one batch.
 pub const INFERENCE_SECONDS: &str = "embedrt_inference_duration_seconds";
 /// Sequences per batch.
 pub const BATCH_SIZE: &str = "embedrt_batch_size";
@@ -24,17 +24,18 @@ pub const SHADOW_COSINE_MIN: &str = "embedrt_shadow_cosine_min";
 /// Mean cosine between a shadow's vectors and the answer's, per request.
 pub const SHADOW_COSINE_MEAN: &str = "embedrt_shadow_cosine_mean";
 
-/// The labels of one model variant: `model`, `variant`, `backend`.
+/// The labels of one model variant: `model`, `variant`, `backend`, `device`.
 #[derive(Clone, Debug, Default)]
 pub struct VariantLabels(Vec<Label>);
 
 impl VariantLabels {
-    /// Labels for `variant` of `model`, running on `backend`.
-    pub fn new(model: &str, variant: &str, backend: &str) -> Self {
+    /// Labels for `variant` of `model`, running on `backend` on `device`.
+    pub fn new(model: &str, variant: &str, backend: &str, device: &str) -> Self {
         Self(vec![
             Label::new("model", model.to_string()),
             Label::new("variant", variant.to_string()),
             Label::new("backend", backend.to_string()),
+            Label::new("device", device.to_string()),
         ])
     }
 

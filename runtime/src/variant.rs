@@ -1,24 +1,21 @@
-//! Variants: the engines serving one model side by side, and the router that splits traffic
+//! Variants: the backends serving one model side by side, and the router that splits traffic
 //! between them by weight, sticky per user.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
+use embedrt_backend_core::{Backend, BackendError, Capabilities, DType, Device};
 
-use crate::backend::Capabilities;
-use crate::config::{ModelConfig, VariantConfig};
-use crate::model::ModelCard;
-use crate::plugin::host::PluginHost;
-use crate::plugin::EngineConfig;
+use crate::config::VariantConfig;
 use crate::request::EmbedError;
-use crate::scheduler::{Scheduler, Sequence, SequenceResult, SubmitError};
+use crate::scheduler::{BatchingConfig, Scheduler, Sequence, SequenceResult, SubmitError};
 use crate::telemetry::{self, VariantLabels};
-use crate::{Backend, BackendError};
 
-/// One engine serving a model, with its own queue.
+/// One backend serving a model, with its own queue.
 pub struct Variant {
     name: String,
-    engine: String,
+    backend: String,
+    device: Device,
     scheduler: Scheduler,
     weight: u32,
     shadow: Option<f64>,
@@ -26,80 +23,32 @@ pub struct Variant {
 }
 
 impl Variant {
-    /// Loads `variant` of `model` (whose card is `card`) with its engine plugin.
+    /// Starts serving `backend`, a loaded model, as the variant `config` of model `model`, with
+    /// its own queue and inference thread.
     ///
-    /// A shadow is loaded on a thread of the lowest CPU priority, so that every thread its engine
-    /// starts (its pool, its inference thread) inherits that priority: on a busy machine the
-    /// serving variants get the CPU first, and the shadow works with what is left.
-    pub fn load(
-        model: &ModelConfig,
-        variant: &VariantConfig,
-        card: &ModelCard,
-        plugins: &PluginHost,
+    /// # Errors
+    ///
+    /// When the inference thread cannot be started.
+    pub fn start(
+        model: &str,
+        config: &VariantConfig,
+        backend: Box<dyn Backend>,
+        batching: BatchingConfig,
     ) -> Result<Self> {
-        if !variant.shadow {
-            return Self::load_here(model, variant, card, plugins);
-        }
-        std::thread::scope(|scope| {
-            let loader = scope.spawn(|| {
-                lower_thread_priority();
-                Self::load_here(model, variant, card, plugins)
-            });
-            loader
-                .join()
-                .map_err(|_| anyhow::anyhow!("loading the shadow variant panicked"))?
-        })
-    }
-
-    fn load_here(
-        model: &ModelConfig,
-        variant: &VariantConfig,
-        card: &ModelCard,
-        plugins: &PluginHost,
-    ) -> Result<Self> {
-        let context = || {
-            format!(
-                "model {:?}, variant {:?} ({} engine)",
-                model.name,
-                variant.name(),
-                variant.backend
-            )
-        };
-        let engine_config = EngineConfig {
-            card: card.clone(),
-            options: serde_json::to_value(&variant.options)?,
-        };
-        let backend = plugins
-            .load_model(&variant.backend, &engine_config)
-            .with_context(context)?;
-        let capabilities = backend.capabilities();
-        anyhow::ensure!(
-            capabilities.hidden_size == card.hidden_size,
-            "{}: the engine reports hidden size {} but config.json says {}",
-            context(),
-            capabilities.hidden_size,
-            card.hidden_size
-        );
-        anyhow::ensure!(
-            capabilities.max_tokens > 0,
-            "{}: the engine reports a max length of 0",
-            context()
-        );
-        let mut batching = model.batching.to_scheduler();
-        // A single longest input must always fit a batch.
-        batching.max_batch_tokens = batching
-            .max_batch_tokens
-            .max(card.max_tokens.min(capabilities.max_tokens));
-        let thread = format!("{}-{}", model.name, variant.name());
-        let labels = VariantLabels::new(&model.name, variant.name(), &variant.backend);
+        let device = config.device.to_string();
+        let labels = VariantLabels::new(model, config.name(), &config.backend, &device);
+        let thread = format!("{model}-{}", config.name());
+        let scheduler = Scheduler::start(&thread, backend, batching, labels.clone())
+            .with_context(|| format!("cannot start the inference thread of {thread}"))?;
         metrics::gauge!(telemetry::MODEL_LOADED, labels.labels()).increment(1.0);
         Ok(Self {
-            name: variant.name().to_string(),
-            engine: variant.backend.clone(),
-            scheduler: Scheduler::start(&thread, Box::new(backend), batching, labels.clone())?,
+            name: config.name().to_string(),
+            backend: config.backend.clone(),
+            device: config.device,
+            scheduler,
+            weight: config.weight,
+            shadow: config.shadow.then_some(config.sample_rate),
             labels,
-            weight: variant.weight,
-            shadow: variant.shadow.then_some(variant.sample_rate),
         })
     }
 
@@ -108,9 +57,19 @@ impl Variant {
         &self.name
     }
 
-    /// The engine's name (`onnx`, `candle`, ...).
-    pub fn engine(&self) -> &str {
-        &self.engine
+    /// The backend's name (`onnx`, `candle`, ...).
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    /// Where the backend runs.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The number format the backend computes in, when it reports one.
+    pub fn dtype(&self) -> Option<DType> {
+        self.capabilities().dtype
     }
 
     /// Its share of the traffic among the serving variants.
@@ -123,22 +82,32 @@ impl Variant {
         self.shadow
     }
 
+    /// Whether the variant answers requests (not a shadow, and a weight above 0).
+    pub fn serves(&self) -> bool {
+        self.shadow.is_none() && self.weight > 0
+    }
+
     /// The variant's metric labels.
     pub fn labels(&self) -> &VariantLabels {
         &self.labels
     }
 
-    /// What the engine can do.
+    /// What the backend can do.
     pub fn capabilities(&self) -> &Capabilities {
         self.scheduler.capabilities()
     }
 
-    /// Whether the engine still serves.
+    /// Whether the backend still serves.
     pub fn is_healthy(&self) -> bool {
         self.scheduler.is_healthy()
     }
 
     /// Queues `sequences` and waits for every answer, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`EmbedError::Overloaded`] when the queue is full, [`EmbedError::Unavailable`] when the
+    /// backend failed or stopped, and the backend's error for a sequence it could not run.
     pub async fn run(&self, sequences: Vec<Sequence>) -> Result<Vec<Vec<f32>>, EmbedError> {
         let receivers = self.scheduler.submit(sequences).map_err(|e| match e {
             SubmitError::QueueFull { .. } => EmbedError::Overloaded(e.to_string()),
@@ -148,18 +117,22 @@ impl Variant {
         for receiver in receivers {
             let result: SequenceResult = receiver
                 .await
-                .map_err(|_| EmbedError::Unavailable("the engine thread stopped".into()))?;
-            outputs.push(result.map_err(engine_error)?);
+                .map_err(|_| EmbedError::Unavailable("the inference thread stopped".into()))?;
+            outputs.push(result.map_err(backend_error)?);
         }
         Ok(outputs)
     }
 
     /// Runs `sequences` from a blocking thread (start-up warm-up).
+    ///
+    /// # Errors
+    ///
+    /// When the queue refuses them or the backend fails.
     pub fn run_blocking(&self, sequences: Vec<Sequence>) -> Result<()> {
         for receiver in self.scheduler.submit(sequences)? {
             receiver
                 .blocking_recv()
-                .context("the engine thread stopped")??;
+                .context("the inference thread stopped")??;
         }
         Ok(())
     }
@@ -171,18 +144,7 @@ impl Drop for Variant {
     }
 }
 
-/// Gives the calling thread (and the threads it starts from now on) the lowest CPU priority.
-fn lower_thread_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain syscall; on Linux, `who = 0` with PRIO_PROCESS names the calling thread.
-    unsafe {
-        if libc::setpriority(libc::PRIO_PROCESS, 0, 19) != 0 {
-            tracing::warn!("cannot lower the shadow's thread priority");
-        }
-    }
-}
-
-fn engine_error(error: BackendError) -> EmbedError {
+fn backend_error(error: BackendError) -> EmbedError {
     match error {
         BackendError::InvalidInput(why) => EmbedError::invalid("input", why),
         BackendError::Unhealthy(why) => EmbedError::Unavailable(why),
@@ -207,7 +169,7 @@ impl Router {
         let buckets = variants
             .iter()
             .enumerate()
-            .filter(|(_, v)| v.shadow.is_none() && v.weight > 0)
+            .filter(|(_, v)| v.serves())
             .map(|(i, v)| {
                 total += u64::from(v.weight);
                 (total, i)

@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{cosine, minilm_dir, minilm_expected, minilm_model, Server};
-use embedrt_runtime::plugin::EngineConfig;
+use common::{cosine, load_document, minilm_dir, minilm_expected, minilm_model, Server};
+use embedrt_runtime::backend_core::LoadDocument;
 use embedrt_runtime::postprocess::l2_normalize;
 use embedrt_runtime::tokenize::TextTokenizer;
 use embedrt_runtime::{Backend, Batch, ModelCard};
@@ -12,11 +12,8 @@ use serde_json::{json, Value};
 
 const MIN_COSINE: f32 = 0.9999;
 
-fn engine_config() -> EngineConfig {
-    EngineConfig {
-        card: ModelCard::load(&minilm_dir()).unwrap(),
-        options: Value::Null,
-    }
+fn engine_config() -> LoadDocument {
+    load_document(&ModelCard::load(&minilm_dir()).unwrap(), Value::Null)
 }
 
 #[test]

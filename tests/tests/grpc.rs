@@ -373,7 +373,10 @@ fn list_models_describes_what_http_describes() {
             let variants: Vec<Value> = model
                 .variants
                 .iter()
-                .map(|v| json!({ "name": v.name, "backend": v.backend, "weight": v.weight, "shadow": v.shadow }))
+                .map(|v| {
+                    let dtype = (!v.dtype.is_empty()).then_some(&v.dtype);
+                    json!({ "name": v.name, "backend": v.backend, "device": v.device, "dtype": dtype, "weight": v.weight, "shadow": v.shadow })
+                })
                 .collect();
             assert_eq!(json!(variants), want["variants"]);
         }

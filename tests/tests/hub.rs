@@ -1,6 +1,8 @@
 //! Models named by hub id: downloaded through `hf-hub` from `HF_ENDPOINT` (here a small file server
-//! on loopback that serves the tiny jina fixture the way the hub does) into `HF_HOME`; offline, a
-//! clear error names the missing files.
+//! on loopback that lists and serves the tiny jina fixture the way the hub does) into `HF_HOME`.
+//! Each backend asks for its own files, so one model served by two backends gets both sets; a
+//! companion file the repository lists but cannot deliver, and anything missing offline, is an
+//! error that names it.
 
 mod common;
 
@@ -8,10 +10,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use axum::extract::Path as UrlPath;
+use axum::extract::{Path as UrlPath, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Json;
 use common::{fixtures_dir, max_abs_diff, Server, TempDir};
 use serde_json::{json, Value};
 
@@ -67,8 +70,45 @@ async fn serve_file(
         .into_response()
 }
 
+/// The fixture's files, relative to its folder, as the hub's listing names them.
+fn fixture_files(dir: &std::path::Path, prefix: &str, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        if entry.file_type().unwrap().is_dir() {
+            fixture_files(&entry.path(), &format!("{name}/"), out);
+        } else {
+            out.push(name);
+        }
+    }
+}
+
+/// Answers `GET /api/models/{owner}/{name}/revision/{revision}` as the hub does: the
+/// repository's files (`siblings`) and commit, plus the `phantoms` that are listed but cannot be
+/// downloaded.
+async fn list_files(
+    State(phantoms): State<Vec<String>>,
+    UrlPath((owner, name, _revision)): UrlPath<(String, String, String)>,
+) -> Response {
+    if format!("{owner}/{name}") != REPO {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let mut files = Vec::new();
+    fixture_files(&fixtures_dir().join("jina-v3-tiny"), "", &mut files);
+    files.extend(phantoms);
+    let siblings: Vec<Value> = files.iter().map(|f| json!({ "rfilename": f })).collect();
+    Json(json!({ "siblings": siblings, "sha": "0123456789abcdef0123456789abcdef01234567" }))
+        .into_response()
+}
+
 /// Starts the file server on a free loopback port, on its own thread.
 fn start_file_server() -> SocketAddr {
+    start_file_server_listing(&[])
+}
+
+/// Starts the file server, listing `phantoms` too (files it cannot deliver).
+fn start_file_server_listing(phantoms: &[&str]) -> SocketAddr {
+    let phantoms: Vec<String> = phantoms.iter().map(|p| p.to_string()).collect();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -78,10 +118,16 @@ fn start_file_server() -> SocketAddr {
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let app = axum::Router::new().route(
-                "/{owner}/{name}/resolve/{revision}/{*file}",
-                get(serve_file),
-            );
+            let app = axum::Router::new()
+                .route(
+                    "/{owner}/{name}/resolve/{revision}/{*file}",
+                    get(serve_file),
+                )
+                .route(
+                    "/api/models/{owner}/{name}/revision/{revision}",
+                    get(list_files),
+                )
+                .with_state(phantoms);
             axum::serve(tokio::net::TcpListener::from_std(listener).unwrap(), app)
                 .await
                 .unwrap();
@@ -94,20 +140,21 @@ fn hub_model(name: &str, backend: &str) -> String {
     format!("[[models]]\nname = {name:?}\npath = {REPO:?}\nbackend = {backend:?}\n")
 }
 
-#[test]
-fn a_hub_id_downloads_into_the_cache_and_serves_on_both_engines() {
-    let address = start_file_server();
-    let home = TempDir::new("hf-home");
-    let endpoint = format!("http://{address}");
-    let home_path = home.0.display().to_string();
-    let env = [
-        ("HF_ENDPOINT", endpoint.as_str()),
-        ("HF_HOME", home_path.as_str()),
-    ];
-    let models = hub_model("jina-candle", "candle") + &hub_model("jina-onnx", "onnx");
-    let mut server = Server::spawn_with_env("", &models, &env);
-    server.wait_ready();
+/// The environment that points `hf-hub` at the file server and the cache at `home`.
+fn hub_env(address: SocketAddr, home: &TempDir) -> [(&'static str, String); 2] {
+    [
+        ("HF_ENDPOINT", format!("http://{address}")),
+        ("HF_HOME", home.0.display().to_string()),
+    ]
+}
 
+fn spawn_with(env: &[(&'static str, String)], models: &str) -> Server {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Server::spawn_with_env("", models, &env)
+}
+
+/// The official output for the first text with task text-matching at 32 dimensions.
+fn official_text_matching() -> (Value, Vec<f32>) {
     let expected: Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures_dir().join("jina-v3-tiny/expected.json")).unwrap(),
     )
@@ -118,18 +165,76 @@ fn a_hub_id_downloads_into_the_cache_and_serves_on_both_engines() {
         .iter()
         .find(|c| c["task"] == "text-matching" && c["dimensions"] == 32)
         .unwrap();
+    let want = serde_json::from_value(case["embeddings"][0].clone()).unwrap();
+    (expected["texts"][0].clone(), want)
+}
+
+#[test]
+fn one_hub_model_served_by_two_backends_gets_the_files_of_both() {
+    let address = start_file_server();
+    let home = TempDir::new("hf-home-ab");
+    let models = format!(
+        "[[models]]\nname = \"jina\"\npath = {REPO:?}\n\
+         [[models.variants]]\nname = \"rust\"\nbackend = \"candle\"\n\
+         [[models.variants]]\nname = \"ort\"\nbackend = \"onnx\"\n"
+    );
+    let mut server = spawn_with(&hub_env(address, &home), &models);
+    server.wait_ready();
+    let (text, want) = official_text_matching();
+    let client = reqwest::blocking::Client::new();
+    let mut variants = std::collections::HashSet::new();
+    for user in 0..20 {
+        let response = client
+            .post(format!("{}/v1/embeddings", server.url))
+            .json(&json!({ "model": "jina", "input": text, "task": "text-matching", "user": format!("u{user}") }))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let variant = response.headers()["x-embedrt-variant"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body: Value = response.json().unwrap();
+        let got: Vec<f32> = serde_json::from_value(body["data"][0]["embedding"].clone()).unwrap();
+        let diff = max_abs_diff(&got, &want);
+        assert!(diff <= 1e-4, "{variant}: {diff}");
+        variants.insert(variant);
+    }
+    assert_eq!(variants.len(), 2, "both variants answered: {variants:?}");
+}
+
+#[test]
+fn a_listed_companion_that_cannot_be_had_is_an_error_that_names_it() {
+    let address = start_file_server_listing(&["onnx/model.onnx_data"]);
+    let home = TempDir::new("hf-home-companion");
+    let server = spawn_with(&hub_env(address, &home), &hub_model("jina", "onnx"));
+    let (code, log) = server.wait_exit(Duration::from_secs(60));
+    assert_eq!(code, Some(1));
+    assert!(
+        log.contains("onnx/model.onnx_data, which the onnx backend needs"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_hub_id_downloads_into_the_cache_and_serves_on_both_engines() {
+    let address = start_file_server();
+    let home = TempDir::new("hf-home");
+    let home_path = home.0.display().to_string();
+    let models = hub_model("jina-candle", "candle") + &hub_model("jina-onnx", "onnx");
+    let mut server = spawn_with(&hub_env(address, &home), &models);
+    server.wait_ready();
+
+    let (text, want) = official_text_matching();
     for model in ["jina-candle", "jina-onnx"] {
         let body: Value = reqwest::blocking::Client::new()
             .post(format!("{}/v1/embeddings", server.url))
-            .json(
-                &json!({ "model": model, "input": expected["texts"][0], "task": "text-matching" }),
-            )
+            .json(&json!({ "model": model, "input": text, "task": "text-matching" }))
             .send()
             .unwrap()
             .json()
             .unwrap();
         let got: Vec<f32> = serde_json::from_value(body["data"][0]["embedding"].clone()).unwrap();
-        let want: Vec<f32> = serde_json::from_value(case["embeddings"][0].clone()).unwrap();
         let diff = max_abs_diff(&got, &want);
         assert!(diff <= 1e-4, "{model}: {diff}");
     }

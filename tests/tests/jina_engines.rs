@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::{fixtures_dir, max_abs_diff};
-use embedrt_runtime::plugin::EngineConfig;
+use common::{fixtures_dir, load_document, max_abs_diff};
 use embedrt_runtime::postprocess::finish;
 use embedrt_runtime::tokenize::TextTokenizer;
 use embedrt_runtime::{Backend, BackendError, Batch, ModelCard};
@@ -86,18 +85,12 @@ fn ids(card: &ModelCard, tokenizer: &TextTokenizer, task: u32, text: &str) -> Ve
 }
 
 fn candle(card: &ModelCard) -> Box<dyn Backend> {
-    let config = EngineConfig {
-        card: card.clone(),
-        options: Value::Null,
-    };
+    let config = load_document(card, Value::Null);
     Box::new(embedrt_candle::CandleBackend::load(&config).unwrap())
 }
 
 fn onnx(card: &ModelCard) -> Box<dyn Backend> {
-    let config = EngineConfig {
-        card: card.clone(),
-        options: Value::Null,
-    };
+    let config = load_document(card, Value::Null);
     Box::new(embedrt_onnx::OnnxBackend::load(&config).unwrap())
 }
 
@@ -270,10 +263,7 @@ fn a_checkpoint_with_a_missing_tensor_names_it() {
     rewritten.extend(&bytes[8 + header_len..]);
     std::fs::write(dir.0.join("model.safetensors"), rewritten).unwrap();
     let card = ModelCard::load(&dir.0).unwrap();
-    let config = EngineConfig {
-        card,
-        options: Value::Null,
-    };
+    let config = load_document(&card, Value::Null);
     let err = embedrt_candle::CandleBackend::load(&config).err().unwrap();
     assert!(err.to_string().contains(dropped), "{err}");
 }
@@ -297,12 +287,9 @@ fn a_checkpoint_with_a_misshaped_tensor_names_it() {
     )
     .unwrap();
     let card = ModelCard::load(&dir.0).unwrap();
-    let err = embedrt_candle::CandleBackend::load(&EngineConfig {
-        card,
-        options: Value::Null,
-    })
-    .err()
-    .unwrap();
+    let err = embedrt_candle::CandleBackend::load(&load_document(&card, Value::Null))
+        .err()
+        .unwrap();
     let message = err.to_string();
     assert!(
         message.contains("mlp.fc1") && message.contains("shape"),

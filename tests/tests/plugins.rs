@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{build_dir, minilm_dir, minilm_model, Server};
+use common::{build_dir, load_document, minilm_dir, minilm_model, Server};
+use embedrt_runtime::backend_core::LoadDocument;
 use embedrt_runtime::plugin::host::{open_library, PluginError, PluginHost};
-use embedrt_runtime::plugin::EngineConfig;
 use embedrt_runtime::{Backend, BackendError, Batch, ModelCard};
 use serde_json::{json, Value};
 
@@ -13,18 +13,15 @@ fn host() -> PluginHost {
     PluginHost::new(vec![build_dir()])
 }
 
-fn config(options: Value) -> EngineConfig {
-    EngineConfig {
-        card: ModelCard::load(&minilm_dir()).unwrap(),
-        options,
-    }
+fn config(options: Value) -> LoadDocument {
+    load_document(&ModelCard::load(&minilm_dir()).unwrap(), options)
 }
 
 #[test]
 fn real_engine_plugins_load_and_embed() {
     for engine in ["onnx", "candle"] {
         let mut backend = host().load_model(engine, &config(Value::Null)).unwrap();
-        assert_eq!(backend.engine(), engine);
+        assert_eq!(backend.name(), engine);
         assert_eq!(backend.capabilities().hidden_size, 384);
         let batch = Batch::from_sequences([(&[101, 7592, 102][..], 0), (&[101, 102][..], 0)]);
         let embeddings = backend.embed(&batch).unwrap();

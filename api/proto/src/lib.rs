@@ -1,6 +1,8 @@
 //! embedrt's gRPC API (`embedrt/v1/embedrt.proto`): the messages, the `Embedder` client for
 //! callers, and the server trait the `embedrt` binary implements.
 
+#![deny(missing_docs)]
+
 /// The `embedrt.v1` package.
 #[allow(missing_docs, clippy::all)]
 pub mod v1 {

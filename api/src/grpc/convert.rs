@@ -3,12 +3,11 @@
 
 use embedrt_proto::v1 as pb;
 use embedrt_runtime::{
-    EmbedError, EmbedRequest, EmbedResponse, Input, ModelInstance, TokenizeRequest,
-    TokenizeResponse,
+    EmbedError, EmbedRequest, EmbedResponse, Input, ModelInfo, TokenizeRequest, TokenizeResponse,
 };
 use tonic::Status;
 
-use crate::openai::{sign_bits, signed_sign_bits};
+use crate::encoding::{sign_bits, signed_sign_bits};
 
 /// How vectors travel back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,13 +20,13 @@ pub enum VectorFormat {
     Binary,
 }
 
-/// The runtime request of `message`, and how to send its vectors. An empty `model` names
-/// `default_model`; an empty `user` takes `sticky_user` (from the sticky metadata key).
-pub fn embed_request(
-    message: pb::EmbedRequest,
-    default_model: Option<&str>,
-    sticky_user: Option<String>,
-) -> Result<(EmbedRequest, VectorFormat), Status> {
+/// The runtime request of `message`, and how to send its vectors. An empty `model` or `user` is
+/// none.
+///
+/// # Errors
+///
+/// INVALID_ARGUMENT for an unknown embedding type, or both texts and tokens.
+pub fn embed_request(message: pb::EmbedRequest) -> Result<(EmbedRequest, VectorFormat), Status> {
     let format = match pb::EmbeddingType::try_from(message.embedding_type) {
         Ok(pb::EmbeddingType::Unspecified | pb::EmbeddingType::Float) => VectorFormat::Float,
         Ok(pb::EmbeddingType::Ubinary) => VectorFormat::Ubinary,
@@ -59,22 +58,15 @@ pub fn embed_request(
         task: message.task,
         normalized: message.normalize,
         late_chunking: message.late_chunking,
-        user: Some(message.user)
-            .filter(|user| !user.is_empty())
-            .or(sticky_user),
-        ..EmbedRequest::new(model_name(message.model, default_model)?, inputs)
+        user: non_empty(message.user),
+        ..EmbedRequest::new(non_empty(message.model), inputs)
     };
     Ok((request, format))
 }
 
-/// `model`, or `default_model` when it is empty.
-fn model_name(model: String, default_model: Option<&str>) -> Result<String, Status> {
-    if !model.is_empty() {
-        return Ok(model);
-    }
-    default_model
-        .map(str::to_string)
-        .ok_or_else(|| Status::invalid_argument("`model` is required: this server serves several"))
+/// `text`, unless it is empty (proto3's "not set").
+fn non_empty(text: String) -> Option<String> {
+    Some(text).filter(|text| !text.is_empty())
 }
 
 /// The message of `response`, with vectors as `format`.
@@ -109,21 +101,19 @@ pub fn embed_response(response: EmbedResponse, format: VectorFormat) -> pb::Embe
             total_tokens: tokens,
         }),
         variant: response.variant,
-        backend: response.engine,
+        backend: response.backend,
+        device: response.device,
     }
 }
 
-/// The runtime request of `message`; an empty `model` names `default_model`.
-pub fn tokenize_request(
-    message: pb::TokenizeRequest,
-    default_model: Option<&str>,
-) -> Result<TokenizeRequest, Status> {
-    Ok(TokenizeRequest {
-        model: model_name(message.model, default_model)?,
+/// The runtime request of `message`; an empty `model` is none.
+pub fn tokenize_request(message: pb::TokenizeRequest) -> TokenizeRequest {
+    TokenizeRequest {
+        model: non_empty(message.model),
         texts: message.texts,
         task: message.task,
         truncate: message.truncate,
-    })
+    }
 }
 
 /// The message of `response`.
@@ -144,31 +134,32 @@ pub fn tokenize_response(response: TokenizeResponse) -> pb::TokenizeResponse {
 }
 
 /// One served model, as `ListModels` describes it.
-pub fn model(instance: &ModelInstance) -> pb::Model {
-    let card = instance.card();
+pub fn model(info: ModelInfo) -> pb::Model {
     pb::Model {
-        name: instance.name().to_string(),
-        aliases: instance.aliases().to_vec(),
-        backend: instance.variants()[0].engine().to_string(),
-        variants: instance
-            .variants()
-            .iter()
+        name: info.name,
+        aliases: info.aliases,
+        backend: info.backend,
+        variants: info
+            .variants
+            .into_iter()
             .map(|variant| pb::Variant {
-                name: variant.name().to_string(),
-                backend: variant.engine().to_string(),
-                weight: variant.weight(),
-                shadow: variant.shadow_rate().is_some(),
+                name: variant.name,
+                backend: variant.backend,
+                weight: variant.weight,
+                shadow: variant.shadow,
+                device: variant.device,
+                dtype: variant.dtype.unwrap_or_default(),
             })
             .collect(),
-        tasks: card.tasks.clone(),
-        dimensions: card.hidden_size as u32,
-        matryoshka_dimensions: card
+        tasks: info.tasks,
+        dimensions: info.dimensions as u32,
+        matryoshka_dimensions: info
             .matryoshka_dimensions
             .iter()
             .map(|&d| d as u32)
             .collect(),
-        max_tokens: instance.max_tokens() as u32,
-        max_inputs: instance.max_inputs() as u32,
+        max_tokens: info.max_tokens as u32,
+        max_inputs: info.max_inputs as u32,
     }
 }
 
@@ -176,9 +167,9 @@ pub fn model(instance: &ModelInstance) -> pb::Model {
 pub fn status(error: EmbedError) -> Status {
     let message = error.to_string();
     match error {
-        EmbedError::InvalidRequest { .. } | EmbedError::TooManyInputs { .. } => {
-            Status::invalid_argument(message)
-        }
+        EmbedError::InvalidRequest { .. }
+        | EmbedError::TooManyInputs { .. }
+        | EmbedError::MissingModel => Status::invalid_argument(message),
         EmbedError::ModelNotFound(_) => Status::not_found(message),
         EmbedError::Overloaded(_) => Status::resource_exhausted(message),
         EmbedError::Unavailable(_) => Status::unavailable(message),
@@ -199,20 +190,17 @@ mod tests {
     }
 
     #[test]
-    fn fills_defaults() {
-        let (request, format) =
-            embed_request(request(), Some("only"), Some("sticky".into())).unwrap();
-        assert_eq!(request.model, "only");
-        assert_eq!(request.user.as_deref(), Some("sticky"));
+    fn empty_strings_are_unset() {
+        let (request, format) = embed_request(request()).unwrap();
+        assert_eq!(request.model, None, "the registry picks the only model");
+        assert_eq!(request.user, None, "the sticky metadata key may fill it");
         assert_eq!(request.inputs, vec![Input::Text("a".into())]);
         assert_eq!(format, VectorFormat::Float);
     }
 
     #[test]
     fn refuses_what_cannot_be_read() {
-        let code =
-            |message: pb::EmbedRequest| embed_request(message, None, None).unwrap_err().code();
-        assert_eq!(code(request()), Code::InvalidArgument, "no model");
+        let code = |message: pb::EmbedRequest| embed_request(message).unwrap_err().code();
         let both = pb::EmbedRequest {
             model: "m".into(),
             tokens: vec![pb::TokenIds { ids: vec![1] }],
@@ -234,7 +222,8 @@ mod tests {
             embeddings: vec![vec![1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]],
             prompt_tokens: 3,
             variant: "v".into(),
-            engine: "e".into(),
+            backend: "e".into(),
+            device: "cpu".into(),
         };
         let bits = |format| {
             embed_response(response.clone(), format).embeddings[0]
@@ -249,6 +238,7 @@ mod tests {
     fn errors_map_to_codes() {
         let cases = [
             (EmbedError::invalid("task", "bad"), Code::InvalidArgument),
+            (EmbedError::MissingModel, Code::InvalidArgument),
             (EmbedError::ModelNotFound("x".into()), Code::NotFound),
             (
                 EmbedError::Overloaded("full".into()),

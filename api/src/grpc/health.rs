@@ -10,8 +10,8 @@ use tokio::sync::watch;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-use crate::server::until_stopped;
-use crate::state::AppState;
+use crate::shutdown::until_stopped;
+use crate::state::{AppState, Readiness};
 
 /// How often model health is read.
 const POLL: Duration = Duration::from_millis(250);
@@ -48,7 +48,8 @@ pub async fn track(
     });
 }
 
-/// Every service's status as the models stand now.
+/// Every service's status as the models stand now: the whole server's by its readiness, each
+/// model's by its own health.
 fn current(state: &AppState) -> HashMap<String, ServingStatus> {
     let serving = |yes: bool| {
         if yes {
@@ -57,14 +58,13 @@ fn current(state: &AppState) -> HashMap<String, ServingStatus> {
             ServingStatus::NotServing
         }
     };
-    let registry = state.current_registry();
-    let mut statuses: HashMap<String, ServingStatus> = registry
+    let mut statuses: HashMap<String, ServingStatus> = state
+        .current_registry()
         .iter()
         .flat_map(|registry| registry.models())
         .map(|model| (model.name().to_string(), serving(model.is_healthy())))
         .collect();
-    let whole =
-        serving(registry.is_some() && statuses.values().all(|&s| s == ServingStatus::Serving));
+    let whole = serving(state.readiness() == Readiness::Ready);
     statuses.insert(String::new(), whole);
     statuses.insert(EMBEDDER.to_string(), whole);
     statuses

@@ -8,6 +8,7 @@ mod stream;
 
 use std::sync::Arc;
 
+use axum::http::HeaderMap;
 use embedrt_proto::v1 as pb;
 use embedrt_proto::v1::embedder_server::{Embedder, EmbedderServer};
 use embedrt_runtime::Registry;
@@ -18,7 +19,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::server::until_stopped;
+use crate::shutdown::until_stopped;
 use crate::state::AppState;
 
 /// Message size limits, in bytes.
@@ -74,13 +75,15 @@ pub async fn serve(
 }
 
 /// Answers one `EmbedRequest` (a unary call, or one stream message) with `registry`; an empty
-/// `user` takes `sticky_user`.
+/// `user` takes the sticky key of the call's `headers`.
 async fn embed(
+    state: &AppState,
     registry: &Registry,
     message: pb::EmbedRequest,
-    sticky_user: Option<String>,
+    headers: &HeaderMap,
 ) -> Result<pb::EmbedResponse, Status> {
-    let (request, format) = convert::embed_request(message, registry.default_model(), sticky_user)?;
+    let (mut request, format) = convert::embed_request(message)?;
+    request.user = state.user(request.user.take(), headers);
     let response = registry.embed(request).await.map_err(convert::status)?;
     Ok(convert::embed_response(response, format))
 }
@@ -95,23 +98,12 @@ struct EmbedderService {
 impl EmbedderService {
     /// Checks the API key (`authorization: Bearer <key>` metadata) and returns the models.
     fn admit<T>(&self, request: &Request<T>) -> Result<Arc<Registry>, Status> {
-        let authorization = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        if !self.state.accepts_api_key(authorization) {
+        if !self.state.accepts_api_key(request.metadata().as_ref()) {
             return Err(Status::unauthenticated(
                 "this server needs `authorization: Bearer <api key>` metadata with a valid key",
             ));
         }
         self.state.registry().map_err(convert::status)
-    }
-
-    /// The value of the sticky metadata key, when one is configured and sent.
-    fn sticky_user<T>(&self, request: &Request<T>) -> Option<String> {
-        let key = self.state.sticky_header()?;
-        let value = request.metadata().get(key)?.to_str().ok()?;
-        Some(value.to_string())
     }
 }
 
@@ -122,8 +114,8 @@ impl Embedder for EmbedderService {
         request: Request<pb::EmbedRequest>,
     ) -> Result<Response<pb::EmbedResponse>, Status> {
         let registry = self.admit(&request)?;
-        let sticky = self.sticky_user(&request);
-        let response = embed(&registry, request.into_inner(), sticky).await?;
+        let (metadata, _, message) = request.into_parts();
+        let response = embed(&self.state, &registry, message, metadata.as_ref()).await?;
         Ok(Response::new(response))
     }
 
@@ -134,11 +126,11 @@ impl Embedder for EmbedderService {
         request: Request<Streaming<pb::EmbedStreamRequest>>,
     ) -> Result<Response<Self::EmbedStreamStream>, Status> {
         self.admit(&request)?;
-        let sticky = self.sticky_user(&request);
+        let (metadata, _, inbound) = request.into_parts();
         Ok(Response::new(stream::answer(
             Arc::clone(&self.state),
-            request.into_inner(),
-            sticky,
+            inbound,
+            metadata.into_headers(),
             self.shutdown.clone(),
         )))
     }
@@ -148,7 +140,10 @@ impl Embedder for EmbedderService {
         request: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
         let registry = self.admit(&request)?;
-        let models = registry.models().map(|m| convert::model(m)).collect();
+        let models = registry
+            .models()
+            .map(|m| convert::model(m.info()))
+            .collect();
         Ok(Response::new(pb::ListModelsResponse { models }))
     }
 
@@ -157,7 +152,7 @@ impl Embedder for EmbedderService {
         request: Request<pb::TokenizeRequest>,
     ) -> Result<Response<pb::TokenizeResponse>, Status> {
         let registry = self.admit(&request)?;
-        let request = convert::tokenize_request(request.into_inner(), registry.default_model())?;
+        let request = convert::tokenize_request(request.into_inner());
         let response = registry.tokenize(request).await.map_err(convert::status)?;
         Ok(Response::new(convert::tokenize_response(response)))
     }

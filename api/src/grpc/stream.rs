@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::http::HeaderMap;
 use embedrt_proto::v1 as pb;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
@@ -9,7 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 use super::convert;
-use crate::server::until_stopped;
+use crate::shutdown::until_stopped;
 use crate::state::AppState;
 
 /// The response stream of `EmbedStream`.
@@ -19,16 +20,18 @@ pub type Answers = ReceiverStream<Result<pb::EmbedStreamResponse, Status>>;
 /// stream until one completes (HTTP/2 flow control then holds the client back).
 const MAX_IN_FLIGHT: usize = 256;
 
-/// Answers every message of `inbound` as it completes. Reading stops when the client ends its
-/// side, the stream breaks, or `shutdown` turns true; every request read by then is still
-/// answered before the response stream ends (with the stream's error, if it broke).
+/// Answers every message of `inbound` (whose call came with `headers`) as it completes. Reading
+/// stops when the client ends its side, the stream breaks, or `shutdown` turns true; every
+/// request read by then is still answered before the response stream ends (with the stream's
+/// error, if it broke).
 pub fn answer(
     state: Arc<AppState>,
     mut inbound: Streaming<pb::EmbedStreamRequest>,
-    sticky_user: Option<String>,
+    headers: HeaderMap,
     shutdown: watch::Receiver<bool>,
 ) -> Answers {
     let (answers, receiver) = mpsc::channel(MAX_IN_FLIGHT);
+    let headers = Arc::new(headers);
     tokio::spawn(async move {
         let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let mut tasks = JoinSet::new();
@@ -43,10 +46,10 @@ pub fn answer(
                 Ok(None) => break None,
                 Err(status) => break Some(status),
             };
-            let (state, answers, sticky) =
-                (Arc::clone(&state), answers.clone(), sticky_user.clone());
+            let (state, answers, headers) =
+                (Arc::clone(&state), answers.clone(), Arc::clone(&headers));
             tasks.spawn(async move {
-                let answer = answer_one(&state, message, sticky).await;
+                let answer = answer_one(&state, message, &headers).await;
                 let _ = answers.send(Ok(answer)).await;
                 drop(permit);
             });
@@ -64,7 +67,7 @@ pub fn answer(
 async fn answer_one(
     state: &AppState,
     message: pb::EmbedStreamRequest,
-    sticky_user: Option<String>,
+    headers: &HeaderMap,
 ) -> pb::EmbedStreamResponse {
     let id = message.id;
     let outcome = async {
@@ -72,7 +75,7 @@ async fn answer_one(
         let request = message
             .request
             .ok_or_else(|| Status::invalid_argument("the message has no `request`"))?;
-        super::embed(&registry, request, sticky_user).await
+        super::embed(state, &registry, request, headers).await
     }
     .await;
     let outcome = match outcome {

@@ -1,5 +1,6 @@
-//! The ONNX Runtime engine: runs a model's `model.onnx` (or `onnx/model.onnx`) through `ort`, with
-//! the ONNX Runtime library opened at run time (`load-dynamic`), on the CPU execution provider.
+//! The ONNX Runtime backend: runs a model's `model.onnx` (or `onnx/model.onnx`) through `ort`, with
+//! the ONNX Runtime library opened at run time (`load-dynamic`; [`library`] finds it), on the CPU
+//! execution provider, in f32.
 //!
 //! The graph's inputs are bound by name from the session's metadata (`input_ids`,
 //! `attention_mask`, and `token_type_ids` when the graph has it); its token-level output
@@ -10,19 +11,24 @@
 //! adapter per run: such a model declares that it cannot mix tasks in a batch (the scheduler then
 //! batches each task apart) and cannot run the base weights (task 0).
 
+#![deny(missing_docs)]
+
+pub mod library;
+
+use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use embedrt_runtime::padded::{EncoderSpec, PaddedBatch, PaddedEncoder};
-use embedrt_runtime::plugin::EngineConfig;
-use embedrt_runtime::BackendError;
+use embedrt_backend_core::guest::BackendPlugin;
+use embedrt_backend_core::padded::{EncoderSpec, PaddedBatch, PaddedEncoder};
+use embedrt_backend_core::{BackendError, DType, FileSet, FilesQuery, LoadDocument, WeightFiles};
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
 use serde::Deserialize;
 
-/// Engine options (`options = { ... }` in the model's config).
+/// Backend options (`options = { ... }` in the model's config).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OnnxOptions {
@@ -34,7 +40,7 @@ pub struct OnnxOptions {
     pub optimization: u8,
     /// The ONNX file, relative to the model folder; default `model.onnx`, then `onnx/model.onnx`.
     pub file: Option<PathBuf>,
-    /// The ONNX Runtime library; default `$ORT_DYLIB_PATH`.
+    /// The ONNX Runtime library; default: found as [`library`] describes.
     pub library: Option<PathBuf>,
 }
 
@@ -55,15 +61,7 @@ static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 
 fn environment(library: Option<&Path>) -> Result<&'static Environment, BackendError> {
     ENVIRONMENT
-        .get_or_init(|| {
-            let path = library
-                .map(Path::to_path_buf)
-                .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
-                .ok_or("ONNX Runtime library not configured: set ORT_DYLIB_PATH or the `library` option")?;
-            let builder = ort::init_from(&path)
-                .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
-            builder.with_name("embedrt").build().map_err(|e| e.to_string())
-        })
+        .get_or_init(|| library::load(library))
         .as_ref()
         .map_err(|e| BackendError::Load(e.clone()))
 }
@@ -85,11 +83,47 @@ fn inference_error(e: impl std::fmt::Display) -> BackendError {
     BackendError::Inference(e.to_string())
 }
 
+/// The ONNX files this backend looks for, in order, unless the `file` option names one.
+const DEFAULT_FILES: [&str; 2] = ["model.onnx", "onnx/model.onnx"];
+
+impl BackendPlugin for OnnxBackend {
+    const NAME: &'static CStr = c"onnx";
+
+    fn load(document: &LoadDocument) -> Result<Self, BackendError> {
+        Self::load(document)
+    }
+
+    /// The ONNX file (the `file` option, else `model.onnx`, else `onnx/model.onnx`), with its
+    /// external weight data (`<file>_data`) when the repository has it.
+    fn files(query: &FilesQuery) -> Result<WeightFiles, BackendError> {
+        let options: OnnxOptions = query.settings.options()?;
+        let named = options.file.map(|f| f.to_string_lossy().into_owned());
+        let files: Vec<String> = match named {
+            Some(file) => vec![file],
+            None => DEFAULT_FILES.iter().map(|f| f.to_string()).collect(),
+        };
+        Ok(WeightFiles {
+            alternatives: files
+                .iter()
+                .map(|file| FileSet::of(&[file]).with_companions(&[&format!("{file}_data")]))
+                .collect(),
+        })
+    }
+}
+
 impl OnnxBackend {
-    /// Opens the model's ONNX graph with the engine options of `config`.
-    pub fn load(config: &EngineConfig) -> Result<Self, BackendError> {
-        let options: OnnxOptions = config.options()?;
-        let card = &config.card;
+    /// Opens the model's ONNX graph with the settings of `document` (CPU, f32).
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Load`] for a device other than the CPU or a dtype other than f32, bad
+    /// options, no ONNX Runtime library, no ONNX file, or a graph without the inputs it needs.
+    pub fn load(document: &LoadDocument) -> Result<Self, BackendError> {
+        let settings = &document.settings;
+        settings.require_cpu("onnx")?;
+        let dtype = settings.dtype_among("onnx", &[DType::F32])?;
+        let options: OnnxOptions = settings.options()?;
+        let card = &document.card;
         let file = model_file(&card.path, options.file.as_deref())?;
         let level = match options.optimization {
             0 => GraphOptimizationLevel::Disable,
@@ -99,7 +133,7 @@ impl OnnxBackend {
         };
         let threads = options
             .intra_threads
-            .unwrap_or_else(embedrt_runtime::config::cores);
+            .unwrap_or_else(embedrt_backend_core::threads::cores);
         let session = Session::builder(environment(options.library.as_deref())?)
             .map_err(load_error)?
             .with_optimization_level(level)
@@ -130,7 +164,7 @@ impl OnnxBackend {
             .map(str::to_string)
             .ok_or_else(|| BackendError::Load(format!("{} has no output", file.display())))?;
         tracing::info!(file = %file.display(), threads, output = %output, "ONNX Runtime session ready");
-        let mut spec = EncoderSpec::from_card(card);
+        let mut spec = EncoderSpec::new(card, dtype);
         spec.capabilities.base_task = !has_task_id;
         Ok(Self {
             session,
@@ -159,11 +193,11 @@ fn single_adapter(task_ids: &[u32]) -> Result<i64, BackendError> {
     Ok(first as i64 - 1)
 }
 
-/// The ONNX file to open: `file` when given, else `model.onnx`, else `onnx/model.onnx`.
+/// The ONNX file to open: `file` when given, else the first of [`DEFAULT_FILES`] there is.
 fn model_file(dir: &Path, file: Option<&Path>) -> Result<PathBuf, BackendError> {
-    let candidates = match file {
+    let candidates: Vec<PathBuf> = match file {
         Some(file) => vec![dir.join(file)],
-        None => vec![dir.join("model.onnx"), dir.join("onnx/model.onnx")],
+        None => DEFAULT_FILES.iter().map(|f| dir.join(f)).collect(),
     };
     candidates
         .iter()

@@ -1,30 +1,82 @@
-//! The C ABI between the embedrt host and an engine plugin.
+//! The C ABI between the embedrt host and a backend plugin.
 //!
 //! A plugin is a shared library that exports one symbol, [`ENTRY_SYMBOL`], of type [`EntryFn`]. It
 //! returns a pointer to a static [`PluginApi`]: a function table that starts with the ABI version and
-//! its own size. The host accepts a plugin when `abi_major == ABI_MAJOR` and `abi_minor >=` the minor
-//! it needs, and reads only the fields that `struct_size` covers, so a later minor version may append
-//! fields without breaking older hosts.
+//! its own size. The host accepts a plugin when `abi_major == ABI_MAJOR` and `abi_minor` is at least
+//! the oldest minor it still speaks (0), and reads only the fields that `struct_size` covers
+//! ([`read_table`]), so a later minor version may append fields without breaking older hosts, and a
+//! newer host still loads older plugins.
 //!
 //! Rules every plugin follows:
 //! - the host owns every input array and every output buffer; a plugin never frees host memory and
 //!   the host never frees plugin memory except through [`PluginApi::model_free`];
-//! - errors are a [`Status`] plus a message written into a host-provided [`ErrorBuf`];
+//! - errors are a [`Status`] plus a message written into a host-provided [`TextBuf`];
 //! - no panic may cross an `extern "C"` function: every export catches it and returns
 //!   [`Status::PANIC`], after which the host marks the model unhealthy.
 //!
-//! This crate holds only `#[repr(C)]` types and constants, and has no dependencies.
+//! # Versions
+//!
+//! | minor | what it added |
+//! |---|---|
+//! | 1.0 | the table up to [`PluginApi::model_free`]; [`Capabilities`]; the load document without `version`, `device` or `dtype` |
+//! | 1.1 | [`PluginApi::set_log_sink`], [`PluginApi::model_describe`] (the sized [`ModelDescription`]) and [`PluginApi::model_files`]; load document version 1 with `device` and `dtype` |
+//!
+//! Sizes are frozen per version ([`PLUGIN_API_V1_0_SIZE`], [`PLUGIN_API_V1_1_SIZE`],
+//! [`MODEL_DESCRIPTION_V1_1_SIZE`]): they are offsets of fields, so appending a field never
+//! changes them. Every field appended after 1.0 is nullable (`Option` of a function pointer), so a
+//! table copied from an older plugin reads the missing fields as `None`.
+//!
+//! # The load document (JSON)
+//!
+//! [`PluginApi::model_load`] takes a NUL-terminated UTF-8 JSON object, version
+//! [`LOAD_DOCUMENT_VERSION`]:
+//!
+//! | key | type | meaning |
+//! |---|---|---|
+//! | `version` | integer | the document's version; absent means the 1.0 form |
+//! | `card.path` | string | the model folder (Hugging Face layout) |
+//! | `card.architecture` | string | the model family, e.g. `"bert"`, `"jina-v3"`: which of the backend's model implementations to use |
+//! | `card.hidden_size` | integer | width of the pooled embedding |
+//! | `card.vocab_size` | integer | number of token ids |
+//! | `card.max_tokens` | integer | longest input, special tokens included |
+//! | `card.pooling` | string | `"mean"`, `"cls"` or `"last-token"` |
+//! | `card.normalize` | boolean | whether the model's pipeline L2-normalizes (the host does it; backends may ignore it) |
+//! | `card.pad_token_id` | integer | the id padding gets |
+//! | `card.tasks` | array of strings | task adapter names; batch task id `k + 1` selects adapter `k` |
+//! | `options` | object or null | the backend's own options from the config file |
+//! | `device` | string | `"cpu"` or `"cuda:N"`; absent means `"cpu"` |
+//! | `dtype` | string or null | `"f32"`, `"f16"`, `"bf16"` or `"int8"`; null: the backend's default |
+//!
+//! Within one version the host may add keys; backends ignore keys they do not know (but refuse
+//! unknown keys inside `options`, which are the user's). A change of meaning or a removed key is a
+//! new version. A backend that cannot run the `device` or `dtype` asked for fails the load with a
+//! message that says so.
+//!
+//! # The files query and answer (JSON)
+//!
+//! [`PluginApi::model_files`] takes a *files query*: the load document without `card` (`version`,
+//! `options`, `device`, `dtype`), since the weights are chosen before the model's own files are
+//! there. It writes which files of a model repository the backend needs, so the host can download
+//! them for a model given as a hub id: `{"alternatives": [{"files": [...], "companions": [...]},
+//! ...]}`. The host takes the first alternative whose `files` the repository
+//! has, downloads them, and downloads each of its `companions` that the repository lists (external
+//! weight data such as `onnx/model.onnx_data`); a listed companion that cannot be had is an error.
+//! No alternatives means the backend needs no weight files.
 
 #![no_std]
+#![deny(missing_docs)]
 
 use core::ffi::{c_char, c_void};
+use core::mem::{offset_of, size_of, MaybeUninit};
 
 /// Incremented on any change that breaks existing plugins or hosts.
 pub const ABI_MAJOR: u32 = 1;
-/// Incremented when fields are appended to [`PluginApi`] or [`Capabilities`].
-pub const ABI_MINOR: u32 = 0;
+/// Incremented when fields are appended to [`PluginApi`] or [`ModelDescription`].
+pub const ABI_MINOR: u32 = 1;
 /// The NUL-terminated name of the one symbol a plugin exports.
 pub const ENTRY_SYMBOL: &[u8] = b"embedrt_plugin_entry_v1\0";
+/// The version of the load document this ABI describes.
+pub const LOAD_DOCUMENT_VERSION: u32 = 1;
 
 /// The signature of [`ENTRY_SYMBOL`]: returns the plugin's static function table (never null).
 pub type EntryFn = unsafe extern "C" fn() -> *const PluginApi;
@@ -46,20 +98,21 @@ impl Status {
     pub const INVALID_ARGUMENT: Status = Status(2);
     /// The plugin panicked or its model broke; the model must be treated as unhealthy from now on.
     pub const PANIC: Status = Status(3);
-    /// The call is not implemented by this engine.
+    /// The call is not implemented by this backend.
     pub const UNSUPPORTED: Status = Status(4);
 }
 
-/// A host-owned buffer that receives a UTF-8 error message (not NUL-terminated).
+/// A host-owned buffer that receives UTF-8 text (not NUL-terminated): an error message, or a
+/// JSON answer.
 ///
 /// The plugin writes at most `capacity` bytes to `data` and stores the number written in `*len`.
 #[repr(C)]
-pub struct ErrorBuf {
+pub struct TextBuf {
     /// Start of the host's buffer.
     pub data: *mut u8,
     /// Size of the host's buffer in bytes.
     pub capacity: usize,
-    /// Where the plugin stores the message length.
+    /// Where the plugin stores the text's length.
     pub len: *mut usize,
 }
 
@@ -93,10 +146,11 @@ pub type BatchFn = unsafe extern "C" fn(
     batch: *const BatchView,
     out: *mut f32,
     out_len: usize,
-    err: *mut ErrorBuf,
+    err: *mut TextBuf,
 ) -> Status;
 
-/// What a loaded model can do; filled by [`PluginApi::model_capabilities`].
+/// What a loaded model can do, as ABI 1.0 describes it; filled by
+/// [`PluginApi::model_capabilities`]. Frozen: its successor is [`ModelDescription`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Capabilities {
@@ -106,7 +160,8 @@ pub struct Capabilities {
     pub max_tokens: u32,
     /// Non-zero when one batch may hold sequences of different tasks.
     pub mixed_tasks: u8,
-    /// Non-zero when the engine pads the batch to `max_len` internally (its cost grows with padding).
+    /// Non-zero when the backend pads the batch to `max_len` internally (its cost grows with
+    /// padding).
     pub pads_batches: u8,
     /// Non-zero when [`PluginApi::model_embed_tokens`] is implemented.
     pub token_states: u8,
@@ -114,7 +169,85 @@ pub struct Capabilities {
     pub base_task: u8,
 }
 
-/// The plugin's function table. Every function pointer is always set.
+/// The number format a model computes in, as it crosses the ABI.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DTypeCode(pub u32);
+
+impl DTypeCode {
+    /// Not reported.
+    pub const UNKNOWN: DTypeCode = DTypeCode(0);
+    /// 32-bit float.
+    pub const F32: DTypeCode = DTypeCode(1);
+    /// 16-bit float.
+    pub const F16: DTypeCode = DTypeCode(2);
+    /// bfloat16.
+    pub const BF16: DTypeCode = DTypeCode(3);
+    /// 8-bit integer (quantized).
+    pub const INT8: DTypeCode = DTypeCode(4);
+}
+
+/// What a loaded model can do and how it runs; filled by [`PluginApi::model_describe`].
+///
+/// Sized: the host sets `struct_size` to the size of its own struct before the call; the plugin
+/// writes only the fields both sides know and stores the number of bytes it wrote in
+/// `struct_size`. Fields beyond that keep the host's defaults.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ModelDescription {
+    /// In: the host's `size_of::<ModelDescription>()`; out: the bytes the plugin wrote.
+    pub struct_size: usize,
+    /// Width of the pooled embedding.
+    pub hidden_size: u32,
+    /// Longest sequence the model accepts, special tokens included.
+    pub max_tokens: u32,
+    /// Non-zero when one batch may hold sequences of different tasks.
+    pub mixed_tasks: u8,
+    /// Non-zero when the backend pads the batch to `max_len` internally.
+    pub pads_batches: u8,
+    /// Non-zero when [`PluginApi::model_embed_tokens`] is implemented.
+    pub token_states: u8,
+    /// Non-zero when task id 0 (the base weights, no adapter) can run.
+    pub base_task: u8,
+    /// The number format the model computes in.
+    pub dtype: DTypeCode,
+}
+
+/// The size of [`ModelDescription`] in ABI 1.1 (frozen).
+pub const MODEL_DESCRIPTION_V1_1_SIZE: usize =
+    offset_of!(ModelDescription, dtype) + size_of::<DTypeCode>();
+
+/// How severe a log line is, most severe first (as `tracing`'s levels).
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogLevel(pub u32);
+
+impl LogLevel {
+    /// Nothing is logged.
+    pub const OFF: LogLevel = LogLevel(0);
+    /// An error.
+    pub const ERROR: LogLevel = LogLevel(1);
+    /// A warning.
+    pub const WARN: LogLevel = LogLevel(2);
+    /// Information.
+    pub const INFO: LogLevel = LogLevel(3);
+    /// Debugging detail.
+    pub const DEBUG: LogLevel = LogLevel(4);
+    /// Tracing detail.
+    pub const TRACE: LogLevel = LogLevel(5);
+}
+
+/// The host's log sink: receives one formatted line (UTF-8, not NUL-terminated) from the plugin,
+/// with the `target` (module path) it came from. May be called from any thread.
+pub type LogFn = unsafe extern "C" fn(
+    level: LogLevel,
+    target: *const u8,
+    target_len: usize,
+    message: *const u8,
+    message_len: usize,
+);
+
+/// The plugin's function table. Every 1.0 function pointer is always set.
 #[repr(C)]
 #[derive(Debug)]
 pub struct PluginApi {
@@ -124,34 +257,114 @@ pub struct PluginApi {
     pub abi_minor: u32,
     /// `size_of::<PluginApi>()` as the plugin knows it.
     pub struct_size: usize,
-    /// NUL-terminated engine name, e.g. `"onnx"`.
+    /// NUL-terminated backend name, e.g. `"onnx"`.
     pub name: *const c_char,
-    /// Loads a model. `config_json` is a NUL-terminated JSON object with `path`, `pooling`,
-    /// `max_tokens` and the engine's `options`; on success `*out_model` holds an opaque handle.
+    /// Loads a model. `load_document` is the NUL-terminated JSON load document (see the crate
+    /// docs); on success `*out_model` holds an opaque handle.
     pub model_load: unsafe extern "C" fn(
-        config_json: *const c_char,
+        load_document: *const c_char,
         out_model: *mut ModelHandle,
-        err: *mut ErrorBuf,
+        err: *mut TextBuf,
     ) -> Status,
-    /// Describes a loaded model.
+    /// Describes a loaded model in the 1.0 form.
     pub model_capabilities: unsafe extern "C" fn(
         model: ModelHandle,
         out: *mut Capabilities,
-        err: *mut ErrorBuf,
+        err: *mut TextBuf,
     ) -> Status,
     /// Runs a batch and writes `num_seqs * hidden_size` pooled f32 values to `out`.
     pub model_embed: BatchFn,
     /// Runs a batch and writes `num_tokens * hidden_size` f32 token states (last layer) to `out`.
     pub model_embed_tokens: BatchFn,
     /// Checks that the model can still serve.
-    pub model_health: unsafe extern "C" fn(model: ModelHandle, err: *mut ErrorBuf) -> Status,
+    pub model_health: unsafe extern "C" fn(model: ModelHandle, err: *mut TextBuf) -> Status,
     /// Frees a model handle returned by `model_load`.
     pub model_free: unsafe extern "C" fn(model: ModelHandle),
+    /// 1.1: sends the plugin's log lines up to `max_level` to `sink`. The host calls it once,
+    /// right after opening the library and before loading any model.
+    pub set_log_sink: Option<unsafe extern "C" fn(sink: LogFn, max_level: LogLevel)>,
+    /// 1.1: describes a loaded model (the sized successor of `model_capabilities`).
+    pub model_describe: Option<
+        unsafe extern "C" fn(
+            model: ModelHandle,
+            out: *mut ModelDescription,
+            err: *mut TextBuf,
+        ) -> Status,
+    >,
+    /// 1.1: writes the files answer (see the crate docs) for the NUL-terminated JSON
+    /// `files_query` into `out`; needs no loaded model.
+    pub model_files: Option<
+        unsafe extern "C" fn(
+            files_query: *const c_char,
+            out: *mut TextBuf,
+            err: *mut TextBuf,
+        ) -> Status,
+    >,
 }
 
 // SAFETY: the table is immutable static data; `name` points to a static string.
 unsafe impl Sync for PluginApi {}
 
-/// The byte offset just past `model_free`, the last field of ABI 1.0: a plugin whose
-/// `struct_size` is smaller lacks required functions.
-pub const PLUGIN_API_V1_0_SIZE: usize = core::mem::size_of::<PluginApi>();
+/// The size of [`PluginApi`] in ABI 1.0 (frozen): a plugin whose `struct_size` is smaller lacks
+/// required functions.
+pub const PLUGIN_API_V1_0_SIZE: usize = offset_of!(PluginApi, set_log_sink);
+/// The size of [`PluginApi`] in ABI 1.1 (frozen).
+pub const PLUGIN_API_V1_1_SIZE: usize =
+    offset_of!(PluginApi, model_files) + size_of::<Option<unsafe extern "C" fn()>>();
+
+// ABI 1.0's table is two u32s and eight pointer-sized fields; 1.1 is the newest minor, so its size
+// is the whole struct (a 1.2 adds its own frozen constant beside these).
+const POINTER: usize = size_of::<*const c_void>();
+const _: () = assert!(PLUGIN_API_V1_0_SIZE == 2 * size_of::<u32>() + 8 * POINTER);
+const _: () = assert!(PLUGIN_API_V1_1_SIZE == size_of::<PluginApi>());
+const _: () = assert!(MODEL_DESCRIPTION_V1_1_SIZE == size_of::<ModelDescription>());
+
+/// The first fields of every version's table.
+#[repr(C)]
+struct TableHeader {
+    _abi_major: u32,
+    _abi_minor: u32,
+    struct_size: usize,
+}
+
+/// Why a plugin's table cannot be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableError {
+    /// The entry point returned a null pointer.
+    Null,
+    /// The table is shorter than ABI 1.0's (`size` bytes).
+    TooSmall {
+        /// The table's declared size.
+        size: usize,
+    },
+}
+
+/// Copies a plugin's function table into a full [`PluginApi`] of this crate's version: fields
+/// past the plugin's `struct_size` (added by later minors than the plugin's) read as `None`.
+///
+/// # Errors
+///
+/// [`TableError::Null`] for a null pointer, [`TableError::TooSmall`] for a table shorter than
+/// [`PLUGIN_API_V1_0_SIZE`].
+///
+/// # Safety
+///
+/// `raw` must be null or point to at least `struct_size` readable bytes of a table laid out as
+/// this crate's [`PluginApi`] up to that size (which every version of the ABI guarantees).
+pub unsafe fn read_table(raw: *const PluginApi) -> Result<PluginApi, TableError> {
+    if raw.is_null() {
+        return Err(TableError::Null);
+    }
+    let header = core::ptr::read(raw.cast::<TableHeader>());
+    if header.struct_size < PLUGIN_API_V1_0_SIZE {
+        return Err(TableError::TooSmall {
+            size: header.struct_size,
+        });
+    }
+    let mut table = MaybeUninit::<PluginApi>::zeroed();
+    let covered = header.struct_size.min(size_of::<PluginApi>());
+    core::ptr::copy_nonoverlapping(raw.cast::<u8>(), table.as_mut_ptr().cast::<u8>(), covered);
+    // SAFETY: the 1.0 prefix (all non-null function pointers) was copied from a valid table; the
+    // fields after it are integers or nullable pointers, for which all-zero bytes are valid.
+    Ok(table.assume_init())
+}

@@ -3,16 +3,12 @@
 
 use std::ffi::{c_char, c_void};
 
-use embedrt_plugin_abi::{BatchView, Capabilities, ErrorBuf, PluginApi, Status};
+use embedrt_plugin_abi::{BatchView, Capabilities, PluginApi, Status, TextBuf};
 
-unsafe extern "C" fn load(_: *const c_char, _: *mut *mut c_void, _: *mut ErrorBuf) -> Status {
+unsafe extern "C" fn load(_: *const c_char, _: *mut *mut c_void, _: *mut TextBuf) -> Status {
     Status::ERROR
 }
-unsafe extern "C" fn capabilities(
-    _: *mut c_void,
-    _: *mut Capabilities,
-    _: *mut ErrorBuf,
-) -> Status {
+unsafe extern "C" fn capabilities(_: *mut c_void, _: *mut Capabilities, _: *mut TextBuf) -> Status {
     Status::ERROR
 }
 unsafe extern "C" fn run(
@@ -20,11 +16,11 @@ unsafe extern "C" fn run(
     _: *const BatchView,
     _: *mut f32,
     _: usize,
-    _: *mut ErrorBuf,
+    _: *mut TextBuf,
 ) -> Status {
     Status::ERROR
 }
-unsafe extern "C" fn health(_: *mut c_void, _: *mut ErrorBuf) -> Status {
+unsafe extern "C" fn health(_: *mut c_void, _: *mut TextBuf) -> Status {
     Status::ERROR
 }
 unsafe extern "C" fn free(_: *mut c_void) {}
@@ -40,6 +36,9 @@ static API: PluginApi = PluginApi {
     model_embed_tokens: run,
     model_health: health,
     model_free: free,
+    set_log_sink: None,
+    model_describe: None,
+    model_files: None,
 };
 
 /// The entry point, returning a table of the wrong major version.

@@ -1,3 +1,3 @@
-//! The `candle` engine plugin: [`embedrt_candle::CandleBackend`] behind embedrt's plugin ABI.
+//! The `candle` backend plugin: [`embedrt_candle::CandleBackend`] behind embedrt's plugin ABI.
 
-embedrt_runtime::export_plugin!(c"candle", embedrt_candle::CandleBackend::load);
+embedrt_backend_core::export_plugin!(embedrt_candle::CandleBackend);

@@ -1,14 +1,19 @@
-//! The `echo` test plugin: a deterministic engine with no weights, for testing the plugin boundary,
-//! the scheduler and the API without a real model.
+//! The `echo` test plugin: a deterministic backend with no weights, for testing the plugin
+//! boundary, the scheduler and the API without a real model.
 //!
 //! Each embedding is a function of its sequence's token ids and nothing else, so a test can
 //! recompute it. Options make it misbehave on purpose:
 //! `panic_on_token` panics (the host must survive and mark the model unhealthy), and
 //! `reject_token` fails the batch with an invalid-input error (the other inputs must still pass),
-//! and `delay_ms` makes every batch slow (to fill queues).
+//! and `delay_ms` makes every batch slow (to fill queues). It logs one line when it loads a model
+//! (`echo model ready`), through the host's log sink.
 
-use embedrt_runtime::plugin::EngineConfig;
-use embedrt_runtime::{Backend, BackendError, Batch, Capabilities, Embeddings};
+use std::ffi::CStr;
+
+use embedrt_backend_core::guest::BackendPlugin;
+use embedrt_backend_core::{
+    Backend, BackendError, Batch, Capabilities, DType, Embeddings, LoadDocument,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -24,19 +29,27 @@ struct Echo {
     options: EchoOptions,
 }
 
-impl Echo {
-    fn load(config: &EngineConfig) -> Result<Self, BackendError> {
-        Ok(Self {
+impl BackendPlugin for Echo {
+    const NAME: &'static CStr = c"echo";
+
+    fn load(document: &LoadDocument) -> Result<Self, BackendError> {
+        let settings = &document.settings;
+        settings.require_cpu("echo")?;
+        let dtype = settings.dtype_among("echo", &[DType::F32])?;
+        let echo = Self {
             capabilities: Capabilities {
-                hidden_size: config.card.hidden_size,
-                max_tokens: config.card.max_tokens,
+                hidden_size: document.card.hidden_size,
+                max_tokens: document.card.max_tokens,
                 mixed_tasks: true,
                 pads_batches: false,
                 token_states: false,
                 base_task: true,
+                dtype: Some(dtype),
             },
-            options: config.options()?,
-        })
+            options: settings.options()?,
+        };
+        tracing::info!(hidden = echo.capabilities.hidden_size, "echo model ready");
+        Ok(echo)
     }
 }
 
@@ -82,4 +95,4 @@ impl Backend for Echo {
     }
 }
 
-embedrt_runtime::export_plugin!(c"echo", Echo::load);
+embedrt_backend_core::export_plugin!(Echo);

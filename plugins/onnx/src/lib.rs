@@ -1,3 +1,3 @@
-//! The `onnx` engine plugin: [`embedrt_onnx::OnnxBackend`] behind embedrt's plugin ABI.
+//! The `onnx` backend plugin: [`embedrt_onnx::OnnxBackend`] behind embedrt's plugin ABI.
 
-embedrt_runtime::export_plugin!(c"onnx", embedrt_onnx::OnnxBackend::load);
+embedrt_backend_core::export_plugin!(embedrt_onnx::OnnxBackend);

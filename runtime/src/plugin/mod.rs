@@ -1,35 +1,10 @@
-//! Engines as plugins: shared libraries behind the C ABI of [`embedrt_plugin_abi`].
+//! Backends as plugins: the host side of the C ABI of [`embedrt_plugin_abi`]. The guest side, which
+//! backend crates use to export themselves, is in `embedrt-backend-core`.
 //!
-//! [`host`] opens plugins and wraps each loaded model in a [`Backend`](crate::Backend);
-//! [`guest`] is the other side, used by plugin crates to export a `Backend` through the ABI.
+//! [`host`] finds and opens plugin libraries and wraps each loaded model in a
+//! [`Backend`](embedrt_backend_core::Backend); [`log`] receives the plugins' log lines.
 
-pub mod guest;
 pub mod host;
+mod log;
 
 pub use embedrt_plugin_abi as abi;
-use serde::{Deserialize, Serialize};
-
-use crate::model::ModelCard;
-
-/// What a plugin is told when it loads a model; crosses the ABI as JSON.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EngineConfig {
-    /// The model as the runtime read it.
-    pub card: ModelCard,
-    /// The engine's own options from the config file (`options = { ... }`).
-    #[serde(default)]
-    pub options: serde_json::Value,
-}
-
-impl EngineConfig {
-    /// Decodes the engine's `options` into `T`, rejecting unknown keys when `T` does.
-    pub fn options<T: serde::de::DeserializeOwned + Default>(
-        &self,
-    ) -> Result<T, crate::BackendError> {
-        if self.options.is_null() {
-            return Ok(T::default());
-        }
-        serde_json::from_value(self.options.clone())
-            .map_err(|e| crate::BackendError::Load(format!("bad engine options: {e}")))
-    }
-}

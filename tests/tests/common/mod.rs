@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use embedrt_runtime::backend_core::{BackendSettings, LoadDocument};
+use embedrt_runtime::ModelCard;
 use serde::Deserialize;
 
 /// The repository root.
@@ -58,6 +60,17 @@ pub fn minilm_expected() -> MiniLmExpected {
         &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     )
     .unwrap()
+}
+
+/// The load document a backend gets for `card` with `options`, on the CPU in its default dtype.
+pub fn load_document(card: &ModelCard, options: serde_json::Value) -> LoadDocument {
+    LoadDocument::new(
+        card.spec(),
+        BackendSettings {
+            options,
+            ..BackendSettings::default()
+        },
+    )
 }
 
 /// Cosine similarity.

@@ -1,19 +1,38 @@
-//! The wire format of `POST /v1/tokenize`: `{"model", "input", "task", "truncate"}` in, each
-//! text's token ids and count out (the ids `/v1/embeddings` would run, so clients can budget
-//! tokens).
+//! `POST /v1/tokenize`: `{"model", "input", "task", "truncate"}` in, each text's token ids and
+//! count out (the ids `/v1/embeddings` would run, so clients can budget tokens).
 
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use embedrt_runtime::{Input, TokenizeRequest, TokenizeResponse};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::ApiError;
-use crate::openai::{json_object, model_field, optional, parse_input};
+use super::embeddings::{json_object, model_field, optional, parse_input};
+use super::error::ApiError;
+use crate::state::AppState;
 
-/// Parses a request body. `default_model` answers requests that name no model.
-pub fn parse_tokenize_request(
-    body: &[u8],
-    default_model: Option<&str>,
-) -> Result<TokenizeRequest, ApiError> {
+/// `POST /v1/tokenize`.
+pub(super) async fn handle(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = super::body_or_error(body)?;
+    let registry = state.registry()?;
+    let response = registry.tokenize(parse_tokenize_request(&body)?).await?;
+    Ok(Json(write_tokenize_response(response)).into_response())
+}
+
+/// Parses a request body.
+///
+/// # Errors
+///
+/// As [`parse_request`](super::embeddings::parse_request); token-id inputs are a 422.
+pub fn parse_tokenize_request(body: &[u8]) -> Result<TokenizeRequest, ApiError> {
     let fields = json_object(body)?;
     let texts = parse_input(fields.get("input"))?
         .into_iter()
@@ -26,7 +45,7 @@ pub fn parse_tokenize_request(
         })
         .collect::<Result<_, _>>()?;
     Ok(TokenizeRequest {
-        model: model_field(&fields, default_model)?,
+        model: model_field(&fields)?,
         texts,
         task: optional(&fields, "task", Value::as_str, "a string")?.map(str::to_string),
         truncate: optional(&fields, "truncate", Value::as_bool, "a boolean")?,
@@ -82,11 +101,10 @@ mod tests {
     #[test]
     fn parses_texts_and_options() {
         let request = parse_tokenize_request(
-            br#"{"input":["a","b"],"task":"retrieval.query","truncate":false}"#,
-            Some("m"),
+            br#"{"model":"m","input":["a","b"],"task":"retrieval.query","truncate":false}"#,
         )
         .unwrap();
-        assert_eq!(request.model, "m");
+        assert_eq!(request.model.as_deref(), Some("m"));
         assert_eq!(request.texts, ["a", "b"]);
         assert_eq!(request.task.as_deref(), Some("retrieval.query"));
         assert_eq!(request.truncate, Some(false));
@@ -94,11 +112,7 @@ mod tests {
 
     #[test]
     fn refuses_bad_bodies() {
-        let status = |body: &str| {
-            parse_tokenize_request(body.as_bytes(), Some("m"))
-                .unwrap_err()
-                .status
-        };
+        let status = |body: &str| parse_tokenize_request(body.as_bytes()).unwrap_err().status;
         assert_eq!(
             status(r#"{"input":[1,2]}"#),
             StatusCode::UNPROCESSABLE_ENTITY

@@ -107,6 +107,12 @@ impl From<EmbedError> for ApiError {
                 Some("model"),
                 "model_not_found",
             ),
+            EmbedError::MissingModel => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("model"),
+                "missing_model",
+            ),
             EmbedError::TooManyInputs { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
@@ -168,5 +174,55 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_errors_get_their_status_and_param() {
+        let cases = [
+            (
+                EmbedError::invalid("task", "bad"),
+                StatusCode::BAD_REQUEST,
+                Some("task"),
+            ),
+            (
+                EmbedError::MissingModel,
+                StatusCode::BAD_REQUEST,
+                Some("model"),
+            ),
+            (
+                EmbedError::ModelNotFound("x".into()),
+                StatusCode::NOT_FOUND,
+                Some("model"),
+            ),
+            (
+                EmbedError::TooManyInputs { count: 3, limit: 2 },
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some("input"),
+            ),
+            (
+                EmbedError::Overloaded("full".into()),
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+            ),
+            (
+                EmbedError::Unavailable("x".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+            ),
+            (
+                EmbedError::Internal("x".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+            ),
+        ];
+        for (error, status, param) in cases {
+            let api = ApiError::from(error);
+            assert_eq!((api.status, api.param), (status, param), "{}", api.message);
+        }
     }
 }

@@ -1,12 +1,49 @@
-//! The embeddings wire format: OpenAI's `POST /v1/embeddings`, plus Jina's fields (`task`,
+//! `POST /v1/embeddings`: OpenAI's request and response, plus Jina's fields (`task`,
 //! `embedding_type`, `normalized`, `truncate`, `late_chunking`).
 
-use base64::Engine as _;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use embedrt_runtime::{EmbedRequest, EmbedResponse, Input};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use super::error::ApiError;
+use crate::encoding::{base64_f32, sign_bits, signed_sign_bits};
+use crate::state::AppState;
+
+/// The response header naming the variant that answered.
+const VARIANT_HEADER: HeaderName = HeaderName::from_static("x-embedrt-variant");
+/// The response header naming that variant's backend.
+const BACKEND_HEADER: HeaderName = HeaderName::from_static("x-embedrt-backend");
+/// The response header naming where that variant runs.
+const DEVICE_HEADER: HeaderName = HeaderName::from_static("x-embedrt-device");
+
+/// `POST /v1/embeddings`.
+pub(super) async fn handle(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = super::body_or_error(body)?;
+    let registry = state.registry()?;
+    let mut parsed = parse_request(&body)?;
+    parsed.request.user = state.user(parsed.request.user.take(), &headers);
+    let response = registry.embed(parsed.request).await?;
+    let header =
+        |text: &str| HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("invalid"));
+    let headers = [
+        (VARIANT_HEADER, header(&response.variant)),
+        (BACKEND_HEADER, header(&response.backend)),
+        (DEVICE_HEADER, header(&response.device)),
+    ];
+    Ok((headers, Json(write_response(response, parsed.encoding))).into_response())
+}
 
 /// How vectors are written in the response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,10 +80,14 @@ pub struct ParsedRequest {
     pub encoding: EncodingFormat,
 }
 
-/// Parses a request body. `default_model` answers requests that name no model.
-pub fn parse_request(body: &[u8], default_model: Option<&str>) -> Result<ParsedRequest, ApiError> {
+/// Parses a request body.
+///
+/// # Errors
+///
+/// 400 for invalid JSON, a missing `input` and bad values; 422 for fields of the wrong type.
+pub fn parse_request(body: &[u8]) -> Result<ParsedRequest, ApiError> {
     let fields = json_object(body)?;
-    let model = model_field(&fields, default_model)?;
+    let model = model_field(&fields)?;
     let inputs = parse_input(fields.get("input"))?;
     let encoding = encoding(&fields)?;
     let dimensions =
@@ -66,7 +107,7 @@ pub fn parse_request(body: &[u8], default_model: Option<&str>) -> Result<ParsedR
 }
 
 /// The body's fields; the body must be a JSON object.
-pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(super) fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(
             None,
@@ -80,21 +121,9 @@ pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-/// The `model` field, or `default_model` when the body has none.
-pub(crate) fn model_field(
-    fields: &Map<String, Value>,
-    default_model: Option<&str>,
-) -> Result<String, ApiError> {
-    match fields.get("model") {
-        Some(Value::String(model)) => Ok(model.clone()),
-        Some(_) => Err(ApiError::wrong_type(
-            Some("model"),
-            "`model` must be a string",
-        )),
-        None => default_model.map(str::to_string).ok_or_else(|| {
-            ApiError::bad_request(Some("model"), "missing_model", "`model` is required")
-        }),
-    }
+/// The `model` field, if the body has one.
+pub(super) fn model_field(fields: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    optional(fields, "model", Value::as_str, "a string").map(|model| model.map(str::to_string))
 }
 
 /// OpenAI's `encoding_format` (float, base64) or Jina's `embedding_type` (also binary, ubinary);
@@ -129,7 +158,7 @@ fn encoding(fields: &Map<String, Value>) -> Result<EncodingFormat, ApiError> {
 }
 
 /// Reads an optional field with `get`; present but of another type is a 422 naming it.
-pub(crate) fn optional<'a, T>(
+pub(super) fn optional<'a, T>(
     fields: &'a Map<String, Value>,
     key: &'static str,
     get: impl Fn(&'a Value) -> Option<T>,
@@ -147,7 +176,7 @@ const INPUT_SHAPES: &str =
     "`input` must be a string, an array of strings, an array of token ids, or an array of token-id arrays";
 
 /// The `input` field: a string, strings, token ids, or arrays of token ids.
-pub(crate) fn parse_input(input: Option<&Value>) -> Result<Vec<Input>, ApiError> {
+pub(super) fn parse_input(input: Option<&Value>) -> Result<Vec<Input>, ApiError> {
     let wrong = || ApiError::wrong_type(Some("input"), INPUT_SHAPES);
     match input {
         None => Err(ApiError::bad_request(
@@ -242,41 +271,13 @@ pub fn write_response(response: EmbedResponse, encoding: EncodingFormat) -> Embe
     }
 }
 
-/// Base64 of `vector` as little-endian f32 bytes.
-pub fn base64_f32(vector: &[f32]) -> String {
-    let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// The [`sign_bits`] bytes minus 128, as signed integers -128..=127 (Jina's `binary` type).
-pub fn signed_sign_bits(vector: &[f32]) -> Vec<i8> {
-    sign_bits(vector)
-        .into_iter()
-        .map(|byte| byte.wrapping_sub(128) as i8)
-        .collect()
-}
-
-/// Sign bits of `vector` (1 for values > 0), 8 per byte, the first dimension in the most
-/// significant bit; a last partial byte is padded with zeros.
-pub fn sign_bits(vector: &[f32]) -> Vec<u8> {
-    vector
-        .chunks(8)
-        .map(|chunk| {
-            chunk
-                .iter()
-                .enumerate()
-                .fold(0u8, |byte, (i, &v)| byte | (u8::from(v > 0.0) << (7 - i)))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::StatusCode;
 
     fn parse(body: &str) -> Result<ParsedRequest, ApiError> {
-        parse_request(body.as_bytes(), None)
+        parse_request(body.as_bytes())
     }
 
     #[test]
@@ -309,10 +310,10 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.encoding, EncodingFormat::Base64);
         assert_eq!(parsed.request.dimensions, Some(8));
-        let parsed = parse_request(br#"{"input":"x"}"#, Some("only")).unwrap();
+        let parsed = parse_request(br#"{"input":"x"}"#).unwrap();
         assert_eq!(
-            (parsed.request.model.as_str(), parsed.encoding),
-            ("only", EncodingFormat::Float)
+            (parsed.request.model, parsed.encoding),
+            (None, EncodingFormat::Float)
         );
     }
 
@@ -321,7 +322,6 @@ mod tests {
         let cases = [
             ("{not json", StatusCode::BAD_REQUEST),
             (r#"{"model":"m"}"#, StatusCode::BAD_REQUEST),
-            (r#"{"input":"x"}"#, StatusCode::BAD_REQUEST),
             (r#"[1]"#, StatusCode::UNPROCESSABLE_ENTITY),
             (
                 r#"{"model":"m","input":5}"#,
@@ -394,17 +394,5 @@ mod tests {
         for (body, status) in cases {
             assert_eq!(parse(body).unwrap_err().status, status, "{body}");
         }
-    }
-
-    #[test]
-    fn sign_bits_pack_most_significant_first() {
-        let v = [0.5, -1.0, 0.0, 2.0, -0.1, 0.1, 0.3, -3.0, 1.0];
-        assert_eq!(sign_bits(&v), vec![0b1001_0110, 0b1000_0000]);
-        assert_eq!(signed_sign_bits(&v), vec![22, 0], "150 - 128 and 128 - 128");
-    }
-
-    #[test]
-    fn base64_is_little_endian_f32() {
-        assert_eq!(base64_f32(&[1.0]), "AACAPw==");
     }
 }

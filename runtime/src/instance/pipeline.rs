@@ -1,14 +1,16 @@
-//! A served model: its card, tokenizer and variants, and the request path through them.
+//! The request path of one model: validate against the deployment, resolve the task, tokenize on
+//! the worker pool, route to a variant, batch and run, post-process.
+//!
+//! A request is checked against what *every* serving variant can do before the router's pick
+//! matters, so the same request gets the same answer (or the same error) whichever variant
+//! serves it.
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use embedrt_backend_core::Pooling;
 
-use crate::backend::Capabilities;
-use crate::config::ModelConfig;
-use crate::model::{ModelCard, BASE_TASK};
-use crate::plugin::host::PluginHost;
-use crate::pooling::Pooling;
+use super::ModelInstance;
+use crate::model::BASE_TASK;
 use crate::postprocess::finish;
 use crate::request::{
     EmbedError, EmbedRequest, EmbedResponse, Input, TokenizeRequest, TokenizeResponse,
@@ -16,120 +18,26 @@ use crate::request::{
 use crate::scheduler::{Output, Sequence};
 use crate::telemetry;
 use crate::tokenize::{TextTokenizer, TokenizeError, WorkerPool};
-use crate::variant::{Router, Variant};
+use crate::variant::Variant;
 
-/// One served model, on one or more engine variants that share its tokenizer.
-pub struct ModelInstance {
-    name: String,
-    aliases: Vec<String>,
-    card: ModelCard,
-    tokenizer: Arc<TextTokenizer>,
-    variants: Vec<Variant>,
-    router: Router,
-    max_inputs: usize,
-    truncate: bool,
-    default_task: u32,
+/// A request's task: its id among the model's tasks (for its instruction) and the task id the
+/// backend runs it with (its adapter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TaskChoice {
+    id: u32,
+    backend: u32,
 }
 
-/// The task models with adapters use when neither the request nor the config names one.
-const DEFAULT_TASK: &str = "text-matching";
-
 impl ModelInstance {
-    /// Loads the model of `config` with every variant's engine plugin and warms each up.
-    pub fn load(config: &ModelConfig, plugins: &PluginHost) -> Result<Self> {
-        let context = || format!("model {:?}", config.name);
-        let variant_configs = config.variants();
-        let path =
-            crate::hub::resolve(&config.path, &variant_configs[0].backend).with_context(context)?;
-        let card = ModelCard::load(&path).with_context(context)?;
-        let variants = variant_configs
-            .iter()
-            .map(|variant| Variant::load(config, variant, &card, plugins))
-            .collect::<Result<Vec<_>>>()?;
-        let max_tokens = variants
-            .iter()
-            .map(|v| v.capabilities().max_tokens)
-            .fold(card.max_tokens, usize::min);
-        let tokenizer = TextTokenizer::load(&card.path, max_tokens, card.vocab_size)?;
-        let mut default_task = 0;
-        for variant in &variants {
-            default_task = resolve_default_task(
-                &card,
-                variant.capabilities(),
-                config.default_task.as_deref(),
-            )
-            .with_context(|| {
-                format!(
-                    "model {:?}, variant {:?}: `default_task`",
-                    config.name,
-                    variant.name()
-                )
-            })?;
-        }
-        let instance = Self {
-            name: config.name.clone(),
-            aliases: config.aliases.clone(),
-            card,
-            tokenizer: Arc::new(tokenizer),
-            router: Router::new(&variants),
-            variants,
-            max_inputs: config.max_inputs_per_request,
-            truncate: config.truncate,
-            default_task,
-        };
-        instance
-            .warm_up()
-            .with_context(|| format!("model {:?}: warm-up failed", config.name))?;
-        Ok(instance)
-    }
-
-    /// Runs one input through every variant, so the first client pays no start-up cost.
-    fn warm_up(&self) -> Result<()> {
-        let ids = self.tokenizer.encode("warm up", true)?;
-        for variant in &self.variants {
-            variant.run_blocking(vec![Sequence::pooled(ids.clone(), self.default_task)])?;
-        }
-        Ok(())
-    }
-
-    /// The name clients use.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Other names of this model.
-    pub fn aliases(&self) -> &[String] {
-        &self.aliases
-    }
-
-    /// The model card.
-    pub fn card(&self) -> &ModelCard {
-        &self.card
-    }
-
-    /// The variants, serving ones and shadows, in configuration order.
-    pub fn variants(&self) -> &[Variant] {
-        &self.variants
-    }
-
-    /// The longest input in tokens, special tokens included.
-    pub fn max_tokens(&self) -> usize {
-        self.tokenizer.max_tokens()
-    }
-
-    /// The most inputs one request may carry.
-    pub fn max_inputs(&self) -> usize {
-        self.max_inputs
-    }
-
-    /// Whether every variant's engine still serves.
-    pub fn is_healthy(&self) -> bool {
-        self.variants.iter().all(Variant::is_healthy)
-    }
-
     /// Validates, tokenizes (on `pool`), batches, runs and post-processes `request`.
     /// The serving variant is picked by the router (sticky per `user`); its metrics record the
     /// outcome and duration.
+    ///
+    /// # Errors
+    ///
+    /// [`EmbedError::InvalidRequest`] or [`EmbedError::TooManyInputs`] for requests the model
+    /// cannot serve, [`EmbedError::Overloaded`] when the queue is full,
+    /// [`EmbedError::Unavailable`] when the backend failed, [`EmbedError::Internal`] otherwise.
     pub async fn embed(
         self: &Arc<Self>,
         request: EmbedRequest,
@@ -154,8 +62,8 @@ impl ModelInstance {
         request: EmbedRequest,
         pool: &WorkerPool,
     ) -> Result<EmbedResponse, EmbedError> {
-        self.validate(&request, variant.capabilities(), variant.engine())?;
-        let task = self.resolve_task(request.task.as_deref(), variant)?;
+        self.validate(&request)?;
+        let task = self.task(request.task.as_deref())?;
         let truncate = request.truncate.unwrap_or(self.truncate);
         let normalize = request.normalized.unwrap_or(self.card.normalize);
         let finish_all = |vectors: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
@@ -175,14 +83,14 @@ impl ModelInstance {
             let states = variant
                 .run(vec![Sequence {
                     ids: document,
-                    task,
+                    task: task.backend,
                     output: Output::TokenStates,
                 }])
                 .await?;
             let hidden = self.card.hidden_size;
             if states[0].len() != prompt_tokens * hidden {
                 return Err(EmbedError::Internal(format!(
-                    "the engine returned {} token-state values for {prompt_tokens} tokens",
+                    "the backend returned {} token-state values for {prompt_tokens} tokens",
                     states[0].len()
                 )));
             }
@@ -203,55 +111,6 @@ impl ModelInstance {
         Ok(self.response(variant, finish_all(pooled), prompt_tokens))
     }
 
-    /// The shadows that get a copy of this request (each by its own sample rate).
-    fn sampled_shadows(&self) -> Vec<usize> {
-        (0..self.variants.len())
-            .filter(|&i| {
-                self.variants[i]
-                    .shadow_rate()
-                    .is_some_and(|rate| self.router.sample(rate))
-            })
-            .collect()
-    }
-
-    /// Runs `sequences` on each of `shadows` in the background and records how closely their
-    /// vectors agree with `answer` (cosine per input: the minimum and the mean per request).
-    fn spawn_shadows(
-        self: &Arc<Self>,
-        shadows: Vec<usize>,
-        sequences: Vec<Sequence>,
-        answer: Vec<Vec<f32>>,
-    ) {
-        let instance = Arc::clone(self);
-        tokio::spawn(async move {
-            for index in shadows {
-                let shadow = &instance.variants[index];
-                let labels = shadow.labels();
-                let status = match shadow.run(sequences.clone()).await {
-                    Ok(vectors) => {
-                        let cosines: Vec<f32> = vectors
-                            .iter()
-                            .zip(&answer)
-                            .map(|(a, b)| cosine(a, b))
-                            .collect();
-                        let min = cosines.iter().copied().fold(f32::INFINITY, f32::min);
-                        let mean = cosines.iter().sum::<f32>() / cosines.len().max(1) as f32;
-                        metrics::histogram!(telemetry::SHADOW_COSINE_MIN, labels.labels())
-                            .record(min as f64);
-                        metrics::histogram!(telemetry::SHADOW_COSINE_MEAN, labels.labels())
-                            .record(mean as f64);
-                        "ok"
-                    }
-                    Err(error) => {
-                        tracing::debug!(variant = shadow.name(), %error, "shadow copy failed");
-                        status_label::<()>(&Err(error))
-                    }
-                };
-                metrics::counter!(telemetry::REQUESTS, labels.with("status", status)).increment(1);
-            }
-        });
-    }
-
     fn response(
         &self,
         variant: &Variant,
@@ -263,19 +122,24 @@ impl ModelInstance {
             embeddings,
             prompt_tokens,
             variant: variant.name().to_string(),
-            engine: variant.engine().to_string(),
+            backend: variant.backend().to_string(),
+            device: variant.device().to_string(),
         }
     }
 
     /// Token ids of `request`'s texts, exactly as [`ModelInstance::embed`] would run them
     /// (special tokens and the task's instruction included), tokenized on `pool`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ModelInstance::embed`] for the request's inputs and task.
     pub async fn tokenize(
         &self,
         request: TokenizeRequest,
         pool: &WorkerPool,
     ) -> Result<TokenizeResponse, EmbedError> {
         self.check_input_count(request.texts.len())?;
-        let task = self.task_id(request.task.as_deref())?;
+        let task = self.task(request.task.as_deref())?;
         let truncate = request.truncate.unwrap_or(self.truncate);
         let inputs = request.texts.into_iter().map(Input::Text).collect();
         let sequences = self.tokenize_inputs(pool, inputs, task, truncate).await?;
@@ -291,11 +155,11 @@ impl ModelInstance {
         &self,
         pool: &WorkerPool,
         inputs: Vec<Input>,
-        task: u32,
+        task: TaskChoice,
         truncate: bool,
     ) -> Result<Vec<Sequence>, EmbedError> {
         self.tokenize_on(pool, task, move |tokenizer, instruction| {
-            tokenize_all(tokenizer, instruction, inputs, truncate, task)
+            tokenize_all(tokenizer, instruction, inputs, truncate, task.backend)
         })
         .await
     }
@@ -304,41 +168,46 @@ impl ModelInstance {
     async fn tokenize_on<T: Send + 'static>(
         &self,
         pool: &WorkerPool,
-        task: u32,
+        task: TaskChoice,
         job: impl FnOnce(&TextTokenizer, &str) -> Result<T, EmbedError> + Send + 'static,
     ) -> Result<T, EmbedError> {
         let tokenizer = Arc::clone(&self.tokenizer);
-        let instruction = self.card.instruction(task).to_string();
+        let instruction = self.card.instruction(task.id).to_string();
         pool.run(move || job(&tokenizer, &instruction))
             .await
             .map_err(|e| EmbedError::Internal(e.to_string()))?
     }
 
-    /// The task id a request runs with on `variant`.
-    fn resolve_task(&self, task: Option<&str>, variant: &Variant) -> Result<u32, EmbedError> {
-        let id = self.task_id(task)?;
-        if task.is_some() && id == 0 && !variant.capabilities().base_task {
+    /// The task a request runs with: the one it names, else the model's default.
+    fn task(&self, name: Option<&str>) -> Result<TaskChoice, EmbedError> {
+        let id = match name {
+            None => self.default_task,
+            Some(name) => self.task_id(name)?,
+        };
+        if id == 0 && !self.deployment.base_task {
             return Err(EmbedError::invalid(
                 "task",
                 format!(
-                    "the {} engine cannot run task `{BASE_TASK}` (the base weights); name an adapter",
-                    variant.engine()
+                    "the {} backend of this model cannot run task `{BASE_TASK}` (the base \
+                     weights); name one of its tasks: {}",
+                    self.deployment.without_base_task.join(" and "),
+                    self.card.task_names().join(", ")
                 ),
             ));
         }
-        Ok(id)
+        Ok(TaskChoice {
+            id,
+            backend: self.card.backend_task(id),
+        })
     }
 
-    /// The id of `task` among the model's adapters; the default task's when `None`.
-    fn task_id(&self, task: Option<&str>) -> Result<u32, EmbedError> {
-        let Some(name) = task else {
-            return Ok(self.default_task);
-        };
+    /// The id of task `name` among the model's tasks.
+    fn task_id(&self, name: &str) -> Result<u32, EmbedError> {
         if self.card.tasks.is_empty() {
             return Err(EmbedError::invalid(
                 "task",
                 format!(
-                    "the model `{}` has no task adapters; leave out `task`",
+                    "the model `{}` has no tasks (no task adapters or prompts); leave out `task`",
                     self.name
                 ),
             ));
@@ -348,7 +217,7 @@ impl ModelInstance {
                 "task",
                 format!(
                     "unknown task {name:?}; this model's tasks are {}, and {BASE_TASK}",
-                    self.card.tasks.join(", ")
+                    self.card.task_names().join(", ")
                 ),
             )
         })
@@ -368,18 +237,16 @@ impl ModelInstance {
         Ok(())
     }
 
-    fn validate(
-        &self,
-        request: &EmbedRequest,
-        capabilities: &Capabilities,
-        engine: &str,
-    ) -> Result<(), EmbedError> {
+    /// Checks what does not depend on the variant: input count, late chunking, dimensions.
+    fn validate(&self, request: &EmbedRequest) -> Result<(), EmbedError> {
         self.check_input_count(request.inputs.len())?;
-        if request.late_chunking && !capabilities.token_states {
+        if request.late_chunking && !self.deployment.token_states {
             return Err(EmbedError::invalid(
                 "late_chunking",
                 format!(
-                    "the {engine} engine cannot return token states, which late chunking needs"
+                    "the {} backend of this model cannot return token states, which late \
+                     chunking needs",
+                    self.deployment.without_token_states.join(" and ")
                 ),
             ));
         }
@@ -407,47 +274,18 @@ impl ModelInstance {
     }
 }
 
-/// The task id of `configured` (or of the default task) for a model with `card`'s adapters.
-fn resolve_default_task(
-    card: &ModelCard,
-    capabilities: &Capabilities,
-    configured: Option<&str>,
-) -> Result<u32> {
-    if card.tasks.is_empty() {
-        anyhow::ensure!(configured.is_none(), "the model has no task adapters");
-        return Ok(0);
-    }
-    let name = configured.unwrap_or(DEFAULT_TASK);
-    let id = card
-        .task_id(name)
-        .with_context(|| format!("unknown task {name:?}"))?;
-    anyhow::ensure!(
-        id != 0 || capabilities.base_task,
-        "this engine cannot run task `{BASE_TASK}`"
-    );
-    Ok(id)
-}
-
 /// The `status` label of a request's outcome.
-fn status_label<T>(result: &Result<T, EmbedError>) -> &'static str {
+pub(super) fn status_label<T>(result: &Result<T, EmbedError>) -> &'static str {
     match result {
         Ok(_) => "ok",
-        Err(EmbedError::InvalidRequest { .. } | EmbedError::TooManyInputs { .. }) => "invalid",
+        Err(
+            EmbedError::InvalidRequest { .. }
+            | EmbedError::TooManyInputs { .. }
+            | EmbedError::MissingModel,
+        ) => "invalid",
         Err(EmbedError::Overloaded(_)) => "overloaded",
         Err(EmbedError::Unavailable(_) | EmbedError::ModelNotFound(_)) => "unavailable",
         Err(EmbedError::Internal(_)) => "internal",
-    }
-}
-
-/// Cosine similarity of two vectors of the same length (0 when either is zero).
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norms =
-        a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norms > 0.0 {
-        dot / norms
-    } else {
-        0.0
     }
 }
 
@@ -505,4 +343,133 @@ fn tokenize_document(
             other => EmbedError::invalid("input", other.to_string()),
         })?;
     Ok((document.ids, document.spans))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use embedrt_backend_core::{Backend, BackendError, Batch, Capabilities, Embeddings};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::instance::{default_task, Deployment};
+    use crate::model::ModelCard;
+    use crate::scheduler::BatchingConfig;
+
+    /// An in-memory backend that embeds every sequence as a row of ones.
+    struct Ones(Capabilities);
+
+    impl Backend for Ones {
+        fn capabilities(&self) -> &Capabilities {
+            &self.0
+        }
+
+        fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
+            let hidden = self.0.hidden_size;
+            Ok(Embeddings::new(vec![1.0; batch.len() * hidden], hidden))
+        }
+    }
+
+    /// The tiny jina-embeddings-v3 served 50/50 by a backend that can run the base weights and
+    /// one that cannot (as candle and the official ONNX graph are).
+    fn jina_ab() -> Arc<ModelInstance> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/jina-v3-tiny");
+        let config = Config::parse(&format!(
+            "[[models]]\nname = \"jina\"\npath = {:?}\n\
+             [[models.variants]]\nname = \"a\"\nbackend = \"candle\"\nweight = 50\n\
+             [[models.variants]]\nname = \"b\"\nbackend = \"onnx\"\nweight = 50\n",
+            dir.display().to_string()
+        ))
+        .unwrap();
+        let model = &config.models[0];
+        let card = ModelCard::load(&dir).unwrap();
+        let tokenizer = TextTokenizer::load(&card.path, card.max_tokens, card.vocab_size).unwrap();
+        let batching = BatchingConfig {
+            max_batch_tokens: 4096,
+            max_batch_requests: 8,
+            max_wait: Duration::ZERO,
+            max_queued: 64,
+        };
+        let variants = model
+            .variants()
+            .iter()
+            .zip([true, false])
+            .map(|(variant, base_task)| {
+                let backend = Ones(Capabilities {
+                    hidden_size: card.hidden_size,
+                    max_tokens: card.max_tokens,
+                    mixed_tasks: base_task,
+                    pads_batches: true,
+                    token_states: false,
+                    base_task,
+                    dtype: None,
+                });
+                Variant::start("jina", variant, Box::new(backend), batching.clone()).unwrap()
+            })
+            .collect();
+        Arc::new(ModelInstance::new(model, card, tokenizer, variants).unwrap())
+    }
+
+    fn request(task: &str, user: usize) -> EmbedRequest {
+        EmbedRequest {
+            task: Some(task.to_string()),
+            user: Some(format!("user-{user}")),
+            ..EmbedRequest::new(None, vec![Input::Text("hello".into())])
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_is_judged_by_the_deployment_whichever_variant_is_drawn() {
+        let instance = jina_ab();
+        let pool = WorkerPool::new("test", 1).unwrap();
+        let mut served_by = HashSet::new();
+        for user in 0..40 {
+            let err = instance
+                .embed(request("none", user), &pool)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, EmbedError::InvalidRequest { param: Some("task"), message } if message.contains("onnx backend")),
+                "{err}"
+            );
+            let chunked = EmbedRequest {
+                late_chunking: true,
+                ..request("retrieval.query", user)
+            };
+            let err = instance.embed(chunked, &pool).await.unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    EmbedError::InvalidRequest {
+                        param: Some("late_chunking"),
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            let answer = instance
+                .embed(request("retrieval.query", user), &pool)
+                .await
+                .unwrap();
+            assert_eq!(answer.embeddings[0].len(), instance.card().hidden_size);
+            served_by.insert(answer.variant);
+        }
+        assert_eq!(served_by.len(), 2, "both variants served: {served_by:?}");
+    }
+
+    #[test]
+    fn the_default_task_must_run_on_every_serving_variant() {
+        let instance = jina_ab();
+        assert_eq!(instance.default_task, 5, "text-matching");
+        let deployment = Deployment::of(instance.variants());
+        let err = default_task(instance.card(), &deployment, Some("none")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("onnx backend cannot run task `none`"),
+            "{err}"
+        );
+    }
 }

@@ -1,11 +1,11 @@
-//! Engines that run right-padded `[rows, cols]` tensors (most ONNX graphs, candle's BERT): the
+//! Backends that run right-padded `[rows, cols]` tensors (most ONNX graphs, candle's BERT): the
 //! padded layout, and the pooling and unpadding they all share.
 
 use crate::backend::{Backend, BackendError, Batch, Capabilities, Embeddings, TokenStates};
-use crate::model::ModelCard;
+use crate::document::{DType, ModelSpec};
 use crate::pooling::Pooling;
 
-/// A batch laid out as `[rows, cols]` tensors, right-padded with zeros, as most engines take it.
+/// A batch laid out as `[rows, cols]` tensors, right-padded with zeros, as most backends take it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaddedBatch {
     /// Token ids, `rows * cols`.
@@ -69,7 +69,7 @@ impl PaddedBatch {
 /// What a padded encoder needs to know besides its weights.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncoderSpec {
-    /// What the engine reports.
+    /// What the backend reports.
     pub capabilities: Capabilities,
     /// How token states are pooled.
     pub pooling: Pooling,
@@ -78,26 +78,28 @@ pub struct EncoderSpec {
 }
 
 impl EncoderSpec {
-    /// The spec of a single-task encoder of `card` that pads batches and can return token states.
-    pub fn from_card(card: &ModelCard) -> Self {
+    /// The spec of a single-task encoder of `model`, computing in `dtype`, that pads batches and
+    /// can return token states.
+    pub fn new(model: &ModelSpec, dtype: DType) -> Self {
         Self {
             capabilities: Capabilities {
-                hidden_size: card.hidden_size,
-                max_tokens: card.max_tokens,
+                hidden_size: model.hidden_size,
+                max_tokens: model.max_tokens,
                 mixed_tasks: false,
                 pads_batches: true,
                 token_states: true,
                 base_task: true,
+                dtype: Some(dtype),
             },
-            pooling: card.pooling,
-            pad_token_id: card.pad_token_id,
+            pooling: model.pooling,
+            pad_token_id: model.pad_token_id,
         }
     }
 }
 
-/// An engine that encodes a right-padded batch into `[rows * cols, hidden]` token states.
+/// A backend that encodes a right-padded batch into `[rows * cols, hidden]` token states.
 ///
-/// Every such engine is a [`Backend`]: padding, pooling and unpadding are done here, once.
+/// Every such encoder is a [`Backend`]: padding, pooling and unpadding are done here, once.
 pub trait PaddedEncoder: Send {
     /// The encoder's spec.
     fn spec(&self) -> &EncoderSpec;

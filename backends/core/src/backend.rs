@@ -1,22 +1,26 @@
-//! The engine interface: a synchronous, object-safe [`Backend`] that embeds padding-free batches.
+//! The backend interface: a synchronous, object-safe [`Backend`] that embeds padding-free batches.
 
 use std::ops::Range;
 
-/// What a loaded model can do, as its engine reports it.
+use crate::document::DType;
+
+/// What a loaded model can do, as its backend reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Capabilities {
     /// Width of the pooled embedding.
     pub hidden_size: usize,
-    /// Longest sequence the engine accepts, special tokens included.
+    /// Longest sequence the backend accepts, special tokens included.
     pub max_tokens: usize,
     /// Whether one batch may hold sequences of different tasks.
     pub mixed_tasks: bool,
-    /// Whether the engine pads the batch to its longest sequence (so padding costs compute).
+    /// Whether the backend pads the batch to its longest sequence (so padding costs compute).
     pub pads_batches: bool,
     /// Whether [`Backend::embed_tokens`] is implemented.
     pub token_states: bool,
     /// Whether task id 0 (the base weights, no adapter) can run.
     pub base_task: bool,
+    /// The number format the model computes in; `None` when not reported (ABI 1.0 plugins).
+    pub dtype: Option<DType>,
 }
 
 /// A padding-free ("varlen") batch: all sequences' tokens concatenated, with offsets.
@@ -110,22 +114,22 @@ pub type Embeddings = Matrix;
 /// Last-layer token states, one row per token of the batch (flat, as in [`Batch::input_ids`]).
 pub type TokenStates = Matrix;
 
-/// Why an engine could not serve a batch.
+/// Why a backend could not load a model or serve a batch.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BackendError {
-    /// The engine or model could not be loaded.
+    /// The backend or model could not be loaded.
     #[error("load failed: {0}")]
     Load(String),
-    /// The batch holds something the engine cannot run (for example an unknown task).
+    /// The batch holds something the backend cannot run (for example an unknown task).
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// The engine failed while running a batch.
+    /// The backend failed while running a batch.
     #[error("inference failed: {0}")]
     Inference(String),
-    /// The engine panicked earlier or now; the model no longer serves.
-    #[error("engine unhealthy: {0}")]
+    /// The backend panicked earlier or now; the model no longer serves.
+    #[error("backend unhealthy: {0}")]
     Unhealthy(String),
-    /// The requested operation is not implemented by this engine.
+    /// The requested operation is not implemented by this backend.
     #[error("not supported: {0}")]
     Unsupported(String),
 }
@@ -143,7 +147,7 @@ impl BackendError {
     }
 }
 
-/// An inference engine holding one loaded model.
+/// An inference engine holding one loaded model: a backend.
 ///
 /// Calls come from one dedicated thread at a time (never from the async runtime), so methods take
 /// `&mut self` and may block.

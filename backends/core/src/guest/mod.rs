@@ -1,0 +1,340 @@
+//! The plugin side of the ABI: export a [`Backend`] as a plugin.
+//!
+//! A plugin crate implements [`BackendPlugin`] for its backend type and writes one line:
+//!
+//! ```ignore
+//! embedrt_backend_core::export_plugin!(my_backend::MyBackend);
+//! ```
+//!
+//! Every exported function catches panics and reports them as [`Status::PANIC`]. The plugin's
+//! `tracing` events go to the host's log once the host installs its sink (see [`log`]).
+
+mod log;
+
+use std::ffi::{c_char, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use embedrt_plugin_abi::{
+    BatchView, Capabilities as AbiCapabilities, DTypeCode, ModelDescription, ModelHandle,
+    PluginApi, Status, TextBuf, ABI_MAJOR, ABI_MINOR,
+};
+
+use crate::backend::{Backend, BackendError, Batch, Capabilities, Matrix};
+use crate::document::{FilesQuery, LoadDocument, WeightFiles};
+
+/// A backend that can be exported as a plugin: its name, the files it needs and how it loads.
+pub trait BackendPlugin: Backend + Sized + 'static {
+    /// The backend's name, as configs write it in `backend = "..."`.
+    const NAME: &'static CStr;
+
+    /// Loads the model `document` describes.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Load`] when the model, its options, its device or its dtype cannot be had.
+    fn load(document: &LoadDocument) -> Result<Self, BackendError>;
+
+    /// The files of a model repository this backend needs with `query`'s settings (used to
+    /// download a model given as a hub id); by default, none.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Load`] when the options are unusable.
+    fn files(query: &FilesQuery) -> Result<WeightFiles, BackendError> {
+        let _ = query;
+        Ok(WeightFiles::default())
+    }
+}
+
+/// The function table for `B`, to be returned by the plugin's entry symbol.
+pub const fn plugin_api<B: BackendPlugin>() -> PluginApi {
+    PluginApi {
+        abi_major: ABI_MAJOR,
+        abi_minor: ABI_MINOR,
+        struct_size: std::mem::size_of::<PluginApi>(),
+        name: B::NAME.as_ptr(),
+        model_load: model_load::<B>,
+        model_capabilities,
+        model_embed,
+        model_embed_tokens,
+        model_health,
+        model_free,
+        set_log_sink: Some(log::set_log_sink),
+        model_describe: Some(model_describe),
+        model_files: Some(model_files::<B>),
+    }
+}
+
+/// Exports a [`BackendPlugin`] as this library's plugin entry point.
+#[macro_export]
+macro_rules! export_plugin {
+    ($backend:ty) => {
+        /// The plugin's entry point: returns its function table.
+        #[no_mangle]
+        pub extern "C" fn embedrt_plugin_entry_v1() -> *const $crate::abi::PluginApi {
+            static API: $crate::abi::PluginApi = $crate::guest::plugin_api::<$backend>();
+            &API
+        }
+    };
+}
+
+struct LoadedModel {
+    backend: Box<dyn Backend>,
+}
+
+fn status_of(error: &BackendError) -> Status {
+    match error {
+        BackendError::InvalidInput(_) => Status::INVALID_ARGUMENT,
+        BackendError::Unhealthy(_) => Status::PANIC,
+        BackendError::Unsupported(_) => Status::UNSUPPORTED,
+        BackendError::Load(_) | BackendError::Inference(_) => Status::ERROR,
+    }
+}
+
+/// Copies `text` into the host's buffer, or fails when it does not fit.
+unsafe fn write_text(out: *mut TextBuf, text: &str) -> Result<(), BackendError> {
+    let buf = out
+        .as_mut()
+        .ok_or_else(|| BackendError::InvalidInput("null output buffer".into()))?;
+    if text.len() > buf.capacity || buf.data.is_null() || buf.len.is_null() {
+        return Err(BackendError::InvalidInput(format!(
+            "the answer needs {} bytes, the host's buffer holds {}",
+            text.len(),
+            buf.capacity
+        )));
+    }
+    std::ptr::copy_nonoverlapping(text.as_ptr(), buf.data, text.len());
+    *buf.len = text.len();
+    Ok(())
+}
+
+/// Copies `message` (cut at a character boundary) into the host's error buffer.
+unsafe fn write_error(err: *mut TextBuf, message: &str) {
+    let Some(err) = err.as_mut() else { return };
+    let mut len = message.len().min(err.capacity);
+    while !message.is_char_boundary(len) {
+        len -= 1;
+    }
+    if !err.data.is_null() {
+        std::ptr::copy_nonoverlapping(message.as_ptr(), err.data, len);
+    }
+    if !err.len.is_null() {
+        *err.len = len;
+    }
+}
+
+/// Runs `body`, turning an error or a panic into a status and a message.
+unsafe fn guarded(err: *mut TextBuf, body: impl FnOnce() -> Result<(), BackendError>) -> Status {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => Status::OK,
+        Ok(Err(error)) => {
+            write_error(err, error.message());
+            status_of(&error)
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            write_error(err, &format!("plugin panicked: {what}"));
+            Status::PANIC
+        }
+    }
+}
+
+unsafe fn model<'a>(handle: ModelHandle) -> Result<&'a mut LoadedModel, BackendError> {
+    (handle as *mut LoadedModel)
+        .as_mut()
+        .ok_or_else(|| BackendError::InvalidInput("null model handle".into()))
+}
+
+/// The host's NUL-terminated JSON text.
+unsafe fn json<'a>(text: *const c_char) -> Result<&'a str, BackendError> {
+    if text.is_null() {
+        return Err(BackendError::InvalidInput("null document".into()));
+    }
+    CStr::from_ptr(text)
+        .to_str()
+        .map_err(|e| BackendError::Load(e.to_string()))
+}
+
+/// Copies the host's borrowed arrays into a [`Batch`].
+unsafe fn batch_from_view(view: *const BatchView) -> Result<Batch, BackendError> {
+    let view = view
+        .as_ref()
+        .ok_or_else(|| BackendError::InvalidInput("null batch".into()))?;
+    let slice = |ptr: *const u32, len: usize| -> Vec<u32> {
+        if len == 0 {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(ptr, len).to_vec()
+        }
+    };
+    let batch = Batch {
+        input_ids: slice(view.input_ids, view.num_tokens),
+        token_type_ids: slice(view.token_type_ids, view.num_tokens),
+        position_ids: slice(view.position_ids, view.num_tokens),
+        cu_seq_lengths: slice(view.cu_seq_lengths, view.num_seqs + 1),
+        task_ids: slice(view.task_ids, view.num_seqs),
+        max_len: view.max_len as usize,
+    };
+    if batch.cu_seq_lengths.last().copied() != Some(view.num_tokens as u32) {
+        return Err(BackendError::InvalidInput(
+            "cu_seq_lengths does not end at num_tokens".into(),
+        ));
+    }
+    Ok(batch)
+}
+
+unsafe fn copy_out(result: Matrix, out: *mut f32, out_len: usize) -> Result<(), BackendError> {
+    if result.data.len() != out_len {
+        return Err(BackendError::Inference(format!(
+            "backend produced {} values, the host expects {out_len}",
+            result.data.len()
+        )));
+    }
+    std::ptr::copy_nonoverlapping(result.data.as_ptr(), out, out_len);
+    Ok(())
+}
+
+unsafe extern "C" fn model_load<B: BackendPlugin>(
+    load_document: *const c_char,
+    out_model: *mut ModelHandle,
+    err: *mut TextBuf,
+) -> Status {
+    guarded(err, || {
+        if out_model.is_null() {
+            return Err(BackendError::InvalidInput("null argument".into()));
+        }
+        let backend = Box::new(B::load(&LoadDocument::from_json(json(load_document)?)?)?);
+        *out_model = Box::into_raw(Box::new(LoadedModel { backend })) as ModelHandle;
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn model_files<B: BackendPlugin>(
+    files_query: *const c_char,
+    out: *mut TextBuf,
+    err: *mut TextBuf,
+) -> Status {
+    guarded(err, || {
+        let files = B::files(&FilesQuery::from_json(json(files_query)?)?)?;
+        let json = serde_json::to_string(&files).map_err(|e| BackendError::Load(e.to_string()))?;
+        write_text(out, &json)
+    })
+}
+
+/// The capabilities of the model behind `handle`.
+unsafe fn capabilities<'a>(handle: ModelHandle) -> Result<&'a Capabilities, BackendError> {
+    Ok(model(handle)?.backend.capabilities())
+}
+
+unsafe extern "C" fn model_capabilities(
+    handle: ModelHandle,
+    out: *mut AbiCapabilities,
+    err: *mut TextBuf,
+) -> Status {
+    guarded(err, || {
+        let caps = capabilities(handle)?;
+        let out = out
+            .as_mut()
+            .ok_or_else(|| BackendError::InvalidInput("null output".into()))?;
+        *out = AbiCapabilities {
+            hidden_size: caps.hidden_size as u32,
+            max_tokens: caps.max_tokens as u32,
+            mixed_tasks: caps.mixed_tasks.into(),
+            pads_batches: caps.pads_batches.into(),
+            token_states: caps.token_states.into(),
+            base_task: caps.base_task.into(),
+        };
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn model_describe(
+    handle: ModelHandle,
+    out: *mut ModelDescription,
+    err: *mut TextBuf,
+) -> Status {
+    guarded(err, || {
+        let caps = capabilities(handle)?;
+        let out = out
+            .as_mut()
+            .ok_or_else(|| BackendError::InvalidInput("null output".into()))?;
+        let ours = ModelDescription {
+            struct_size: std::mem::size_of::<ModelDescription>(),
+            hidden_size: caps.hidden_size as u32,
+            max_tokens: caps.max_tokens as u32,
+            mixed_tasks: caps.mixed_tasks.into(),
+            pads_batches: caps.pads_batches.into(),
+            token_states: caps.token_states.into(),
+            base_task: caps.base_task.into(),
+            dtype: caps.dtype.map_or(DTypeCode::UNKNOWN, DTypeCode::from),
+        };
+        // Write the fields both sides know: everything after `struct_size`, up to the smaller size.
+        let header = std::mem::size_of::<usize>();
+        let written = out.struct_size.min(ours.struct_size);
+        if written > header {
+            std::ptr::copy_nonoverlapping(
+                (&ours as *const ModelDescription).cast::<u8>().add(header),
+                (out as *mut ModelDescription).cast::<u8>().add(header),
+                written - header,
+            );
+        }
+        out.struct_size = written;
+        Ok(())
+    })
+}
+
+/// Runs `run` on the model and the host's batch, writing its result to the host's buffer.
+unsafe fn run_batch(
+    handle: ModelHandle,
+    batch: *const BatchView,
+    out: *mut f32,
+    out_len: usize,
+    err: *mut TextBuf,
+    run: fn(&mut dyn Backend, &Batch) -> Result<Matrix, BackendError>,
+) -> Status {
+    guarded(err, || {
+        let model = model(handle)?;
+        let batch = batch_from_view(batch)?;
+        copy_out(run(model.backend.as_mut(), &batch)?, out, out_len)
+    })
+}
+
+unsafe extern "C" fn model_embed(
+    handle: ModelHandle,
+    batch: *const BatchView,
+    out: *mut f32,
+    out_len: usize,
+    err: *mut TextBuf,
+) -> Status {
+    run_batch(handle, batch, out, out_len, err, |backend, batch| {
+        backend.embed(batch)
+    })
+}
+
+unsafe extern "C" fn model_embed_tokens(
+    handle: ModelHandle,
+    batch: *const BatchView,
+    out: *mut f32,
+    out_len: usize,
+    err: *mut TextBuf,
+) -> Status {
+    run_batch(handle, batch, out, out_len, err, |backend, batch| {
+        backend.embed_tokens(batch)
+    })
+}
+
+unsafe extern "C" fn model_health(handle: ModelHandle, err: *mut TextBuf) -> Status {
+    guarded(err, || model(handle)?.backend.health())
+}
+
+unsafe extern "C" fn model_free(handle: ModelHandle) {
+    if !handle.is_null() {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            drop(Box::from_raw(handle as *mut LoadedModel))
+        }));
+    }
+}

@@ -1,0 +1,228 @@
+//! A served model: its card, tokenizer and variants, and the request path through them.
+//!
+//! The jobs are apart: [`load`] finds the files, loads every variant through its plugin and warms
+//! up; `pipeline` is the request path (validation against the deployment, tasks, tokenization,
+//! routing, post-processing); `shadow` copies sampled requests to shadow variants. A
+//! [`ModelInstance`] can also be assembled from variants around in-memory backends
+//! ([`ModelInstance::new`]), which is how the pipeline is unit-tested.
+
+mod load;
+mod pipeline;
+mod shadow;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use embedrt_backend_core::Capabilities;
+
+use crate::config::ModelConfig;
+use crate::model::{ModelCard, BASE_TASK};
+use crate::tokenize::TextTokenizer;
+use crate::variant::{Router, Variant};
+
+/// One served model, on one or more backend variants that share its tokenizer.
+pub struct ModelInstance {
+    name: String,
+    aliases: Vec<String>,
+    card: ModelCard,
+    tokenizer: Arc<TextTokenizer>,
+    variants: Vec<Variant>,
+    router: Router,
+    deployment: Deployment,
+    max_inputs: usize,
+    truncate: bool,
+    default_task: u32,
+}
+
+/// What every serving variant of a model can do, so that a request is accepted or refused the
+/// same way whichever variant the router picks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Deployment {
+    /// Every serving variant can run task 0 (the base weights).
+    base_task: bool,
+    /// Every serving variant can return token states (late chunking).
+    token_states: bool,
+    /// The backends of the serving variants that cannot run task 0.
+    without_base_task: Vec<String>,
+    /// The backends of the serving variants that cannot return token states.
+    without_token_states: Vec<String>,
+}
+
+impl Deployment {
+    fn of(variants: &[Variant]) -> Self {
+        let lacking = |has: fn(&Capabilities) -> bool| -> Vec<String> {
+            let mut backends: Vec<String> = variants
+                .iter()
+                .filter(|v| v.serves() && !has(v.capabilities()))
+                .map(|v| v.backend().to_string())
+                .collect();
+            backends.dedup();
+            backends
+        };
+        let without_base_task = lacking(|c| c.base_task);
+        let without_token_states = lacking(|c| c.token_states);
+        Self {
+            base_task: without_base_task.is_empty(),
+            token_states: without_token_states.is_empty(),
+            without_base_task,
+            without_token_states,
+        }
+    }
+}
+
+/// A model as `GET /v1/models` and gRPC `ListModels` describe it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    /// The name clients use.
+    pub name: String,
+    /// Other names of the model.
+    pub aliases: Vec<String>,
+    /// The backend of the first variant.
+    pub backend: String,
+    /// Every variant, serving ones and shadows, in configuration order.
+    pub variants: Vec<VariantInfo>,
+    /// The tasks requests may name (besides `none`).
+    pub tasks: Vec<String>,
+    /// Width of the full embedding.
+    pub dimensions: usize,
+    /// The Matryoshka sizes; empty means any size up to `dimensions`.
+    pub matryoshka_dimensions: Vec<usize>,
+    /// The longest input in tokens, special tokens included.
+    pub max_tokens: usize,
+    /// The most inputs one request may carry.
+    pub max_inputs: usize,
+}
+
+/// One variant of a [`ModelInfo`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct VariantInfo {
+    /// The variant's name.
+    pub name: String,
+    /// Its backend.
+    pub backend: String,
+    /// Where it runs (`cpu`, `cuda:0`).
+    pub device: String,
+    /// The number format it computes in, when its backend reports one.
+    pub dtype: Option<String>,
+    /// Its share of the traffic.
+    pub weight: u32,
+    /// Whether it is a shadow.
+    pub shadow: bool,
+}
+
+impl ModelInstance {
+    /// Assembles a model from its card, its tokenizer and its started variants, with the request
+    /// settings of `config` (name, aliases, input limit, truncation, default task). Does not warm
+    /// up.
+    ///
+    /// # Errors
+    ///
+    /// When the default task is unknown, or a serving variant cannot run it.
+    pub fn new(
+        config: &ModelConfig,
+        card: ModelCard,
+        tokenizer: TextTokenizer,
+        variants: Vec<Variant>,
+    ) -> Result<Self> {
+        let deployment = Deployment::of(&variants);
+        let default_task = default_task(&card, &deployment, config.default_task.as_deref())
+            .with_context(|| format!("model {:?}: `default_task`", config.name))?;
+        Ok(Self {
+            name: config.name.clone(),
+            aliases: config.aliases.clone(),
+            card,
+            tokenizer: Arc::new(tokenizer),
+            router: Router::new(&variants),
+            variants,
+            deployment,
+            max_inputs: config.max_inputs_per_request,
+            truncate: config.truncate,
+            default_task,
+        })
+    }
+
+    /// The name clients use.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Other names of this model.
+    pub fn aliases(&self) -> &[String] {
+        &self.aliases
+    }
+
+    /// The model card.
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    /// The variants, serving ones and shadows, in configuration order.
+    pub fn variants(&self) -> &[Variant] {
+        &self.variants
+    }
+
+    /// The longest input in tokens, special tokens included.
+    pub fn max_tokens(&self) -> usize {
+        self.tokenizer.max_tokens()
+    }
+
+    /// The most inputs one request may carry.
+    pub fn max_inputs(&self) -> usize {
+        self.max_inputs
+    }
+
+    /// Whether every variant's backend still serves.
+    pub fn is_healthy(&self) -> bool {
+        self.variants.iter().all(Variant::is_healthy)
+    }
+
+    /// The model as the APIs list it.
+    pub fn info(&self) -> ModelInfo {
+        ModelInfo {
+            name: self.name.clone(),
+            aliases: self.aliases.clone(),
+            backend: self.variants[0].backend().to_string(),
+            variants: self
+                .variants
+                .iter()
+                .map(|v| VariantInfo {
+                    name: v.name().to_string(),
+                    backend: v.backend().to_string(),
+                    device: v.device().to_string(),
+                    dtype: v.dtype().map(|d| d.to_string()),
+                    weight: v.weight(),
+                    shadow: v.shadow_rate().is_some(),
+                })
+                .collect(),
+            tasks: self.card.task_names(),
+            dimensions: self.card.hidden_size,
+            matryoshka_dimensions: self.card.matryoshka_dimensions.clone(),
+            max_tokens: self.max_tokens(),
+            max_inputs: self.max_inputs,
+        }
+    }
+}
+
+/// The task id of `configured`, else of the card's default task, else 0 (the base model).
+fn default_task(
+    card: &ModelCard,
+    deployment: &Deployment,
+    configured: Option<&str>,
+) -> Result<u32> {
+    if card.tasks.is_empty() {
+        anyhow::ensure!(configured.is_none(), "the model has no tasks");
+        return Ok(0);
+    }
+    let Some(name) = configured.or(card.default_task.as_deref()) else {
+        return Ok(0);
+    };
+    let id = card
+        .task_id(name)
+        .with_context(|| format!("unknown task {name:?}"))?;
+    anyhow::ensure!(
+        id != 0 || deployment.base_task,
+        "the {} backend cannot run task `{BASE_TASK}`",
+        deployment.without_base_task.join(" and ")
+    );
+    Ok(id)
+}
