@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use embedrt_api::config_source::ConfigSource;
 
-/// embedrt: one server for many text-embedding models on interchangeable engines.
+/// embedrt: one server for many text-embedding models on interchangeable backends (inference engines).
 #[derive(Parser)]
 #[command(version)]
 struct Cli {

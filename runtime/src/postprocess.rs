@@ -1,4 +1,4 @@
-//! What happens to a pooled embedding after the engine: Matryoshka truncation, then L2 normalization.
+//! What happens to a pooled embedding after the backend: Matryoshka truncation, then L2 normalization.
 
 /// Cuts `embedding` to its first `dimensions` values (Matryoshka), then L2-normalizes it when
 /// `normalize` is set. The order matters: a truncated prefix of a unit vector is not a unit vector.

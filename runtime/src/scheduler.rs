@@ -1,8 +1,8 @@
 //! Dynamic batching: one queue and one inference thread per loaded model instance.
 //!
 //! Requests are split into sequences and queued. The inference thread takes the oldest sequence,
-//! adds queued sequences of similar length (so padded engines waste little) until the token budget,
-//! the sequence limit or the short wait runs out, runs the batch on the engine and answers each
+//! adds queued sequences of similar length (so padded backends waste little) until the token budget,
+//! the sequence limit or the short wait runs out, runs the batch on the backend and answers each
 //! sequence on its own channel. While a batch runs, new sequences queue up and form the next one.
 //! A full queue refuses new work at once instead of letting latency grow without bound.
 //!
@@ -26,7 +26,7 @@ use crate::telemetry::{self, VariantLabels};
 /// Limits that shape batches and bound the queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchingConfig {
-    /// Most tokens in one batch, padding included for engines that pad.
+    /// Most tokens in one batch, padding included for backends that pad.
     pub max_batch_tokens: usize,
     /// Most sequences in one batch.
     pub max_batch_requests: usize,
@@ -43,7 +43,7 @@ pub struct Sequence {
     pub ids: Vec<u32>,
     /// Task id: 0 for the base weights, `k + 1` for adapter `k`.
     pub task: u32,
-    /// What the engine should return for it.
+    /// What the backend should return for it.
     pub output: Output,
 }
 
@@ -58,7 +58,7 @@ impl Sequence {
     }
 }
 
-/// What a sequence asks of the engine.
+/// What a sequence asks of the backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
     /// One pooled vector.
@@ -67,7 +67,7 @@ pub enum Output {
     TokenStates,
 }
 
-/// The engine's answer for one sequence (see [`Output`]), or why there is none.
+/// The backend's answer for one sequence (see [`Output`]), or why there is none.
 pub type SequenceResult = Result<Vec<f32>, BackendError>;
 
 /// Why the scheduler refused work.
@@ -81,8 +81,8 @@ pub enum SubmitError {
         /// The configured limit.
         limit: usize,
     },
-    /// The engine failed fatally (for example a plugin panicked) and serves no more.
-    #[error("the model's engine is unhealthy")]
+    /// The backend failed fatally (for example a plugin panicked) and serves no more.
+    #[error("the model's backend is unhealthy")]
     Unhealthy,
     /// The scheduler is shutting down.
     #[error("the model is shutting down")]
@@ -127,7 +127,7 @@ impl Shared {
     }
 }
 
-/// A model instance's queue and the thread that runs its engine.
+/// A model instance's queue and the thread that runs its backend.
 pub struct Scheduler {
     shared: Arc<Shared>,
     worker: Option<JoinHandle<()>>,
@@ -200,12 +200,12 @@ impl Scheduler {
         Ok(receivers)
     }
 
-    /// False once the engine failed fatally.
+    /// False once the backend failed fatally.
     pub fn is_healthy(&self) -> bool {
         self.shared.healthy.load(Ordering::Acquire)
     }
 
-    /// What the engine can do.
+    /// What the backend can do.
     pub fn capabilities(&self) -> &Capabilities {
         &self.shared.capabilities
     }
@@ -242,7 +242,7 @@ fn run_worker(shared: &Shared, mut backend: Box<dyn Backend>) {
         if !shared.healthy.load(Ordering::Acquire) {
             fail(
                 items,
-                &BackendError::Unhealthy("the engine failed earlier".into()),
+                &BackendError::Unhealthy("the backend failed earlier".into()),
             );
             continue;
         }
@@ -303,7 +303,7 @@ fn is_full(shared: &Shared, queue: &Queue) -> bool {
 }
 
 /// Takes the oldest sequence plus the queued sequences closest to it in length that fit the budget,
-/// want the same output, and share its task when the engine cannot mix tasks. Returns them
+/// want the same output, and share its task when the backend cannot mix tasks. Returns them
 /// longest first.
 fn select(shared: &Shared, queue: &mut Queue) -> Vec<Item> {
     let config = &shared.config;
@@ -344,7 +344,7 @@ fn select(shared: &Shared, queue: &mut Queue) -> Vec<Item> {
     items
 }
 
-/// Runs `items` as one batch. When the batch fails for a reason other than a dead engine, each
+/// Runs `items` as one batch. When the batch fails for a reason other than a dead backend, each
 /// sequence is retried alone, so one bad input cannot fail the others.
 fn run_batch(shared: &Shared, backend: &mut dyn Backend, items: Vec<Item>) {
     let batch = Batch::from_sequences(
@@ -372,7 +372,7 @@ fn run_batch(shared: &Shared, backend: &mut dyn Backend, items: Vec<Item>) {
             }
         }
         Err(error @ BackendError::Unhealthy(_)) => {
-            tracing::error!(%error, "engine failed fatally; the model stops serving");
+            tracing::error!(%error, "backend failed fatally; the model stops serving");
             shared.healthy.store(false, Ordering::Release);
             fail(items, &error);
         }
@@ -583,7 +583,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_dead_engine_marks_the_model_unhealthy() {
+    async fn a_dead_backend_marks_the_model_unhealthy() {
         let (scheduler, _) = scheduler(8, 100, Duration::ZERO);
         let results = collect(scheduler.submit(vec![seq(3, 999)]).unwrap()).await;
         assert!(matches!(results[0], Err(BackendError::Unhealthy(_))));
