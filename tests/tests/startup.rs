@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{build_dir, concurrently, free_port, minilm_model, Server, TempDir};
+use common::{build_dir, concurrently, free_port, minilm_model, spawn_tied, Server, TempDir};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
@@ -14,13 +14,14 @@ fn run_with_config(config: &str, extra_args: &[&str]) -> (Option<i32>, String) {
     let dir = TempDir::new("startup");
     let path = dir.0.join("config.toml");
     std::fs::write(&path, config).unwrap();
-    let output = Command::new(build_dir().join("embedrt"))
+    let mut command = Command::new(build_dir().join("embedrt"));
+    command
         .args(["serve", "--config"])
         .arg(&path)
         .args(extra_args)
         .stdout(Stdio::null())
-        .output()
-        .unwrap();
+        .stderr(Stdio::piped());
+    let output = spawn_tied(command).unwrap().wait_with_output().unwrap();
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -73,14 +74,14 @@ fn address_flags_override_the_config() {
         minilm_model("m", "echo", "")
     );
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(build_dir().join("embedrt"))
+    let mut command = Command::new(build_dir().join("embedrt"));
+    command
         .args(["serve", "--config"])
         .arg(&path)
         .args(["--http", &format!("127.0.0.1:{port}")])
         .args(["--grpc", &format!("127.0.0.1:{grpc_port}")])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    let mut child = spawn_tied(command).unwrap();
     let client = Client::new();
     let healthy = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(100));

@@ -6,6 +6,8 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use embedrt_runtime::backend_core::{BackendSettings, LoadDocument};
@@ -108,7 +110,53 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A running `embedrt serve` process, killed when dropped.
+/// A request to the spawner thread: a command, and where to send the started child.
+type SpawnJob = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Starts `command` so that it cannot outlive this test process: the child gets SIGKILL when its
+/// parent dies (Linux's parent-death signal), also when a test leaves it running (a shared
+/// server in a static is never dropped).
+///
+/// The parent-death signal fires when the *thread* that forked the child ends, so every child is
+/// forked by one thread that lives as long as the process.
+pub fn spawn_tied(mut command: Command) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as i32;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(1); // the test process is gone already
+            }
+            Ok(())
+        });
+    }
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (jobs, queue) = mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("test-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in queue {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("the spawner thread starts");
+        Mutex::new(jobs)
+    });
+    let (reply, child) = mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send((command, reply))
+        .expect("the spawner thread runs");
+    child.recv().expect("the spawner thread answers")
+}
+
+/// A running `embedrt serve` process, killed when dropped (and when the test process dies).
 pub struct Server {
     child: Child,
     /// `http://127.0.0.1:PORT`.
@@ -169,15 +217,15 @@ impl Server {
         );
         let config_path = dir.0.join("config.toml");
         std::fs::write(&config_path, config).unwrap();
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["serve", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        let child = spawn_tied(command).unwrap();
         Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -224,6 +272,11 @@ impl Server {
         // SAFETY: plain syscall on our own child's pid.
         let status = unsafe { libc::kill(self.child.id() as i32, signal) };
         assert_eq!(status, 0, "kill({signal}) failed");
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether the process is still running.
