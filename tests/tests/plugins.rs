@@ -4,7 +4,7 @@
 mod common;
 
 use common::{build_dir, load_document, minilm_dir, minilm_model, Server};
-use embedrt_runtime::backend_core::LoadDocument;
+use embedrt_runtime::backend_core::{BackendSettings, DType, Device, FilesQuery, LoadDocument};
 use embedrt_runtime::plugin::host::{open_library, PluginError, PluginHost};
 use embedrt_runtime::{Backend, BackendError, Batch, ModelCard};
 use serde_json::{json, Value};
@@ -23,6 +23,11 @@ fn real_engine_plugins_load_and_embed() {
         let mut backend = host().load_model(engine, &config(Value::Null)).unwrap();
         assert_eq!(backend.name(), engine);
         assert_eq!(backend.capabilities().hidden_size, 384);
+        assert_eq!(
+            backend.capabilities().dtype,
+            Some(DType::F32),
+            "ABI 1.1's description carries the dtype"
+        );
         let batch = Batch::from_sequences([(&[101, 7592, 102][..], 0), (&[101, 102][..], 0)]);
         let embeddings = backend.embed(&batch).unwrap();
         assert_eq!((embeddings.rows(), embeddings.dim), (2, 384));
@@ -148,4 +153,118 @@ fn a_model_that_fails_to_load_stops_startup_with_a_clear_error() {
     let (code, log) = server.wait_exit(std::time::Duration::from_secs(60));
     assert_eq!(code, Some(1));
     assert!(log.contains("ABI 99.0"), "{log}");
+}
+
+/// The vector the `abi-1-0` test plugin computes for `ids`, L2-normalized.
+fn abi_1_0_vector(ids: &[u32], hidden: usize) -> Vec<f32> {
+    let sum: u64 = ids.iter().map(|&id| u64::from(id)).sum();
+    let mut v: Vec<f32> = (0..hidden)
+        .map(|j| 1.0 + ((sum + j as u64) % 7) as f32)
+        .collect();
+    embedrt_runtime::postprocess::l2_normalize(&mut v);
+    v
+}
+
+#[test]
+fn a_plugin_built_against_abi_1_0_loads_on_this_host() {
+    let plugin = host().open("abi-1-0").unwrap();
+    assert_eq!((plugin.name(), plugin.abi_minor()), ("abi-1-0", 0));
+    let files = plugin
+        .files(&FilesQuery::new(BackendSettings::default()))
+        .unwrap();
+    assert!(
+        !files.alternatives.is_empty(),
+        "a 1.0 plugin gets the default weight list"
+    );
+    let mut backend = host().load_model("abi-1-0", &config(Value::Null)).unwrap();
+    let caps = backend.capabilities().clone();
+    assert_eq!(
+        (caps.hidden_size, caps.max_tokens, caps.dtype),
+        (384, 256, None)
+    );
+    let batch = Batch::from_sequences([(&[101, 7592, 102][..], 0), (&[101, 102][..], 0)]);
+    let pooled = backend.embed(&batch).unwrap();
+    for i in 0..2 {
+        let mut row = pooled.row(i).to_vec();
+        embedrt_runtime::postprocess::l2_normalize(&mut row);
+        assert_eq!(row, abi_1_0_vector(batch.ids(i), 384));
+    }
+    backend.health().unwrap();
+
+    // A 1.0 plugin cannot be told a device or dtype, so asking for one is refused, not ignored.
+    let mut document = config(Value::Null);
+    document.settings.dtype = Some(DType::F32);
+    let err = host().load_model("abi-1-0", &document).err().unwrap();
+    assert!(err.to_string().contains("speaks ABI 1.0"), "{err}");
+
+    // Served over HTTP next to a 1.1 plugin.
+    let models = minilm_model("old", "abi-1-0", "") + &minilm_model("new", "echo", "");
+    let server = Server::start("", &models);
+    let client = reqwest::blocking::Client::new();
+    let body: Value = client
+        .post(format!("{}/v1/embeddings", server.url))
+        .json(&json!({ "model": "old", "input": [[101, 7592, 102]] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let got: Vec<f32> = serde_json::from_value(body["data"][0]["embedding"].clone()).unwrap();
+    let want = abi_1_0_vector(&[101, 7592, 102], 384);
+    assert!(common::max_abs_diff(&got, &want) < 1e-6, "{body}");
+    let models: Value = client
+        .get(format!("{}/v1/models", server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(models["data"][0]["variants"][0]["dtype"], Value::Null);
+    assert_eq!(models["data"][1]["variants"][0]["dtype"], "f32");
+}
+
+#[test]
+fn backends_refuse_devices_and_dtypes_they_cannot_run() {
+    let mut on_gpu = config(Value::Null);
+    on_gpu.settings.device = Device::Cuda(0);
+    for backend in ["onnx", "candle", "echo"] {
+        let err = host().load_model(backend, &on_gpu).err().unwrap();
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("the {backend} backend runs on the CPU only"))
+                && message.contains("\"cuda:0\""),
+            "{message}"
+        );
+    }
+    let mut half = config(Value::Null);
+    half.settings.dtype = Some(DType::F16);
+    let err = host().load_model("candle", &half).err().unwrap();
+    assert!(
+        err.to_string()
+            .contains("cannot compute in f16 on cpu; supported: f32"),
+        "{err}"
+    );
+
+    // In a config file, the server stops at startup and names the model, variant and reason.
+    let server = Server::spawn("", &minilm_model("gpu", "onnx", "device = \"cuda:1\""));
+    let (code, log) = server.wait_exit(std::time::Duration::from_secs(60));
+    assert_eq!(code, Some(1));
+    assert!(
+        log.contains("model \"gpu\"") && log.contains("device \"cuda:1\" is not supported"),
+        "{log}"
+    );
+}
+
+#[test]
+fn backend_log_lines_reach_the_server_log() {
+    let models = minilm_model("ort", "onnx", "") + &minilm_model("echo", "echo", "");
+    let server = Server::start("", &models);
+    server.signal(libc::SIGTERM);
+    let (code, log) = server.wait_exit(std::time::Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{log}");
+    for line in ["ONNX Runtime session ready", "echo model ready"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(line) && l.contains("embedrt_plugin")),
+            "{line:?} is not in the server's log:\n{log}"
+        );
+    }
 }

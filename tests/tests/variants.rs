@@ -42,7 +42,8 @@ path = {path:?}
     )
 }
 
-/// POSTs one request and returns (variant header, backend header, body).
+/// POSTs one request and returns (variant header, backend header, body); every answer names
+/// its device too.
 fn embed(server: &Server, body: Value) -> (String, String, Value) {
     let response = Client::new()
         .post(format!("{}/v1/embeddings", server.url))
@@ -50,6 +51,7 @@ fn embed(server: &Server, body: Value) -> (String, String, Value) {
         .send()
         .unwrap();
     assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-embedrt-device"], "cpu");
     let header = |name: &str| {
         response
             .headers()
@@ -228,6 +230,10 @@ fn metrics_are_prometheus_text_per_model_variant_and_engine() {
     let loaded: Vec<_> = samples("embedrt_model_loaded")
         .map(|s| (s.labels.get("variant").unwrap().to_string(), value(s)))
         .collect();
+    assert!(
+        samples("embedrt_model_loaded").all(|s| s.labels.get("device") == Some("cpu")),
+        "every variant is labelled with its device: {text}"
+    );
     for variant in ["ort", "rust", "big", "small"] {
         assert!(loaded.contains(&(variant.to_string(), 1.0)), "{loaded:?}");
     }

@@ -2,10 +2,10 @@
 //!
 //! A plugin is a shared library that exports one symbol, [`ENTRY_SYMBOL`], of type [`EntryFn`]. It
 //! returns a pointer to a static [`PluginApi`]: a function table that starts with the ABI version and
-//! its own size. The host accepts a plugin when `abi_major == ABI_MAJOR` and `abi_minor` is at least
-//! the oldest minor it still speaks (0), and reads only the fields that `struct_size` covers
-//! ([`read_table`]), so a later minor version may append fields without breaking older hosts, and a
-//! newer host still loads older plugins.
+//! its own size. The host accepts a plugin when `abi_major == ABI_MAJOR`, whatever its minor, and
+//! reads only the fields that both its own version and the plugin's `struct_size` cover
+//! ([`read_table`]): a later minor appends fields without breaking older hosts, and a newer host
+//! still loads older plugins (it does not call what they lack).
 //!
 //! Rules every plugin follows:
 //! - the host owns every input array and every output buffer; a plugin never frees host memory and
@@ -367,4 +367,107 @@ pub unsafe fn read_table(raw: *const PluginApi) -> Result<PluginApi, TableError>
     // SAFETY: the 1.0 prefix (all non-null function pointers) was copied from a valid table; the
     // fields after it are integers or nullable pointers, for which all-zero bytes are valid.
     Ok(table.assume_init())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    unsafe extern "C" fn load(_: *const c_char, _: *mut ModelHandle, _: *mut TextBuf) -> Status {
+        Status::OK
+    }
+    unsafe extern "C" fn capabilities(
+        _: ModelHandle,
+        _: *mut Capabilities,
+        _: *mut TextBuf,
+    ) -> Status {
+        Status::OK
+    }
+    unsafe extern "C" fn run(
+        _: ModelHandle,
+        _: *const BatchView,
+        _: *mut f32,
+        _: usize,
+        _: *mut TextBuf,
+    ) -> Status {
+        Status::OK
+    }
+    unsafe extern "C" fn health(_: ModelHandle, _: *mut TextBuf) -> Status {
+        Status::OK
+    }
+    unsafe extern "C" fn free(_: ModelHandle) {}
+    unsafe extern "C" fn sink(_: LogFn, _: LogLevel) {}
+    unsafe extern "C" fn describe(
+        _: ModelHandle,
+        _: *mut ModelDescription,
+        _: *mut TextBuf,
+    ) -> Status {
+        Status::OK
+    }
+    unsafe extern "C" fn files(_: *const c_char, _: *mut TextBuf, _: *mut TextBuf) -> Status {
+        Status::OK
+    }
+
+    /// A full table of this version that declares `struct_size`.
+    fn table(struct_size: usize) -> PluginApi {
+        PluginApi {
+            abi_major: 1,
+            abi_minor: 1,
+            struct_size,
+            name: c"t".as_ptr(),
+            model_load: load,
+            model_capabilities: capabilities,
+            model_embed: run,
+            model_embed_tokens: run,
+            model_health: health,
+            model_free: free,
+            set_log_sink: Some(sink),
+            model_describe: Some(describe),
+            model_files: Some(files),
+        }
+    }
+
+    #[test]
+    fn fields_past_an_older_plugins_size_read_as_none() {
+        let old = table(PLUGIN_API_V1_0_SIZE);
+        let read = unsafe { read_table(&old) }.unwrap();
+        assert!(read.set_log_sink.is_none() && read.model_describe.is_none());
+        assert!(read.model_files.is_none());
+        let current = table(PLUGIN_API_V1_1_SIZE);
+        let read = unsafe { read_table(&current) }.unwrap();
+        assert!(read.set_log_sink.is_some() && read.model_describe.is_some());
+        assert!(read.model_files.is_some());
+    }
+
+    #[test]
+    fn a_newer_plugins_extra_fields_are_not_read() {
+        #[repr(C)]
+        struct Newer {
+            api: PluginApi,
+            appended_in_1_2: usize,
+        }
+        let newer = Newer {
+            api: table(size_of::<Newer>()),
+            appended_in_1_2: 7,
+        };
+        let read = unsafe { read_table(&newer.api) }.unwrap();
+        assert_eq!(read.struct_size, size_of::<Newer>());
+        assert!(read.model_files.is_some());
+        assert_eq!(newer.appended_in_1_2, 7);
+    }
+
+    #[test]
+    fn short_and_null_tables_are_refused() {
+        let short = table(PLUGIN_API_V1_0_SIZE - 8);
+        assert_eq!(
+            unsafe { read_table(&short) }.err(),
+            Some(TableError::TooSmall {
+                size: PLUGIN_API_V1_0_SIZE - 8
+            })
+        );
+        assert_eq!(
+            unsafe { read_table(core::ptr::null()) }.err(),
+            Some(TableError::Null)
+        );
+    }
 }

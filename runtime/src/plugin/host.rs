@@ -3,8 +3,9 @@
 //!
 //! Libraries are opened once and never unloaded (unloading Rust or C++ code with thread-locals is
 //! not safe on every platform); only the configured folders are searched. The host speaks every
-//! minor version of ABI 1 up to its own: it copies a plugin's table as far as the plugin's
-//! `struct_size` reaches and uses a later minor's functions only where the plugin has them.
+//! minor version of ABI 1: it copies a plugin's table as far as both sides know it and uses a
+//! minor's functions only where the plugin has them (an older plugin lacks them; a newer one's
+//! extra fields are not read).
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
@@ -54,7 +55,7 @@ pub enum PluginError {
         path: PathBuf,
     },
     /// The plugin was built for an ABI this host does not speak.
-    #[error("plugin {path} speaks ABI {major}.{minor}; this host speaks {ABI_MAJOR}.0 to {ABI_MAJOR}.{ABI_MINOR}")]
+    #[error("plugin {path} speaks ABI {major}.{minor}; this host speaks ABI {ABI_MAJOR}.x (up to {ABI_MAJOR}.{ABI_MINOR})")]
     AbiMismatch {
         /// The library.
         path: PathBuf,
@@ -162,8 +163,8 @@ impl PluginHost {
 ///
 /// # Errors
 ///
-/// When the library cannot be opened, exports no entry symbol, speaks another ABI major or too
-/// new a minor, or has a table shorter than ABI 1.0's.
+/// When the library cannot be opened, exports no entry symbol, speaks another ABI major, or has a
+/// table shorter than ABI 1.0's.
 pub fn open_library(path: &Path) -> Result<&'static Plugin, PluginError> {
     let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let mut opened = OPENED.lock().unwrap_or_else(|p| p.into_inner());
@@ -189,7 +190,7 @@ pub fn open_library(path: &Path) -> Result<&'static Plugin, PluginError> {
             size,
         },
     })?;
-    if api.abi_major != ABI_MAJOR || api.abi_minor > ABI_MINOR {
+    if api.abi_major != ABI_MAJOR {
         return Err(PluginError::AbiMismatch {
             path,
             major: api.abi_major,

@@ -338,3 +338,76 @@ unsafe extern "C" fn model_free(handle: ModelHandle) {
         }));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::DType;
+    use crate::Embeddings;
+
+    struct Fixed(Capabilities);
+
+    impl Backend for Fixed {
+        fn capabilities(&self) -> &Capabilities {
+            &self.0
+        }
+
+        fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
+            Ok(Embeddings::new(vec![0.0; batch.len()], 1))
+        }
+    }
+
+    fn handle() -> ModelHandle {
+        let backend = Box::new(Fixed(Capabilities {
+            hidden_size: 8,
+            max_tokens: 16,
+            mixed_tasks: true,
+            pads_batches: false,
+            token_states: false,
+            base_task: true,
+            dtype: Some(DType::Bf16),
+        }));
+        Box::into_raw(Box::new(LoadedModel { backend })) as ModelHandle
+    }
+
+    #[test]
+    fn a_description_fills_only_what_the_host_knows() {
+        let model = handle();
+        // A host that knows every field.
+        let mut full = ModelDescription {
+            struct_size: std::mem::size_of::<ModelDescription>(),
+            ..ModelDescription::default()
+        };
+        let status = unsafe { model_describe(model, &mut full, std::ptr::null_mut()) };
+        assert_eq!(status, Status::OK);
+        assert_eq!((full.hidden_size, full.dtype), (8, DTypeCode::BF16));
+        assert_eq!(full.struct_size, std::mem::size_of::<ModelDescription>());
+        // A host whose struct ends before `dtype`: that field is left alone.
+        let known = std::mem::offset_of!(ModelDescription, dtype);
+        let mut short = ModelDescription {
+            struct_size: known,
+            dtype: DTypeCode(99),
+            ..ModelDescription::default()
+        };
+        let status = unsafe { model_describe(model, &mut short, std::ptr::null_mut()) };
+        assert_eq!(status, Status::OK);
+        assert_eq!((short.hidden_size, short.max_tokens), (8, 16));
+        assert_eq!((short.struct_size, short.dtype), (known, DTypeCode(99)));
+        unsafe { model_free(model) };
+    }
+
+    #[test]
+    fn the_files_answer_must_fit_the_hosts_buffer() {
+        let mut data = [0u8; 4];
+        let mut len = 0usize;
+        let mut out = TextBuf {
+            data: data.as_mut_ptr(),
+            capacity: data.len(),
+            len: &mut len,
+        };
+        let err = unsafe { write_text(&mut out, "too long") }.unwrap_err();
+        assert!(err.to_string().contains("needs 8 bytes"), "{err}");
+        unsafe { write_text(&mut out, "fits") }.unwrap();
+        assert_eq!((&data, len), (b"fits", 4));
+    }
+}
