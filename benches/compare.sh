@@ -16,7 +16,6 @@ mkdir -p "$results"
 
 scripts/setup.sh
 cargo build --release -p embedrt-api -p embedrt-plugin-onnx -p embedrt-plugin-candle -p embedrt-bench
-export ORT_DYLIB_PATH="$root/.assets/onnxruntime/libonnxruntime.so"
 
 wait_ready() { # URL
     for _ in $(seq 1 600); do

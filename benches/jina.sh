@@ -24,7 +24,6 @@ if [ ! -f "$model/onnx/model.onnx" ]; then
     (cd scripts && ../.assets/venv/bin/python build_jina_onnx.py "$model" "$model/onnx/model.onnx")
 fi
 cargo build --release -p embedrt-api -p embedrt-plugin-onnx -p embedrt-plugin-candle -p embedrt-bench
-export ORT_DYLIB_PATH="$root/.assets/onnxruntime/libonnxruntime.so"
 
 for engine in "${engines[@]}"; do
     config="$results/jina-$engine.toml"

@@ -14,7 +14,6 @@ mkdir -p "$results"
 
 scripts/setup.sh
 cargo build --release -p embedrt-api -p embedrt-plugin-onnx -p embedrt-bench
-export ORT_DYLIB_PATH="$root/.assets/onnxruntime/libonnxruntime.so"
 
 target/release/embedrt serve --config configs/default.toml --http 127.0.0.1:18080 \
     --grpc 127.0.0.1:18081 2>"$results/protocols.log" &

@@ -7,7 +7,6 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
 cargo build --release -p embedrt-api -p embedrt-plugin-onnx -p embedrt-plugin-candle
-export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$root/.assets/onnxruntime/libonnxruntime.so}"
 config=(--config configs/default.toml)
 for arg in "$@"; do [[ "$arg" == --config || "$arg" == -c ]] && config=(); done
 exec target/release/embedrt serve "${config[@]}" "$@"

@@ -117,9 +117,13 @@ fn project_assets() -> Vec<PathBuf> {
     paths
 }
 
-/// The library inside the `onnxruntime` package of the `python3` on `PATH`.
+/// The library inside the `onnxruntime` package of the `python3` on `PATH` (found without
+/// importing it, so the package's own dependencies need not be there).
 fn python_package() -> Result<PathBuf, String> {
-    const SCRIPT: &str = "import os, onnxruntime; print(os.path.dirname(onnxruntime.__file__))";
+    const SCRIPT: &str = "import importlib.util as u, sys\n\
+        spec = u.find_spec('onnxruntime')\n\
+        sys.exit('No module named onnxruntime') if spec is None or not spec.submodule_search_locations \
+        else print(spec.submodule_search_locations[0])";
     let output = Command::new("python3")
         .args(["-c", SCRIPT])
         .output()

@@ -203,12 +203,6 @@ impl Server {
 
     /// Starts the server with extra environment variables, without waiting for it.
     pub fn spawn_with_env(server_toml: &str, models_toml: &str, env: &[(&str, &str)]) -> Self {
-        let binary = build_dir().join("embedrt");
-        assert!(
-            binary.is_file(),
-            "{} is missing: run `cargo build --workspace` first",
-            binary.display()
-        );
         let dir = TempDir::new("server");
         let (port, grpc_port) = (free_port(), free_port());
         let config = format!(
@@ -217,19 +211,45 @@ impl Server {
         );
         let config_path = dir.0.join("config.toml");
         std::fs::write(&config_path, config).unwrap();
+        Self::launch(
+            &build_dir().join("embedrt"),
+            &config_path,
+            (port, grpc_port),
+            dir,
+            |command| {
+                command.envs(env.iter().copied());
+            },
+        )
+    }
+
+    /// Starts `binary serve --config config_path`, whose HTTP and gRPC ports are `ports`, after
+    /// `adjust` has set the command up (arguments, environment, working directory); `dir` is
+    /// removed when the server is dropped.
+    pub fn launch(
+        binary: &Path,
+        config_path: &Path,
+        ports: (u16, u16),
+        dir: TempDir,
+        adjust: impl FnOnce(&mut Command),
+    ) -> Self {
+        assert!(
+            binary.is_file(),
+            "{} is missing: run `cargo build --workspace` first",
+            binary.display()
+        );
         let mut command = Command::new(binary);
         command
             .args(["serve", "--config"])
-            .arg(&config_path)
+            .arg(config_path)
             .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        adjust(&mut command);
         let child = spawn_tied(command).unwrap();
         Self {
             child,
-            url: format!("http://127.0.0.1:{port}"),
-            grpc_url: format!("http://127.0.0.1:{grpc_port}"),
+            url: format!("http://127.0.0.1:{}", ports.0),
+            grpc_url: format!("http://127.0.0.1:{}", ports.1),
             _dir: dir,
         }
     }
