@@ -25,13 +25,21 @@ fn expected() -> &'static Value {
     })
 }
 
-/// One server: the tiny jina checkpoint on candle and on ONNX Runtime, and a model without adapters.
+/// One server: the tiny jina checkpoint on candle and on ONNX Runtime, the same split 50/50
+/// between the two, and a model without adapters.
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
+        let ab = format!(
+            "[[models]]\nname = \"jina-ab\"\npath = {:?}\n\
+             [[models.variants]]\nname = \"candle\"\nbackend = \"candle\"\n\
+             [[models.variants]]\nname = \"onnx\"\nbackend = \"onnx\"\n",
+            common::jina_dir().display().to_string()
+        );
         let models = jina_model("jina-candle", "candle")
             + &jina_model("jina-onnx", "onnx")
-            + &minilm_model("plain", "echo", "");
+            + &minilm_model("plain", "echo", "")
+            + &ab;
         Server::start("", &models)
     })
 }
@@ -280,4 +288,30 @@ fn bad_jina_requests_get_clear_errors() {
         post(json!({ "model": "jina-candle", "input": ["ok", ""], "late_chunking": true })),
         400,
     );
+}
+
+#[test]
+fn a_task_is_accepted_or_refused_by_the_deployment_whichever_variant_is_drawn() {
+    // candle can run the base weights, the official ONNX graph cannot: with both serving, `none`
+    // is refused for every user, and an adapter task is served by both.
+    let mut variants = std::collections::HashSet::new();
+    for user in 0..30 {
+        let user = format!("user-{user}");
+        let err = error(
+            post(json!({ "model": "jina-ab", "input": "x", "task": "none", "user": user })),
+            400,
+        );
+        assert_eq!(err["param"], "task", "{err}");
+        let response = post(
+            json!({ "model": "jina-ab", "input": "x", "task": "retrieval.query", "user": user }),
+        );
+        assert_eq!(response.status(), 200);
+        variants.insert(
+            response.headers()["x-embedrt-variant"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(variants.len(), 2, "both variants served: {variants:?}");
 }

@@ -5,6 +5,8 @@
 //! Its model (`abi-1-0`) embeds a sequence as `[1 + (sum of ids + j) mod 7 for j in 0..hidden]`,
 //! so a test can recompute every answer.
 
+#![deny(missing_docs)]
+
 use std::ffi::{c_char, c_void, CStr};
 
 /// ABI 1.0's status codes.

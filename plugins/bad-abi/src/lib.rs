@@ -1,6 +1,8 @@
 //! A broken test plugin: its function table declares ABI major version 99, which the host must
 //! refuse before calling anything in it.
 
+#![deny(missing_docs)]
+
 use std::ffi::{c_char, c_void};
 
 use embedrt_plugin_abi::{BatchView, Capabilities, PluginApi, Status, TextBuf};

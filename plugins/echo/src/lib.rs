@@ -8,6 +8,8 @@
 //! and `delay_ms` makes every batch slow (to fill queues). It logs one line when it loads a model
 //! (`echo model ready`), through the host's log sink.
 
+#![deny(missing_docs)]
+
 use std::ffi::CStr;
 
 use embedrt_backend_core::guest::BackendPlugin;
