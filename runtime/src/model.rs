@@ -1,5 +1,5 @@
 //! Model cards: what embedrt reads from a model folder in the Hugging Face / sentence-transformers
-//! layout before any backend touches the weights. The model's [`family`](crate::family) adds what
+//! layout before any backend touches the weights. The model's [`family`] adds what
 //! the generic files do not say.
 
 use std::path::{Path, PathBuf};

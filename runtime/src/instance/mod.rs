@@ -1,6 +1,6 @@
 //! A served model: its card, tokenizer and variants, and the request path through them.
 //!
-//! The jobs are apart: [`load`] finds the files, loads every variant through its plugin and warms
+//! The jobs are apart: `load` finds the files, loads every variant through its plugin and warms
 //! up; `pipeline` is the request path (validation against the deployment, tasks, tokenization,
 //! routing, post-processing); `shadow` copies sampled requests to shadow variants. A
 //! [`ModelInstance`] can also be assembled from variants around in-memory backends

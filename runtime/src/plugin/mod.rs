@@ -2,7 +2,7 @@
 //! backend crates use to export themselves, is in `embedrt-backend-core`.
 //!
 //! [`host`] finds and opens plugin libraries and wraps each loaded model in a
-//! [`Backend`](embedrt_backend_core::Backend); [`log`] receives the plugins' log lines.
+//! [`Backend`](embedrt_backend_core::Backend); `log` receives the plugins' log lines.
 
 pub mod host;
 mod log;

@@ -1,13 +1,51 @@
 //! The plugin side of the ABI: export a [`Backend`] as a plugin.
 //!
-//! A plugin crate implements [`BackendPlugin`] for its backend type and writes one line:
+//! A plugin crate implements [`BackendPlugin`] for its backend type and exports it with
+//! [`export_plugin!`](crate::export_plugin):
 //!
-//! ```ignore
-//! embedrt_backend_core::export_plugin!(my_backend::MyBackend);
+//! ```
+//! use std::ffi::CStr;
+//!
+//! use embedrt_backend_core::guest::BackendPlugin;
+//! use embedrt_backend_core::{Backend, BackendError, Batch, Capabilities, Embeddings, LoadDocument};
+//!
+//! /// Embeds every sequence as its length (a one-dimensional model).
+//! struct Lengths(Capabilities);
+//!
+//! impl Backend for Lengths {
+//!     fn capabilities(&self) -> &Capabilities {
+//!         &self.0
+//!     }
+//!
+//!     fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
+//!         let lengths = (0..batch.len()).map(|i| batch.ids(i).len() as f32).collect();
+//!         Ok(Embeddings::new(lengths, 1))
+//!     }
+//! }
+//!
+//! impl BackendPlugin for Lengths {
+//!     const NAME: &'static CStr = c"lengths";
+//!
+//!     fn load(document: &LoadDocument) -> Result<Self, BackendError> {
+//!         document.settings.require_cpu("lengths")?;
+//!         Ok(Lengths(Capabilities {
+//!             hidden_size: 1,
+//!             max_tokens: document.card.max_tokens,
+//!             mixed_tasks: true,
+//!             pads_batches: false,
+//!             token_states: false,
+//!             base_task: true,
+//!             dtype: None,
+//!         }))
+//!     }
+//! }
+//!
+//! embedrt_backend_core::export_plugin!(Lengths);
+//! # fn main() {}
 //! ```
 //!
 //! Every exported function catches panics and reports them as [`Status::PANIC`]. The plugin's
-//! `tracing` events go to the host's log once the host installs its sink (see [`log`]).
+//! `tracing` events go to the host's log once the host installs its sink (see `log`).
 
 mod log;
 
