@@ -308,19 +308,21 @@ mod tests {
         std::fs::write(dir.join(name), text).unwrap();
     }
 
-    fn temp_dir(label: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("embedrt-card-{label}-{}", std::process::id()))
-    }
-
-    #[test]
-    fn reads_sentence_transformers_layout() {
-        let dir = temp_dir("st");
+    /// A temporary folder with a small BERT `config.json` and a `tokenizer.json`.
+    fn bert_folder(label: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("embedrt-card-{label}-{}", std::process::id()));
         write(
             &dir,
             "config.json",
             r#"{"model_type": "bert", "hidden_size": 8, "vocab_size": 100, "max_position_embeddings": 512}"#,
         );
         write(&dir, "tokenizer.json", "{}");
+        dir
+    }
+
+    #[test]
+    fn reads_sentence_transformers_layout() {
+        let dir = bert_folder("st");
         write(
             &dir,
             "tokenizer_config.json",
@@ -353,13 +355,7 @@ mod tests {
 
     #[test]
     fn sentence_transformers_prompts_are_tasks_without_adapters() {
-        let dir = temp_dir("prompts");
-        write(
-            &dir,
-            "config.json",
-            r#"{"model_type": "bert", "hidden_size": 8, "vocab_size": 100, "max_position_embeddings": 512}"#,
-        );
-        write(&dir, "tokenizer.json", "{}");
+        let dir = bert_folder("prompts");
         write(
             &dir,
             "config_sentence_transformers.json",

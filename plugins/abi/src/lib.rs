@@ -197,18 +197,8 @@ impl DTypeCode {
 pub struct ModelDescription {
     /// In: the host's `size_of::<ModelDescription>()`; out: the bytes the plugin wrote.
     pub struct_size: usize,
-    /// Width of the pooled embedding.
-    pub hidden_size: u32,
-    /// Longest sequence the model accepts, special tokens included.
-    pub max_tokens: u32,
-    /// Non-zero when one batch may hold sequences of different tasks.
-    pub mixed_tasks: u8,
-    /// Non-zero when the backend pads the batch to `max_len` internally.
-    pub pads_batches: u8,
-    /// Non-zero when [`PluginApi::model_embed_tokens`] is implemented.
-    pub token_states: u8,
-    /// Non-zero when task id 0 (the base weights, no adapter) can run.
-    pub base_task: u8,
+    /// What ABI 1.0 already described.
+    pub capabilities: Capabilities,
     /// The number format the model computes in.
     pub dtype: DTypeCode,
 }

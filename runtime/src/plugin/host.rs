@@ -364,15 +364,10 @@ impl Plugin {
         call(BackendError::Load, |err| unsafe {
             describe(handle, &mut description, err)
         })?;
-        let caps = AbiCapabilities {
-            hidden_size: description.hidden_size,
-            max_tokens: description.max_tokens,
-            mixed_tasks: description.mixed_tasks,
-            pads_batches: description.pads_batches,
-            token_states: description.token_states,
-            base_task: description.base_task,
-        };
-        Ok(capabilities(caps, DType::from_code(description.dtype)))
+        Ok(capabilities(
+            description.capabilities,
+            DType::from_code(description.dtype),
+        ))
     }
 }
 

@@ -57,7 +57,7 @@ use embedrt_plugin_abi::{
     PluginApi, Status, TextBuf, ABI_MAJOR, ABI_MINOR,
 };
 
-use crate::backend::{Backend, BackendError, Batch, Capabilities, Matrix};
+use crate::backend::{Backend, BackendError, Batch, Matrix};
 use crate::document::{FilesQuery, LoadDocument, WeightFiles};
 
 /// A backend that can be exported as a plugin: its name, the files it needs and how it loads.
@@ -263,9 +263,24 @@ unsafe extern "C" fn model_files<B: BackendPlugin>(
     })
 }
 
-/// The capabilities of the model behind `handle`.
-unsafe fn capabilities<'a>(handle: ModelHandle) -> Result<&'a Capabilities, BackendError> {
-    Ok(model(handle)?.backend.capabilities())
+/// The capabilities of the model behind `handle`, as ABI 1.0 writes them, and its dtype.
+unsafe fn describe(handle: ModelHandle) -> Result<(AbiCapabilities, DTypeCode), BackendError> {
+    let caps = model(handle)?.backend.capabilities();
+    let abi = AbiCapabilities {
+        hidden_size: caps.hidden_size as u32,
+        max_tokens: caps.max_tokens as u32,
+        mixed_tasks: caps.mixed_tasks.into(),
+        pads_batches: caps.pads_batches.into(),
+        token_states: caps.token_states.into(),
+        base_task: caps.base_task.into(),
+    };
+    Ok((abi, caps.dtype.map_or(DTypeCode::UNKNOWN, DTypeCode::from)))
+}
+
+/// The host's output location, or an error for a null one.
+unsafe fn output<'a, T>(out: *mut T) -> Result<&'a mut T, BackendError> {
+    out.as_mut()
+        .ok_or_else(|| BackendError::InvalidInput("null output".into()))
 }
 
 unsafe extern "C" fn model_capabilities(
@@ -274,18 +289,7 @@ unsafe extern "C" fn model_capabilities(
     err: *mut TextBuf,
 ) -> Status {
     guarded(err, || {
-        let caps = capabilities(handle)?;
-        let out = out
-            .as_mut()
-            .ok_or_else(|| BackendError::InvalidInput("null output".into()))?;
-        *out = AbiCapabilities {
-            hidden_size: caps.hidden_size as u32,
-            max_tokens: caps.max_tokens as u32,
-            mixed_tasks: caps.mixed_tasks.into(),
-            pads_batches: caps.pads_batches.into(),
-            token_states: caps.token_states.into(),
-            base_task: caps.base_task.into(),
-        };
+        *output(out)? = describe(handle)?.0;
         Ok(())
     })
 }
@@ -296,19 +300,12 @@ unsafe extern "C" fn model_describe(
     err: *mut TextBuf,
 ) -> Status {
     guarded(err, || {
-        let caps = capabilities(handle)?;
-        let out = out
-            .as_mut()
-            .ok_or_else(|| BackendError::InvalidInput("null output".into()))?;
+        let (capabilities, dtype) = describe(handle)?;
+        let out = output(out)?;
         let ours = ModelDescription {
             struct_size: std::mem::size_of::<ModelDescription>(),
-            hidden_size: caps.hidden_size as u32,
-            max_tokens: caps.max_tokens as u32,
-            mixed_tasks: caps.mixed_tasks.into(),
-            pads_batches: caps.pads_batches.into(),
-            token_states: caps.token_states.into(),
-            base_task: caps.base_task.into(),
-            dtype: caps.dtype.map_or(DTypeCode::UNKNOWN, DTypeCode::from),
+            capabilities,
+            dtype,
         };
         // Write the fields both sides know: everything after `struct_size`, up to the smaller size.
         let header = std::mem::size_of::<usize>();
@@ -381,7 +378,7 @@ unsafe extern "C" fn model_free(handle: ModelHandle) {
 mod tests {
     use super::*;
     use crate::document::DType;
-    use crate::Embeddings;
+    use crate::{Capabilities, Embeddings};
 
     struct Fixed(Capabilities);
 
@@ -418,7 +415,10 @@ mod tests {
         };
         let status = unsafe { model_describe(model, &mut full, std::ptr::null_mut()) };
         assert_eq!(status, Status::OK);
-        assert_eq!((full.hidden_size, full.dtype), (8, DTypeCode::BF16));
+        assert_eq!(
+            (full.capabilities.hidden_size, full.dtype),
+            (8, DTypeCode::BF16)
+        );
         assert_eq!(full.struct_size, std::mem::size_of::<ModelDescription>());
         // A host whose struct ends before `dtype`: that field is left alone.
         let known = std::mem::offset_of!(ModelDescription, dtype);
@@ -429,7 +429,8 @@ mod tests {
         };
         let status = unsafe { model_describe(model, &mut short, std::ptr::null_mut()) };
         assert_eq!(status, Status::OK);
-        assert_eq!((short.hidden_size, short.max_tokens), (8, 16));
+        let caps = short.capabilities;
+        assert_eq!((caps.hidden_size, caps.max_tokens), (8, 16));
         assert_eq!((short.struct_size, short.dtype), (known, DTypeCode(99)));
         unsafe { model_free(model) };
     }
