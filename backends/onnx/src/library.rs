@@ -38,7 +38,7 @@ impl Search {
             });
         match loaded {
             Ok(environment) => {
-                tracing::info!(library = %path.display(), from = source, "ONNX Runtime loaded");
+                tracing::info!(library = %path.display(), found_in = source, "ONNX Runtime loaded");
                 Some(environment)
             }
             Err(error) => {

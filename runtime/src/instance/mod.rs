@@ -35,16 +35,13 @@ pub struct ModelInstance {
 }
 
 /// What every serving variant of a model can do, so that a request is accepted or refused the
-/// same way whichever variant the router picks.
+/// same way whichever variant the router picks: the backends of the serving variants that lack
+/// a capability (none, when all have it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Deployment {
-    /// Every serving variant can run task 0 (the base weights).
-    base_task: bool,
-    /// Every serving variant can return token states (late chunking).
-    token_states: bool,
-    /// The backends of the serving variants that cannot run task 0.
+    /// Backends that cannot run task 0 (the base weights).
     without_base_task: Vec<String>,
-    /// The backends of the serving variants that cannot return token states.
+    /// Backends that cannot return token states (late chunking).
     without_token_states: Vec<String>,
 }
 
@@ -56,16 +53,13 @@ impl Deployment {
                 .filter(|v| v.serves() && !has(v.capabilities()))
                 .map(|v| v.backend().to_string())
                 .collect();
+            backends.sort_unstable();
             backends.dedup();
             backends
         };
-        let without_base_task = lacking(|c| c.base_task);
-        let without_token_states = lacking(|c| c.token_states);
         Self {
-            base_task: without_base_task.is_empty(),
-            token_states: without_token_states.is_empty(),
-            without_base_task,
-            without_token_states,
+            without_base_task: lacking(|c| c.base_task),
+            without_token_states: lacking(|c| c.token_states),
         }
     }
 }
@@ -220,7 +214,7 @@ fn default_task(
         .task_id(name)
         .with_context(|| format!("unknown task {name:?}"))?;
     anyhow::ensure!(
-        id != 0 || deployment.base_task,
+        id != 0 || deployment.without_base_task.is_empty(),
         "the {} backend cannot run task `{BASE_TASK}`",
         deployment.without_base_task.join(" and ")
     );

@@ -184,7 +184,7 @@ impl ModelInstance {
             None => self.default_task,
             Some(name) => self.task_id(name)?,
         };
-        if id == 0 && !self.deployment.base_task {
+        if id == 0 && !self.deployment.without_base_task.is_empty() {
             return Err(EmbedError::invalid(
                 "task",
                 format!(
@@ -240,7 +240,7 @@ impl ModelInstance {
     /// Checks what does not depend on the variant: input count, late chunking, dimensions.
     fn validate(&self, request: &EmbedRequest) -> Result<(), EmbedError> {
         self.check_input_count(request.inputs.len())?;
-        if request.late_chunking && !self.deployment.token_states {
+        if request.late_chunking && !self.deployment.without_token_states.is_empty() {
             return Err(EmbedError::invalid(
                 "late_chunking",
                 format!(

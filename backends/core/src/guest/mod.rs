@@ -129,36 +129,35 @@ fn status_of(error: &BackendError) -> Status {
     }
 }
 
-/// Copies `text` into the host's buffer, or fails when it does not fit.
-unsafe fn write_text(out: *mut TextBuf, text: &str) -> Result<(), BackendError> {
-    let buf = out
-        .as_mut()
-        .ok_or_else(|| BackendError::InvalidInput("null output buffer".into()))?;
-    if text.len() > buf.capacity || buf.data.is_null() || buf.len.is_null() {
-        return Err(BackendError::InvalidInput(format!(
-            "the answer needs {} bytes, the host's buffer holds {}",
-            text.len(),
-            buf.capacity
-        )));
-    }
-    std::ptr::copy_nonoverlapping(text.as_ptr(), buf.data, text.len());
-    *buf.len = text.len();
-    Ok(())
-}
-
-/// Copies `message` (cut at a character boundary) into the host's error buffer.
-unsafe fn write_error(err: *mut TextBuf, message: &str) {
-    let Some(err) = err.as_mut() else { return };
-    let mut len = message.len().min(err.capacity);
-    while !message.is_char_boundary(len) {
+/// Copies as much of `text` as fits into the host's buffer, cut at a character boundary; returns
+/// whether all of it fit.
+unsafe fn put(buf: *mut TextBuf, text: &str) -> bool {
+    let Some(buf) = buf.as_mut() else {
+        return false;
+    };
+    let mut len = text.len().min(buf.capacity);
+    while !text.is_char_boundary(len) {
         len -= 1;
     }
-    if !err.data.is_null() {
-        std::ptr::copy_nonoverlapping(message.as_ptr(), err.data, len);
+    if !buf.data.is_null() {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), buf.data, len);
     }
-    if !err.len.is_null() {
-        *err.len = len;
+    if !buf.len.is_null() {
+        *buf.len = len;
     }
+    len == text.len() && !buf.data.is_null() && !buf.len.is_null()
+}
+
+/// Copies a whole answer into the host's buffer, or fails when it does not fit.
+unsafe fn write_text(out: *mut TextBuf, text: &str) -> Result<(), BackendError> {
+    if put(out, text) {
+        return Ok(());
+    }
+    let capacity = out.as_ref().map_or(0, |buf| buf.capacity);
+    Err(BackendError::InvalidInput(format!(
+        "the answer needs {} bytes, the host's buffer holds {capacity}",
+        text.len()
+    )))
 }
 
 /// Runs `body`, turning an error or a panic into a status and a message.
@@ -166,7 +165,7 @@ unsafe fn guarded(err: *mut TextBuf, body: impl FnOnce() -> Result<(), BackendEr
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => Status::OK,
         Ok(Err(error)) => {
-            write_error(err, error.message());
+            put(err, error.message());
             status_of(&error)
         }
         Err(panic) => {
@@ -175,7 +174,7 @@ unsafe fn guarded(err: *mut TextBuf, body: impl FnOnce() -> Result<(), BackendEr
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            write_error(err, &format!("plugin panicked: {what}"));
+            put(err, &format!("plugin panicked: {what}"));
             Status::PANIC
         }
     }
