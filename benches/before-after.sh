@@ -26,20 +26,11 @@ if [ -z "${BASE_BIN:-}" ]; then
 fi
 # Revisions before the onnx backend found the library by itself need to be told where it is.
 export ORT_DYLIB_PATH="$root/.assets/onnxruntime/libonnxruntime.so"
-
-wait_ready() { # URL
-    for _ in $(seq 1 600); do
-        curl -sf "$1" >/dev/null 2>&1 && return 0
-        sleep 0.5
-    done
-    echo "server at $1 did not come up" >&2
-    return 1
-}
+source benches/lib.sh
 
 run() { # LABEL BIN_DIR ENGINE INPUTS
     local config="$results/$3.toml"
-    sed "s/^backend = \"onnx\"/backend = \"$3\"/; s/^options = .*/options = {}/; s|^path = \"../|path = \"$root/|; s/^grpc = .*//" \
-        configs/default.toml > "$config"
+    engine_config "$3" "$config"
     "$2/embedrt" serve --config "$config" --http 127.0.0.1:18090 2>"$results/$1-$3.log" &
     local pid=$!
     wait_ready http://127.0.0.1:18090/ready

@@ -17,14 +17,7 @@ mkdir -p "$results"
 scripts/setup.sh
 cargo build --release -p embedrt-api -p embedrt-plugin-onnx -p embedrt-plugin-candle -p embedrt-bench
 
-wait_ready() { # URL
-    for _ in $(seq 1 600); do
-        curl -sf "$1" >/dev/null 2>&1 && return 0
-        sleep 0.5
-    done
-    echo "server at $1 did not come up" >&2
-    return 1
-}
+source benches/lib.sh
 
 run_matrix() { # LABEL URL
     for c in 1 60; do
@@ -39,9 +32,8 @@ for server in "${servers[@]}"; do
     case "$server" in
         onnx|candle)
             config="$results/$server.toml"
-            # The default config with this engine and its default options.
-            sed "s/^backend = \"onnx\"/backend = \"$server\"/; s/^options = .*/options = {}/; s|^path = \"../|path = \"$root/|" \
-                configs/default.toml > "$config"
+            # The default config with this backend and its default options.
+            engine_config "$server" "$config"
             target/release/embedrt serve --config "$config" --http 127.0.0.1:18080 2>"$results/$server.log" &
             pid=$!
             wait_ready http://127.0.0.1:18080/ready

@@ -16,6 +16,7 @@ results="$root/target/bench-results"
 model="$root/.assets/models/jina-v3-random"
 mkdir -p "$results"
 
+source benches/lib.sh
 scripts/setup.sh
 if [ ! -f "$model/model.safetensors" ]; then
     .assets/venv/bin/python benches/make_random_jina.py "$model" .assets/models/all-MiniLM-L6-v2
@@ -36,7 +37,7 @@ batching = { max_batch_tokens = 16384, max_batch_requests = 64, max_wait_ms = 0,
 TOML
     target/release/embedrt serve --config "$config" --http 127.0.0.1:18082 2>"$results/jina-$engine.log" &
     pid=$!
-    for _ in $(seq 1 600); do curl -sf http://127.0.0.1:18082/ready >/dev/null 2>&1 && break; sleep 0.5; done
+    wait_ready http://127.0.0.1:18082/ready
     for mode in one mixed3 mixed5; do
         case "$mode" in
             one) tasks=text-matching ;;

@@ -12,6 +12,7 @@ seconds="${1:-15}"
 results="$root/target/bench-results"
 mkdir -p "$results"
 
+source benches/lib.sh
 scripts/setup.sh
 cargo build --release -p embedrt-api -p embedrt-plugin-onnx -p embedrt-bench
 
@@ -19,10 +20,7 @@ target/release/embedrt serve --config configs/default.toml --http 127.0.0.1:1808
     --grpc 127.0.0.1:18081 2>"$results/protocols.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-    curl -sf http://127.0.0.1:18080/ready >/dev/null 2>&1 && break
-    sleep 0.5
-done
+wait_ready http://127.0.0.1:18080/ready
 
 for c in 1 60; do
     for b in 1 10; do
