@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use embedrt_runtime::backend_core::guest::BackendPlugin;
 use embedrt_runtime::backend_core::{BackendSettings, LoadDocument};
 use embedrt_runtime::tokenize::TextTokenizer;
 use embedrt_runtime::{Backend, Batch, ModelCard};

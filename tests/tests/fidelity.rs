@@ -4,6 +4,7 @@
 mod common;
 
 use common::{cosine, load_document, minilm_dir, minilm_expected, minilm_model, Server};
+use embedrt_runtime::backend_core::guest::BackendPlugin;
 use embedrt_runtime::backend_core::LoadDocument;
 use embedrt_runtime::postprocess::l2_normalize;
 use embedrt_runtime::tokenize::TextTokenizer;

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{fixtures_dir, load_document, max_abs_diff};
+use embedrt_runtime::backend_core::guest::BackendPlugin;
 use embedrt_runtime::postprocess::finish;
 use embedrt_runtime::tokenize::TextTokenizer;
 use embedrt_runtime::{Backend, BackendError, Batch, ModelCard};

@@ -60,25 +60,13 @@ const WEIGHTS: &str = "model.safetensors";
 impl BackendPlugin for CandleBackend {
     const NAME: &'static CStr = c"candle";
 
-    fn load(document: &LoadDocument) -> Result<Self, BackendError> {
-        Self::load(document)
-    }
-
-    fn files(_: &FilesQuery) -> Result<WeightFiles, BackendError> {
-        Ok(WeightFiles {
-            alternatives: vec![FileSet::of(&[WEIGHTS])],
-        })
-    }
-}
-
-impl CandleBackend {
     /// Loads `model.safetensors` (f32 or bf16; computed in f32) of the model `document` describes.
     ///
     /// # Errors
     ///
     /// [`BackendError::Load`] for a device other than the CPU or a dtype other than f32, bad
     /// options, a family this backend does not implement, or weights that do not fit the config.
-    pub fn load(document: &LoadDocument) -> Result<Self, BackendError> {
+    fn load(document: &LoadDocument) -> Result<Self, BackendError> {
         let settings = &document.settings;
         settings.require_cpu("candle")?;
         let dtype = settings.dtype_among("candle", &[embedrt_backend_core::DType::F32])?;
@@ -126,6 +114,12 @@ impl CandleBackend {
             device,
             threads,
             spec,
+        })
+    }
+
+    fn files(_: &FilesQuery) -> Result<WeightFiles, BackendError> {
+        Ok(WeightFiles {
+            alternatives: vec![FileSet::of(&[WEIGHTS])],
         })
     }
 }

@@ -89,36 +89,13 @@ const DEFAULT_FILES: [&str; 2] = ["model.onnx", "onnx/model.onnx"];
 impl BackendPlugin for OnnxBackend {
     const NAME: &'static CStr = c"onnx";
 
-    fn load(document: &LoadDocument) -> Result<Self, BackendError> {
-        Self::load(document)
-    }
-
-    /// The ONNX file (the `file` option, else `model.onnx`, else `onnx/model.onnx`), with its
-    /// external weight data (`<file>_data`) when the repository has it.
-    fn files(query: &FilesQuery) -> Result<WeightFiles, BackendError> {
-        let options: OnnxOptions = query.settings.options()?;
-        let named = options.file.map(|f| f.to_string_lossy().into_owned());
-        let files: Vec<String> = match named {
-            Some(file) => vec![file],
-            None => DEFAULT_FILES.iter().map(|f| f.to_string()).collect(),
-        };
-        Ok(WeightFiles {
-            alternatives: files
-                .iter()
-                .map(|file| FileSet::of(&[file]).with_companions(&[&format!("{file}_data")]))
-                .collect(),
-        })
-    }
-}
-
-impl OnnxBackend {
     /// Opens the model's ONNX graph with the settings of `document` (CPU, f32).
     ///
     /// # Errors
     ///
     /// [`BackendError::Load`] for a device other than the CPU or a dtype other than f32, bad
     /// options, no ONNX Runtime library, no ONNX file, or a graph without the inputs it needs.
-    pub fn load(document: &LoadDocument) -> Result<Self, BackendError> {
+    fn load(document: &LoadDocument) -> Result<Self, BackendError> {
         let settings = &document.settings;
         settings.require_cpu("onnx")?;
         let dtype = settings.dtype_among("onnx", &[DType::F32])?;
@@ -172,6 +149,23 @@ impl OnnxBackend {
             has_token_types,
             has_task_id,
             output,
+        })
+    }
+
+    /// The ONNX file (the `file` option, else `model.onnx`, else `onnx/model.onnx`), with its
+    /// external weight data (`<file>_data`) when the repository has it.
+    fn files(query: &FilesQuery) -> Result<WeightFiles, BackendError> {
+        let options: OnnxOptions = query.settings.options()?;
+        let named = options.file.map(|f| f.to_string_lossy().into_owned());
+        let files: Vec<String> = match named {
+            Some(file) => vec![file],
+            None => DEFAULT_FILES.iter().map(|f| f.to_string()).collect(),
+        };
+        Ok(WeightFiles {
+            alternatives: files
+                .iter()
+                .map(|file| FileSet::of(&[file]).with_companions(&[&format!("{file}_data")]))
+                .collect(),
         })
     }
 }

@@ -335,6 +335,7 @@ impl Plugin {
         call(BackendError::Load, |err| unsafe {
             (self.api.model_load)(json.as_ptr(), &mut handle, err)
         })?;
+        // Wrapped before it is described, so that a failing description still frees the handle.
         let mut backend = PluginBackend {
             plugin: self,
             handle,
