@@ -5,13 +5,15 @@ mod common;
 
 use common::{cosine, load_document, minilm_dir, minilm_expected, minilm_model, Server};
 use embedrt_runtime::backend_core::guest::BackendPlugin;
-use embedrt_runtime::backend_core::LoadDocument;
+use embedrt_runtime::backend_core::{DType, LoadDocument};
 use embedrt_runtime::postprocess::l2_normalize;
 use embedrt_runtime::tokenize::TextTokenizer;
 use embedrt_runtime::{Backend, Batch, ModelCard};
 use serde_json::{json, Value};
 
 const MIN_COSINE: f32 = 0.9999;
+/// What f16 and bf16 must reach (the bar for GPU engines).
+const HALF_MIN_COSINE: f32 = 0.999;
 
 fn engine_config() -> LoadDocument {
     load_document(&ModelCard::load(&minilm_dir()).unwrap(), Value::Null)
@@ -35,7 +37,9 @@ fn tokenizer_matches_sentence_transformers() {
     }
 }
 
-fn check_engine(mut backend: Box<dyn Backend>) {
+/// Checks `backend` against the reference at `min_cosine`, and that an input alone gives the
+/// vector it gets in a padded batch (cosine above `padding_cosine`).
+fn check_engine(mut backend: Box<dyn Backend>, min_cosine: f32, padding_cosine: f32) {
     let expected = minilm_expected();
     let batch = Batch::from_sequences(expected.token_ids.iter().map(|ids| (ids.as_slice(), 0)));
     let embeddings = backend.embed(&batch).unwrap();
@@ -45,7 +49,7 @@ fn check_engine(mut backend: Box<dyn Backend>) {
         l2_normalize(&mut got);
         let similarity = cosine(&got, want);
         assert!(
-            similarity >= MIN_COSINE,
+            similarity >= min_cosine,
             "text {i} ({:?}): cosine {similarity}",
             expected.texts[i]
         );
@@ -61,7 +65,7 @@ fn check_engine(mut backend: Box<dyn Backend>) {
         .embed(&Batch::from_sequences([(batch.ids(shortest), 0)]))
         .unwrap();
     assert!(
-        cosine(alone.row(0), embeddings.row(shortest)) > 0.99999,
+        cosine(alone.row(0), embeddings.row(shortest)) > padding_cosine,
         "padding changed the result"
     );
     assert_ne!(longest, shortest);
@@ -69,16 +73,32 @@ fn check_engine(mut backend: Box<dyn Backend>) {
 
 #[test]
 fn onnx_engine_matches_reference() {
-    check_engine(Box::new(
-        embedrt_onnx::OnnxBackend::load(&engine_config()).unwrap(),
-    ));
+    check_engine(
+        Box::new(embedrt_onnx::OnnxBackend::load(&engine_config()).unwrap()),
+        MIN_COSINE,
+        0.99999,
+    );
 }
 
 #[test]
 fn candle_engine_matches_reference() {
-    check_engine(Box::new(
-        embedrt_candle::CandleBackend::load(&engine_config()).unwrap(),
-    ));
+    check_engine(
+        Box::new(embedrt_candle::CandleBackend::load(&engine_config()).unwrap()),
+        MIN_COSINE,
+        0.99999,
+    );
+}
+
+/// The f16 and bf16 paths a GPU runs (16-bit masks, softmax and matmuls), on the CPU.
+#[test]
+fn candle_engine_in_half_precision_matches_reference() {
+    for dtype in [DType::F16, DType::Bf16] {
+        let mut document = engine_config();
+        document.settings.dtype = Some(dtype);
+        let backend = embedrt_candle::CandleBackend::load(&document).unwrap();
+        assert_eq!(backend.capabilities().dtype, Some(dtype));
+        check_engine(Box::new(backend), HALF_MIN_COSINE, HALF_MIN_COSINE);
+    }
 }
 
 #[test]

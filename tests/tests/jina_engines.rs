@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::{fixtures_dir, load_document, max_abs_diff};
+use common::{cosine, fixtures_dir, load_document, max_abs_diff};
 use embedrt_runtime::backend_core::guest::BackendPlugin;
+use embedrt_runtime::backend_core::DType;
 use embedrt_runtime::postprocess::finish;
 use embedrt_runtime::tokenize::TextTokenizer;
 use embedrt_runtime::{Backend, BackendError, Batch, ModelCard};
@@ -13,6 +14,36 @@ use serde::Deserialize;
 use serde_json::Value;
 
 const TOLERANCE: f32 = 1e-4;
+/// What f16 and bf16 must reach (the bar for GPU engines).
+const HALF_MIN_COSINE: f32 = 0.999;
+
+/// How close an engine's vector must be to the official one.
+#[derive(Clone, Copy, Debug)]
+enum Closeness {
+    /// Every component within this distance (f32 engines).
+    MaxAbs(f32),
+    /// Cosine similarity at least this (half-precision engines).
+    Cosine(f32),
+}
+
+impl Closeness {
+    fn accepts(self, got: &[f32], want: &[f32]) -> Result<(), String> {
+        match self {
+            Closeness::MaxAbs(limit) => {
+                let diff = max_abs_diff(got, want);
+                (diff <= limit)
+                    .then_some(())
+                    .ok_or(format!("max abs diff {diff}"))
+            }
+            Closeness::Cosine(limit) => {
+                let similarity = cosine(got, want);
+                (similarity >= limit)
+                    .then_some(())
+                    .ok_or(format!("cosine {similarity}"))
+            }
+        }
+    }
+}
 
 #[derive(Deserialize)]
 struct Expected {
@@ -86,7 +117,12 @@ fn ids(card: &ModelCard, tokenizer: &TextTokenizer, task: u32, text: &str) -> Ve
 }
 
 fn candle(card: &ModelCard) -> Box<dyn Backend> {
-    let config = load_document(card, Value::Null);
+    candle_in(card, None)
+}
+
+fn candle_in(card: &ModelCard, dtype: Option<DType>) -> Box<dyn Backend> {
+    let mut config = load_document(card, Value::Null);
+    config.settings.dtype = dtype;
     Box::new(embedrt_candle::CandleBackend::load(&config).unwrap())
 }
 
@@ -96,7 +132,12 @@ fn onnx(card: &ModelCard) -> Box<dyn Backend> {
 }
 
 /// Runs every case whose task the engine can run; returns how many cases ran.
-fn check_cases(card: &ModelCard, expected: &Expected, backend: &mut dyn Backend) -> usize {
+fn check_cases(
+    card: &ModelCard,
+    expected: &Expected,
+    backend: &mut dyn Backend,
+    closeness: Closeness,
+) -> usize {
     let tokenizer = tokenizer(card);
     let mut ran = 0;
     for case in &expected.cases {
@@ -117,14 +158,12 @@ fn check_cases(card: &ModelCard, expected: &Expected, backend: &mut dyn Backend)
                 Some(case.dimensions),
                 case.normalized.unwrap_or(true),
             );
-            let diff = max_abs_diff(&got, want);
-            assert!(
-                diff <= TOLERANCE,
-                "task {:?}, dimensions {}, normalized {:?}, text {i}: max abs diff {diff}",
-                case.task,
-                case.dimensions,
-                case.normalized
-            );
+            if let Err(why) = closeness.accepts(&got, want) {
+                panic!(
+                    "task {:?}, dimensions {}, normalized {:?}, text {i}: {why}",
+                    case.task, case.dimensions, case.normalized
+                );
+            }
         }
         ran += 1;
     }
@@ -151,42 +190,81 @@ fn token_ids_match_the_official_tokenizer_for_every_task() {
 #[test]
 fn candle_matches_every_case() {
     let (card, expected) = fixture("");
-    assert_eq!(check_cases(&card, &expected, candle(&card).as_mut()), 24);
+    assert_eq!(
+        check_cases(
+            &card,
+            &expected,
+            candle(&card).as_mut(),
+            Closeness::MaxAbs(TOLERANCE)
+        ),
+        24
+    );
 }
 
-#[test]
-fn candle_runs_a_mixed_task_batch_in_one_pass() {
-    let (card, expected) = fixture("");
+/// Runs the fixture's mixed-task batch (every adapter) in one pass of `backend`.
+fn check_mixed_batch(
+    card: &ModelCard,
+    expected: &Expected,
+    backend: &mut dyn Backend,
+    closeness: Closeness,
+) {
     let mixed = expected.mixed_batch.as_ref().unwrap();
-    let tokenizer = tokenizer(&card);
+    let tokenizer = tokenizer(card);
     let rows: Vec<(Vec<u32>, u32)> = mixed
         .rows
         .iter()
         .map(|row| {
-            let task = task_id(&card, Some(&row.task));
-            (ids(&card, &tokenizer, task, &row.text), task)
+            let task = task_id(card, Some(&row.task));
+            (ids(card, &tokenizer, task, &row.text), task)
         })
         .collect();
     let tasks: std::collections::HashSet<u32> = rows.iter().map(|r| r.1).collect();
     assert!(tasks.len() >= 5, "the fixture mixes every adapter");
-    let mut backend = candle(&card);
     assert!(backend.capabilities().mixed_tasks);
     let batch = Batch::from_sequences(rows.iter().map(|(ids, task)| (ids.as_slice(), *task)));
     let pooled = backend.embed(&batch).unwrap();
     for (i, want) in mixed.embeddings.iter().enumerate() {
         let got = finish(pooled.row(i).to_vec(), None, true);
-        assert!(
-            max_abs_diff(&got, want) <= TOLERANCE,
-            "row {i} ({})",
-            mixed.rows[i].task
+        if let Err(why) = closeness.accepts(&got, want) {
+            panic!("row {i} ({}): {why}", mixed.rows[i].task);
+        }
+    }
+}
+
+#[test]
+fn candle_runs_a_mixed_task_batch_in_one_pass() {
+    let (card, expected) = fixture("");
+    let closeness = Closeness::MaxAbs(TOLERANCE);
+    check_mixed_batch(&card, &expected, candle(&card).as_mut(), closeness);
+}
+
+/// The f16 and bf16 paths a GPU runs (16-bit masks, rotary tables, LoRA and softmax), on the
+/// CPU: every task and size, and the mixed batch.
+#[test]
+fn candle_in_half_precision_matches_every_case_and_the_mixed_batch() {
+    let (card, expected) = fixture("");
+    let closeness = Closeness::Cosine(HALF_MIN_COSINE);
+    for dtype in [DType::F16, DType::Bf16] {
+        let mut backend = candle_in(&card, Some(dtype));
+        assert_eq!(
+            check_cases(&card, &expected, backend.as_mut(), closeness),
+            24
         );
+        check_mixed_batch(&card, &expected, backend.as_mut(), closeness);
     }
 }
 
 #[test]
 fn candle_matches_the_bf16_copy() {
     let (card, expected) = fixture("bf16");
-    assert!(check_cases(&card, &expected, candle(&card).as_mut()) > 0);
+    assert!(
+        check_cases(
+            &card,
+            &expected,
+            candle(&card).as_mut(),
+            Closeness::MaxAbs(TOLERANCE)
+        ) > 0
+    );
 }
 
 #[test]
@@ -195,7 +273,12 @@ fn onnx_matches_every_adapter_and_refuses_the_base_weights() {
     let mut backend = onnx(&card);
     assert!(!backend.capabilities().mixed_tasks && !backend.capabilities().base_task);
     assert_eq!(
-        check_cases(&card, &expected, backend.as_mut()),
+        check_cases(
+            &card,
+            &expected,
+            backend.as_mut(),
+            Closeness::MaxAbs(TOLERANCE)
+        ),
         20,
         "5 adapters x 4 cases"
     );
@@ -322,5 +405,13 @@ fn the_onnx_builder_reproduces_the_official_export() {
     assert!(status.success());
     let (_, expected) = fixture("");
     let card = ModelCard::load(&dir.0).unwrap();
-    assert_eq!(check_cases(&card, &expected, onnx(&card).as_mut()), 20);
+    assert_eq!(
+        check_cases(
+            &card,
+            &expected,
+            onnx(&card).as_mut(),
+            Closeness::MaxAbs(TOLERANCE)
+        ),
+        20
+    );
 }

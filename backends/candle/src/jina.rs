@@ -10,6 +10,8 @@ use candle_core::{DType, Device, IndexOp, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 use serde::Deserialize;
 
+use crate::attention;
+
 /// The parts of jina-embeddings-v3's config.json the forward pass needs.
 #[derive(Clone, Debug, Deserialize)]
 pub struct JinaConfig {
@@ -47,12 +49,6 @@ fn default_alpha() -> f64 {
     1.0
 }
 
-/// Key padding gets this additive score, as in the reference (not -inf).
-const MASKED_SCORE: f64 = -10_000.0;
-/// Queries are processed in blocks of this many positions, so attention memory grows with
-/// `block × length`, not `length²`.
-const QUERY_BLOCK: usize = 512;
-
 /// Which adapter each row of a batch uses.
 struct Adapters {
     /// Adapter index per row (0 for base rows, whose scale is 0).
@@ -66,7 +62,7 @@ struct Adapters {
 }
 
 impl Adapters {
-    fn new(task_ids: &[u32], scale: f64, device: &Device) -> Result<Self> {
+    fn new(task_ids: &[u32], scale: f64, device: &Device, dtype: DType) -> Result<Self> {
         let index: Vec<u32> = task_ids.iter().map(|&t| t.saturating_sub(1)).collect();
         let scales: Vec<f32> = task_ids
             .iter()
@@ -75,7 +71,7 @@ impl Adapters {
         Ok(Self {
             index: Tensor::new(index.as_slice(), device)?,
             indices: index,
-            scale: Tensor::from_vec(scales, (task_ids.len(), 1, 1), device)?,
+            scale: Tensor::from_vec(scales, (task_ids.len(), 1, 1), device)?.to_dtype(dtype)?,
             any: task_ids.iter().any(|&t| t > 0),
         })
     }
@@ -246,16 +242,7 @@ impl Block {
         let k = (candle_nn::rotary_emb::rope(&part(1)?, &rope.0, &rope.1)?
             * (1.0 / (head_dim as f64).sqrt()))?;
         let v = part(2)?;
-        let k_t = k.t()?.contiguous()?;
-        let mut context = Vec::with_capacity(len.div_ceil(QUERY_BLOCK));
-        for start in (0..len).step_by(QUERY_BLOCK) {
-            let q_block = q.narrow(2, start, QUERY_BLOCK.min(len - start))?;
-            let scores = q_block.matmul(&k_t)?.broadcast_add(mask)?;
-            context.push(candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?);
-        }
-        let context = Tensor::cat(&context, 2)?
-            .transpose(1, 2)?
-            .reshape((rows, len, hidden))?;
+        let context = attention::attend(&q, &k, &v, mask)?;
         let x = (self.out.forward(&context, adapters)? + x)?.apply(&self.norm1)?;
         let inner = self.fc1.forward(&x, adapters)?.gelu_erf()?;
         (self.fc2.forward(&inner, adapters)? + x)?.apply(&self.norm2)
@@ -269,6 +256,7 @@ pub struct JinaModel {
     inverse_frequencies: Vec<f32>,
     lora_scale: f64,
     device: Device,
+    dtype: DType,
 }
 
 impl JinaModel {
@@ -292,6 +280,7 @@ impl JinaModel {
             inverse_frequencies,
             lora_scale: config.lora_alpha / config.lora_rank as f64,
             device: vb.device().clone(),
+            dtype: vb.dtype(),
         })
     }
 
@@ -302,19 +291,21 @@ impl JinaModel {
             .flat_map(|t| self.inverse_frequencies.iter().map(move |f| t as f32 * f))
             .collect();
         let angles = Tensor::from_vec(angles, (len, half), &self.device)?;
-        Ok((angles.cos()?, angles.sin()?))
+        Ok((
+            angles.cos()?.to_dtype(self.dtype)?,
+            angles.sin()?.to_dtype(self.dtype)?,
+        ))
     }
 
     /// `ids`, `mask`: `[rows, len]` (right-padded); `task_ids`: one per row (0 = base weights).
     /// Returns the last hidden states `[rows, len, hidden]`.
     pub fn forward(&self, ids: &Tensor, mask: &Tensor, task_ids: &[u32]) -> Result<Tensor> {
-        let (rows, len) = ids.dims2()?;
-        let adapters = Adapters::new(task_ids, self.lora_scale, &self.device)?;
+        let len = ids.dim(1)?;
+        let adapters = Adapters::new(task_ids, self.lora_scale, &self.device, self.dtype)?;
         let mut x = self
             .embeddings
             .forward(&ids.to_dtype(DType::U32)?, &adapters)?;
-        let keep = mask.to_dtype(DType::F32)?.reshape((rows, 1, 1, len))?;
-        let additive = ((keep - 1.0)? * -MASKED_SCORE)?; // 0 for tokens, -10000 for padding
+        let additive = attention::padding_mask(mask, self.dtype)?;
         let rope = self.rope_tables(len)?;
         for block in &self.blocks {
             x = block.forward(&x, &additive, &rope, &adapters)?;

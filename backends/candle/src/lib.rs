@@ -1,10 +1,20 @@
-//! The candle backend, on the CPU in f32: candle-transformers' BERT for BERT-family models, and
-//! [`jina`] for jina-embeddings-v3 (whose adapters it applies per row, so batches may mix tasks).
-//! Each family the backend runs is one model file, picked by the load document's
-//! `card.architecture`.
+//! The candle backend: [`bert`] for BERT-family models and [`jina`] for jina-embeddings-v3
+//! (whose adapters it applies per row, so batches may mix tasks, on the GPU too). Each family the
+//! backend runs is one model file, picked by the load document's `card.architecture`.
+//!
+//! **Devices and dtypes.** On the CPU it computes in f32 by default (f16 and bf16 run too, slowly,
+//! which is how the half-precision paths are tested on machines without a GPU). On `cuda:N` it
+//! computes in f16 by default, bf16 or f32 when asked. CUDA needs the plugin built with the `cuda`
+//! feature (`scripts/build-cuda-plugin.sh`); the default build refuses a CUDA device with a load
+//! error that says how to get one.
+//!
+//! **Attention over padding.** candle has no variable-length attention without
+//! `candle-flash-attn`, whose build fetches CUTLASS from GitHub; so batches are padded to their
+//! longest input and the scheduler groups inputs of similar length (length-bucketed padding), and
+//! masks are built in the dtype's own finite minimum ([`attention`]).
 //!
 //! The backend owns a rayon pool of `threads` threads and runs every forward pass inside it, so its
-//! parallelism is sized by the config rather than by whatever else runs in the process.
+//! CPU parallelism is sized by the config rather than by whatever else runs in the process.
 
 #![deny(missing_docs)]
 
@@ -12,11 +22,11 @@ use std::ffi::CStr;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::Config as BertConfig;
 use embedrt_backend_core::guest::BackendPlugin;
 use embedrt_backend_core::padded::{EncoderSpec, PaddedBatch, PaddedEncoder};
 use embedrt_backend_core::{
-    architecture, BackendError, FileSet, FilesQuery, LoadDocument, WeightFiles,
+    architecture, BackendError, BackendSettings, FileSet, FilesQuery, LoadDocument, WeightFiles,
 };
 use serde::Deserialize;
 
@@ -28,13 +38,16 @@ pub struct CandleOptions {
     pub threads: Option<usize>,
 }
 
+mod attention;
+pub mod bert;
 pub mod jina;
 
+use bert::BertEncoder;
 use jina::{JinaConfig, JinaModel};
 
 /// The networks this backend runs.
 enum Model {
-    Bert(Box<BertModel>),
+    Bert(Box<BertEncoder>),
     JinaV3(Box<JinaModel>),
 }
 
@@ -60,16 +73,17 @@ const WEIGHTS: &str = "model.safetensors";
 impl BackendPlugin for CandleBackend {
     const NAME: &'static CStr = c"candle";
 
-    /// Loads `model.safetensors` (f32 or bf16; computed in f32) of the model `document` describes.
+    /// Loads `model.safetensors` (stored in any float dtype) of the model `document` describes,
+    /// on its device and in its dtype (see the crate docs for the defaults).
     ///
     /// # Errors
     ///
-    /// [`BackendError::Load`] for a device other than the CPU or a dtype other than f32, bad
+    /// [`BackendError::Load`] for a CUDA device this build or this machine cannot open, int8, bad
     /// options, a family this backend does not implement, or weights that do not fit the config.
     fn load(document: &LoadDocument) -> Result<Self, BackendError> {
         let settings = &document.settings;
-        settings.require_cpu("candle")?;
-        let dtype = settings.dtype_among("candle", &[embedrt_backend_core::DType::F32])?;
+        let device = open_device(settings)?;
+        let dtype = settings.dtype_among("candle", supported_dtypes(&device))?;
         let options: CandleOptions = settings.options()?;
         let card = &document.card;
         let config_path = card.path.join("config.json");
@@ -78,16 +92,18 @@ impl BackendPlugin for CandleBackend {
         let bad_config =
             |e: serde_json::Error| load_error(format!("{}: {e}", config_path.display()));
         let weights = card.path.join(WEIGHTS);
-        let device = Device::Cpu;
         // SAFETY: the file is mapped read-only and not modified while the model lives.
-        let vars = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
-            .map_err(|e| load_error(format!("{}: {e}", weights.display())))?;
+        let vars =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], compute(dtype), &device) }
+                .map_err(|e| load_error(format!("{}: {e}", weights.display())))?;
         let bad_weights = |e: candle_core::Error| load_error(format!("{}: {e}", weights.display()));
         let mut spec = EncoderSpec::new(card, dtype);
         let model = match card.architecture.as_str() {
             architecture::BERT => {
                 let bert: BertConfig = serde_json::from_str(&text).map_err(bad_config)?;
-                Model::Bert(Box::new(BertModel::load(vars, &bert).map_err(bad_weights)?))
+                Model::Bert(Box::new(
+                    BertEncoder::load(vars, &bert).map_err(bad_weights)?,
+                ))
             }
             architecture::JINA_V3 => {
                 let jina: JinaConfig = serde_json::from_str(&text).map_err(bad_config)?;
@@ -137,12 +153,56 @@ impl PaddedEncoder for CandleBackend {
                 let (ids, mask) = (tensor(&padded.input_ids)?, tensor(&padded.attention_mask)?);
                 let states = match &self.model {
                     Model::Bert(bert) => {
-                        bert.forward(&ids, &tensor(&padded.token_type_ids)?, Some(&mask))?
+                        bert.forward(&ids, &tensor(&padded.token_type_ids)?, &mask)?
                     }
                     Model::JinaV3(jina) => jina.forward(&ids, &mask, &padded.task_ids)?,
                 };
-                states.flatten_all()?.to_vec1::<f32>()
+                states.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
             })
             .map_err(inference_error)
     }
+}
+
+/// The dtypes the backend computes in on `device`, its default first.
+fn supported_dtypes(device: &Device) -> &'static [embedrt_backend_core::DType] {
+    use embedrt_backend_core::DType::{Bf16, F16, F32};
+    if device.is_cpu() {
+        &[F32, F16, Bf16]
+    } else {
+        &[F16, Bf16, F32]
+    }
+}
+
+/// candle's dtype for a supported `dtype`.
+fn compute(dtype: embedrt_backend_core::DType) -> DType {
+    match dtype {
+        embedrt_backend_core::DType::F16 => DType::F16,
+        embedrt_backend_core::DType::Bf16 => DType::BF16,
+        _ => DType::F32,
+    }
+}
+
+/// Opens the device `settings` ask for.
+///
+/// # Errors
+///
+/// [`BackendError::Load`] when this build has no CUDA (naming the script that builds one), or
+/// when CUDA cannot open the GPU (no driver, no such GPU).
+fn open_device(settings: &BackendSettings) -> Result<Device, BackendError> {
+    let index = match settings.device {
+        embedrt_backend_core::Device::Cpu => return Ok(Device::Cpu),
+        embedrt_backend_core::Device::Cuda(index) => index,
+    };
+    Device::new_cuda(index as usize).map_err(|e| match e {
+        candle_core::Error::NotCompiledWithCudaSupport => BackendError::Load(format!(
+            "device \"{}\": this candle plugin was built without CUDA; build the CUDA one with \
+             scripts/build-cuda-plugin.sh and put its folder first in `plugin_dirs` (README, GPU)",
+            settings.device
+        )),
+        other => BackendError::Load(format!(
+            "cannot open CUDA device {}: {other} (it needs an NVIDIA GPU with that index and the \
+             driver's libcuda.so.1)",
+            settings.device
+        )),
+    })
 }
