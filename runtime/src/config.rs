@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use embedrt_backend_core::{DType, Device};
+use embedrt_backend_core::{BatchLimits, DType, Device};
 use serde::Deserialize;
 
 use crate::scheduler::BatchingConfig;
@@ -42,8 +42,10 @@ pub struct ServerConfig {
     pub plugin_dirs: Vec<PathBuf>,
     /// Threads of the async runtime that serves connections.
     pub async_threads: usize,
-    /// Threads that tokenize requests.
-    pub tokenizer_threads: usize,
+    /// Threads that tokenize requests; default: a quarter of the cores when every variant runs on
+    /// the CPU (the backends need the rest), every core when one runs on a GPU (so tokenization
+    /// never starves it). See [`Config::tokenizer_threads`].
+    pub tokenizer_threads: Option<usize>,
     /// When set, `POST /admin/reload` needs `Authorization: Bearer <admin_key>`.
     pub admin_key: Option<String>,
     /// When not empty, the embedding API (HTTP `/v1/*` and every `embedrt.v1` gRPC method) needs
@@ -67,7 +69,7 @@ impl Default for ServerConfig {
             max_body_bytes: 4 << 20,
             plugin_dirs: Vec::new(),
             async_threads: light,
-            tokenizer_threads: light,
+            tokenizer_threads: None,
             admin_key: None,
             api_keys: Vec::new(),
             sticky_header: None,
@@ -196,13 +198,17 @@ fn default_truncate() -> bool {
 }
 
 /// `batching = { ... }`: how the scheduler forms batches.
+///
+/// The batch size limits default by device, per variant: a GPU is fed larger batches (more work per
+/// kernel launch) than a CPU, whose latency grows with batch size.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchingSettings {
-    /// Most tokens in one batch (padding counted for backends that pad).
-    pub max_batch_tokens: usize,
-    /// Most sequences in one batch.
-    pub max_batch_requests: usize,
+    /// Most tokens in one batch (padding counted for backends that pad); default
+    /// [`CPU_BATCH`] or [`GPU_BATCH`] `.max_tokens`, by the variant's device.
+    pub max_batch_tokens: Option<usize>,
+    /// Most sequences in one batch; default [`CPU_BATCH`] or [`GPU_BATCH`] `.max_rows`.
+    pub max_batch_requests: Option<usize>,
     /// How long the oldest queued input may wait for others to join its batch, in milliseconds.
     /// 0: an idle backend starts at once; under load, batches still form from what queued while
     /// the backend was busy.
@@ -211,11 +217,25 @@ pub struct BatchingSettings {
     pub max_queued_inputs: usize,
 }
 
+/// Batch limits of variants on the CPU unless configured.
+pub const CPU_BATCH: BatchLimits = BatchLimits {
+    max_rows: 64,
+    max_tokens: 16384,
+};
+
+/// Batch limits of variants on a GPU unless configured: 256 rows of 128 tokens, enough to keep a
+/// data-centre GPU busy with short inputs while one batch stays in the tens of milliseconds for a
+/// jina-v3-size model.
+pub const GPU_BATCH: BatchLimits = BatchLimits {
+    max_rows: 256,
+    max_tokens: 32768,
+};
+
 impl Default for BatchingSettings {
     fn default() -> Self {
         Self {
-            max_batch_tokens: 16384,
-            max_batch_requests: 64,
+            max_batch_tokens: None,
+            max_batch_requests: None,
             max_wait_ms: 0,
             max_queued_inputs: 4096,
         }
@@ -223,11 +243,24 @@ impl Default for BatchingSettings {
 }
 
 impl BatchingSettings {
-    /// The scheduler's view of these settings.
-    pub fn to_scheduler(&self) -> BatchingConfig {
+    /// The batch limits of a variant on `device`: the configured ones, else the device's defaults.
+    pub fn limits(&self, device: Device) -> BatchLimits {
+        let defaults = match device {
+            Device::Cpu => CPU_BATCH,
+            Device::Cuda(_) => GPU_BATCH,
+        };
+        BatchLimits {
+            max_rows: self.max_batch_requests.unwrap_or(defaults.max_rows),
+            max_tokens: self.max_batch_tokens.unwrap_or(defaults.max_tokens),
+        }
+    }
+
+    /// The scheduler's view of these settings for a variant on `device`.
+    pub fn to_scheduler(&self, device: Device) -> BatchingConfig {
+        let limits = self.limits(device);
         BatchingConfig {
-            max_batch_tokens: self.max_batch_tokens,
-            max_batch_requests: self.max_batch_requests,
+            max_batch_tokens: limits.max_tokens,
+            max_batch_requests: limits.max_rows,
             max_wait: Duration::from_millis(self.max_wait_ms),
             max_queued: self.max_queued_inputs,
         }
@@ -266,6 +299,20 @@ impl Config {
         Ok(config)
     }
 
+    /// Threads that tokenize requests: `server.tokenizer_threads`, else every core when a variant
+    /// runs on a GPU, else a quarter of the cores (at least one).
+    pub fn tokenizer_threads(&self) -> usize {
+        let cores = embedrt_backend_core::threads::cores();
+        let on_gpu = self
+            .models
+            .iter()
+            .flat_map(ModelConfig::variants)
+            .any(|variant| variant.device != Device::Cpu);
+        self.server
+            .tokenizer_threads
+            .unwrap_or(if on_gpu { cores } else { (cores / 4).max(1) })
+    }
+
     fn validate(&self) -> Result<()> {
         let at_least_one = |key: String, value: usize| -> Result<()> {
             if value == 0 {
@@ -277,10 +324,9 @@ impl Config {
             bail!("`models` is empty: configure at least one [[models]] table");
         }
         at_least_one("server.async_threads".into(), self.server.async_threads)?;
-        at_least_one(
-            "server.tokenizer_threads".into(),
-            self.server.tokenizer_threads,
-        )?;
+        if let Some(threads) = self.server.tokenizer_threads {
+            at_least_one("server.tokenizer_threads".into(), threads)?;
+        }
         at_least_one("server.max_body_bytes".into(), self.server.max_body_bytes)?;
         at_least_one(
             "server.grpc_max_request_bytes".into(),
@@ -306,14 +352,12 @@ impl Config {
             }
             validate_variants(model, &key)?;
             at_least_one(key("max_inputs_per_request"), model.max_inputs_per_request)?;
-            at_least_one(
-                key("batching.max_batch_tokens"),
-                model.batching.max_batch_tokens,
-            )?;
-            at_least_one(
-                key("batching.max_batch_requests"),
-                model.batching.max_batch_requests,
-            )?;
+            if let Some(tokens) = model.batching.max_batch_tokens {
+                at_least_one(key("batching.max_batch_tokens"), tokens)?;
+            }
+            if let Some(rows) = model.batching.max_batch_requests {
+                at_least_one(key("batching.max_batch_requests"), rows)?;
+            }
             at_least_one(
                 key("batching.max_queued_inputs"),
                 model.batching.max_queued_inputs,
@@ -396,8 +440,39 @@ mod tests {
     fn defaults_fill_the_rest() {
         let config = Config::parse(MINIMAL).unwrap();
         assert_eq!(config.server.http.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.models[0].batching.max_batch_requests, 64);
+        assert_eq!(
+            config.models[0]
+                .batching
+                .to_scheduler(Device::Cpu)
+                .max_batch_requests,
+            64
+        );
         assert!(config.models[0].truncate);
+    }
+
+    #[test]
+    fn gpu_variants_get_gpu_batches_and_every_core_for_tokenizing() {
+        let cores = embedrt_backend_core::threads::cores();
+        let cpu_only = Config::parse(MINIMAL).unwrap();
+        assert_eq!(cpu_only.tokenizer_threads(), (cores / 4).max(1));
+        let gpu = Config::parse(&format!("{MINIMAL}device = \"cuda\"\n")).unwrap();
+        assert_eq!(gpu.tokenizer_threads(), cores);
+        let batching = &gpu.models[0].batching;
+        assert_eq!(batching.limits(Device::Cuda(0)), GPU_BATCH);
+        assert_eq!(batching.limits(Device::Cpu), CPU_BATCH);
+        let set = Config::parse(&format!(
+            "[server]\ntokenizer_threads = 3\n{MINIMAL}device = \"cuda:1\"\n\
+             batching = {{ max_batch_requests = 32 }}\n"
+        ))
+        .unwrap();
+        assert_eq!(set.tokenizer_threads(), 3);
+        assert_eq!(
+            set.models[0].batching.limits(Device::Cuda(1)),
+            BatchLimits {
+                max_rows: 32,
+                max_tokens: GPU_BATCH.max_tokens
+            }
+        );
     }
 
     #[test]
@@ -418,7 +493,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.models[0].options["threads"].as_integer(), Some(2));
         assert_eq!(
-            config.models[0].batching.to_scheduler().max_wait,
+            config.models[0].batching.to_scheduler(Device::Cpu).max_wait,
             Duration::from_millis(5)
         );
     }

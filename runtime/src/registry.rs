@@ -39,10 +39,7 @@ impl Registry {
     ///
     /// When a model fails to load (the message names it), or the tokenizer pool cannot start.
     pub fn load(config: &Config) -> Result<Self> {
-        let pool = Arc::new(WorkerPool::new(
-            "tokenize",
-            config.server.tokenizer_threads,
-        )?);
+        let pool = Arc::new(WorkerPool::new("tokenize", config.tokenizer_threads())?);
         Ok(Self::build(config, None, pool)?.0)
     }
 

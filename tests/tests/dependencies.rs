@@ -52,6 +52,7 @@ fn dependents(plugin: &str, dependency: &str) -> BTreeSet<String> {
 fn backend_plugins_depend_on_the_backend_core_never_on_the_runtime() {
     let allowed: &[(&str, &[(&str, &str)])] = &[
         ("embedrt-plugin-onnx", &[("libloading", "ort")]),
+        ("embedrt-plugin-tensorrt", &[("libloading", "ort")]),
         ("embedrt-plugin-candle", &[("tokenizers", "candle-core")]),
         ("embedrt-plugin-echo", &[]),
     ];

@@ -6,41 +6,25 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{build_dir, concurrently, free_port, minilm_model, spawn_tied, Server, TempDir};
+use common::{
+    build_dir, concurrently, free_port, minilm_model, serve_until_exit, spawn_tied, Server, TempDir,
+};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
-
-fn run_with_config(config: &str, extra_args: &[&str]) -> (Option<i32>, String) {
-    let dir = TempDir::new("startup");
-    let path = dir.0.join("config.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut command = Command::new(build_dir().join("embedrt"));
-    command
-        .args(["serve", "--config"])
-        .arg(&path)
-        .args(extra_args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let output = spawn_tied(command).unwrap().wait_with_output().unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn config_errors_stop_startup_and_name_the_key() {
     let model = minilm_model("m", "onnx", "");
-    let (code, log) = run_with_config(&format!("{model}\nmax_batch = 8\n"), &[]);
+    let (code, log) = serve_until_exit(&format!("{model}\nmax_batch = 8\n"), &[]);
     assert_eq!(code, Some(1));
     assert!(log.contains("max_batch"), "{log}");
-    let (code, log) = run_with_config(
+    let (code, log) = serve_until_exit(
         &format!("{model}\nbatching = {{ max_batch_tokens = 0 }}\n"),
         &[],
     );
     assert_eq!(code, Some(1));
     assert!(log.contains("models[0].batching.max_batch_tokens"), "{log}");
-    let (code, log) = run_with_config(
+    let (code, log) = serve_until_exit(
         &minilm_model("m", "onnx", "").replace("backend", "engine"),
         &[],
     );

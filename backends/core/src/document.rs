@@ -31,6 +31,19 @@ pub struct LoadDocument {
     /// The backend's options, device and dtype.
     #[serde(flatten)]
     pub settings: BackendSettings,
+    /// The largest batches the host will send (added within version 1: absent from older hosts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchLimits>,
+}
+
+/// The largest batch the host's scheduler forms for a model, for backends that plan for shapes
+/// ahead of time (TensorRT's optimization profiles).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchLimits {
+    /// Most sequences in one batch.
+    pub max_rows: usize,
+    /// Most tokens in one batch (padding included).
+    pub max_tokens: usize,
 }
 
 /// What a backend is asked before the model's files are there: which weight files it needs for
@@ -91,7 +104,14 @@ impl LoadDocument {
             version: LOAD_DOCUMENT_VERSION,
             card,
             settings,
+            batch: None,
         }
+    }
+
+    /// This document with the host's batch limits.
+    pub fn with_batch(mut self, limits: BatchLimits) -> Self {
+        self.batch = Some(limits);
+        self
     }
 
     /// Reads a document from JSON.
@@ -373,8 +393,15 @@ mod tests {
             device: Device::Cuda(0),
             dtype: Some(DType::Bf16),
         };
-        let document = LoadDocument::new(spec(), settings.clone());
+        let document = LoadDocument::new(spec(), settings.clone()).with_batch(BatchLimits {
+            max_rows: 64,
+            max_tokens: 16384,
+        });
         let json = document.to_json();
+        assert!(
+            json.contains(r#""batch":{"max_rows":64,"max_tokens":16384}"#),
+            "{json}"
+        );
         assert!(
             json.contains(r#""device":"cuda:0""#) && json.contains(r#""dtype":"bf16""#),
             "{json}"
@@ -385,8 +412,8 @@ mod tests {
             "max_tokens":16,"pooling":"mean","normalize":true,"pad_token_id":0},"options":null}"#;
         let read = LoadDocument::from_json(old).unwrap();
         assert_eq!(
-            (read.version, read.settings, read.card.tasks),
-            (0, BackendSettings::default(), Vec::new())
+            (read.version, read.settings, read.card.tasks, read.batch),
+            (0, BackendSettings::default(), Vec::new(), None)
         );
         let newer = json.replace(r#""version":1"#, r#""version":2"#);
         assert!(LoadDocument::from_json(&newer)

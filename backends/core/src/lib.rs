@@ -29,8 +29,8 @@ pub mod threads;
 
 pub use backend::{Backend, BackendError, Batch, Capabilities, Embeddings, Matrix, TokenStates};
 pub use document::{
-    architecture, BackendSettings, DType, Device, FileSet, FilesQuery, LoadDocument, ModelSpec,
-    WeightFiles,
+    architecture, BackendSettings, BatchLimits, DType, Device, FileSet, FilesQuery, LoadDocument,
+    ModelSpec, WeightFiles,
 };
 pub use embedrt_plugin_abi as abi;
 pub use pooling::Pooling;

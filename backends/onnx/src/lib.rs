@@ -1,6 +1,14 @@
-//! The ONNX Runtime backend: runs a model's `model.onnx` (or `onnx/model.onnx`) through `ort`, with
-//! the ONNX Runtime library opened at run time (`load-dynamic`; [`library`] finds it), on the CPU
-//! execution provider, in f32.
+//! The ONNX Runtime backends: run a model's `model.onnx` (or `onnx/model.onnx`) through `ort`,
+//! with the ONNX Runtime library opened at run time (`load-dynamic`; [`library`] finds it).
+//!
+//! - [`OnnxBackend`] (`onnx`) runs the graph as exported (f32) on the CPU, or on `cuda:N` through
+//!   the CUDA execution provider.
+//! - [`TensorRtBackend`] (`tensorrt`) hands the graph to TensorRT through ONNX Runtime's TensorRT
+//!   execution provider, in f16 by default ([`tensorrt`] says why this way).
+//!
+//! GPU providers are registered so that failing to start them is a load error ([`providers`]):
+//! a GPU variant never silently runs on the CPU. Building them needs no GPU library: `ort`'s
+//! `cuda` and `tensorrt` features only add the option types, and `load-dynamic` links nothing.
 //!
 //! The graph's inputs are bound by name from the session's metadata (`input_ids`,
 //! `attention_mask`, and `token_type_ids` when the graph has it); its token-level output
@@ -14,6 +22,8 @@
 #![deny(missing_docs)]
 
 pub mod library;
+mod providers;
+pub mod tensorrt;
 
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
@@ -21,8 +31,11 @@ use std::sync::OnceLock;
 
 use embedrt_backend_core::guest::BackendPlugin;
 use embedrt_backend_core::padded::{EncoderSpec, PaddedBatch, PaddedEncoder};
-use embedrt_backend_core::{BackendError, DType, FileSet, FilesQuery, LoadDocument, WeightFiles};
-use ort::environment::Environment;
+use embedrt_backend_core::{
+    BackendError, DType, Device, FileSet, FilesQuery, LoadDocument, ModelSpec, WeightFiles,
+};
+use library::Library;
+use ort::ep::ExecutionProviderDispatch;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
@@ -42,7 +55,12 @@ pub struct OnnxOptions {
     pub file: Option<PathBuf>,
     /// The ONNX Runtime library; default: found as [`library`] describes.
     pub library: Option<PathBuf>,
+    /// On a GPU: a folder holding CUDA's libraries (`libcudart.so.13`, `libcublas.so.13`, ...),
+    /// loaded before the CUDA provider starts; default: the system's library path.
+    pub cuda_libraries: Option<PathBuf>,
 }
+
+pub use tensorrt::{TensorRtBackend, TensorRtOptions};
 
 impl Default for OnnxOptions {
     fn default() -> Self {
@@ -52,18 +70,36 @@ impl Default for OnnxOptions {
             optimization: 3,
             file: None,
             library: None,
+            cuda_libraries: None,
         }
     }
 }
 
-/// The one ONNX Runtime environment of the process (ONNX Runtime allows only one).
-static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+/// The ONNX Runtime library of the process, with its one environment (ONNX Runtime allows only
+/// one); the first load's `library` option decides where it comes from.
+static LIBRARY: OnceLock<Result<Library, String>> = OnceLock::new();
 
-fn environment(library: Option<&Path>) -> Result<&'static Environment, BackendError> {
-    ENVIRONMENT
-        .get_or_init(|| library::load(library))
+fn library(option: Option<&Path>) -> Result<&'static Library, BackendError> {
+    LIBRARY
+        .get_or_init(|| library::load(option))
         .as_ref()
         .map_err(|e| BackendError::Load(e.clone()))
+}
+
+/// How to open a session: what both ONNX Runtime backends decide before opening one.
+struct SessionPlan<'a> {
+    /// The ONNX file, relative to the model folder; `None`: the first of [`DEFAULT_FILES`].
+    file: Option<&'a Path>,
+    /// Intra-op threads.
+    threads: usize,
+    /// Whether idle intra-op threads spin.
+    spinning: bool,
+    /// Graph optimization level, 0 to 3.
+    optimization: u8,
+    /// Execution providers in order of preference; empty: the CPU.
+    providers: Vec<ExecutionProviderDispatch>,
+    /// The dtype the session computes in (reported, not converted).
+    dtype: DType,
 }
 
 /// A model running in an ONNX Runtime session.
@@ -89,36 +125,93 @@ const DEFAULT_FILES: [&str; 2] = ["model.onnx", "onnx/model.onnx"];
 impl BackendPlugin for OnnxBackend {
     const NAME: &'static CStr = c"onnx";
 
-    /// Opens the model's ONNX graph with the settings of `document` (CPU, f32).
+    /// Opens the model's ONNX graph with the settings of `document`: on the CPU, or on a GPU
+    /// through the CUDA execution provider; in f32 (the graph's own precision).
     ///
     /// # Errors
     ///
-    /// [`BackendError::Load`] for a device other than the CPU or a dtype other than f32, bad
-    /// options, no ONNX Runtime library, no ONNX file, or a graph without the inputs it needs.
+    /// [`BackendError::Load`] for a dtype other than f32, bad options, no ONNX Runtime library, a
+    /// library without the CUDA provider (or one that cannot start) for a GPU device, no ONNX
+    /// file, or a graph without the inputs it needs.
     fn load(document: &LoadDocument) -> Result<Self, BackendError> {
         let settings = &document.settings;
-        settings.require_cpu("onnx")?;
         let dtype = settings.dtype_among("onnx", &[DType::F32])?;
         let options: OnnxOptions = settings.options()?;
-        let card = &document.card;
-        let file = model_file(&card.path, options.file.as_deref())?;
-        let level = match options.optimization {
+        let library = library(options.library.as_deref())?;
+        let providers = match settings.device {
+            Device::Cpu => Vec::new(),
+            Device::Cuda(index) => {
+                providers::preload_cuda(options.cuda_libraries.as_deref())?;
+                vec![providers::cuda(library, index)?]
+            }
+        };
+        let plan = SessionPlan {
+            file: options.file.as_deref(),
+            threads: options
+                .intra_threads
+                .unwrap_or_else(embedrt_backend_core::threads::cores),
+            spinning: options.spinning,
+            optimization: options.optimization,
+            providers,
+            dtype,
+        };
+        Self::open(&document.card, library, plan)
+    }
+
+    /// The ONNX file (the `file` option, else `model.onnx`, else `onnx/model.onnx`), with its
+    /// external weight data (`<file>_data`) when the repository has it.
+    fn files(query: &FilesQuery) -> Result<WeightFiles, BackendError> {
+        let options: OnnxOptions = query.settings.options()?;
+        Ok(weight_files(options.file.as_deref()))
+    }
+}
+
+/// The files to download for the ONNX file `file` (else the first of [`DEFAULT_FILES`] the
+/// repository has), each with its external weight data (`<file>_data`) when there is some.
+fn weight_files(file: Option<&Path>) -> WeightFiles {
+    let files: Vec<String> = match file {
+        Some(file) => vec![file.to_string_lossy().into_owned()],
+        None => DEFAULT_FILES.iter().map(|f| f.to_string()).collect(),
+    };
+    WeightFiles {
+        alternatives: files
+            .iter()
+            .map(|file| FileSet::of(&[file]).with_companions(&[&format!("{file}_data")]))
+            .collect(),
+    }
+}
+
+impl OnnxBackend {
+    /// Opens the ONNX graph of `card` in a session of `library` as `plan` says.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Load`] when a provider cannot start, there is no ONNX file, or the graph
+    /// lacks the inputs it needs.
+    fn open(card: &ModelSpec, library: &Library, plan: SessionPlan) -> Result<Self, BackendError> {
+        let file = model_file(&card.path, plan.file)?;
+        let level = match plan.optimization {
             0 => GraphOptimizationLevel::Disable,
             1 => GraphOptimizationLevel::Level1,
             2 => GraphOptimizationLevel::Level2,
             _ => GraphOptimizationLevel::Level3,
         };
-        let threads = options
-            .intra_threads
-            .unwrap_or_else(embedrt_backend_core::threads::cores);
-        let session = Session::builder(environment(options.library.as_deref())?)
+        let builder = Session::builder(&library.environment)
             .map_err(load_error)?
             .with_optimization_level(level)
             .map_err(load_error)?
-            .with_intra_threads(threads)
+            .with_intra_threads(plan.threads)
             .map_err(load_error)?
-            .with_intra_op_spinning(options.spinning)
-            .map_err(load_error)?
+            .with_intra_op_spinning(plan.spinning)
+            .map_err(load_error)?;
+        let mut builder = if plan.providers.is_empty() {
+            builder
+        } else {
+            builder
+                .with_execution_providers(&plan.providers)
+                .map_err(|e| providers::registration_error(library, &plan.providers, e))?
+        };
+        let session = builder
             .commit_from_file(&file)
             .map_err(|e| BackendError::Load(format!("{}: {e}", file.display())))?;
 
@@ -140,8 +233,15 @@ impl BackendPlugin for OnnxBackend {
             .or(output_names.first().copied())
             .map(str::to_string)
             .ok_or_else(|| BackendError::Load(format!("{} has no output", file.display())))?;
-        tracing::info!(file = %file.display(), threads, output = %output, "ONNX Runtime session ready");
-        let mut spec = EncoderSpec::new(card, dtype);
+        let providers: Vec<&str> = plan.providers.iter().map(|p| p.name()).collect();
+        tracing::info!(
+            file = %file.display(),
+            threads = plan.threads,
+            output = %output,
+            providers = ?providers,
+            "ONNX Runtime session ready"
+        );
+        let mut spec = EncoderSpec::new(card, plan.dtype);
         spec.capabilities.base_task = !has_task_id;
         Ok(Self {
             session,
@@ -149,23 +249,6 @@ impl BackendPlugin for OnnxBackend {
             has_token_types,
             has_task_id,
             output,
-        })
-    }
-
-    /// The ONNX file (the `file` option, else `model.onnx`, else `onnx/model.onnx`), with its
-    /// external weight data (`<file>_data`) when the repository has it.
-    fn files(query: &FilesQuery) -> Result<WeightFiles, BackendError> {
-        let options: OnnxOptions = query.settings.options()?;
-        let named = options.file.map(|f| f.to_string_lossy().into_owned());
-        let files: Vec<String> = match named {
-            Some(file) => vec![file],
-            None => DEFAULT_FILES.iter().map(|f| f.to_string()).collect(),
-        };
-        Ok(WeightFiles {
-            alternatives: files
-                .iter()
-                .map(|file| FileSet::of(&[file]).with_companions(&[&format!("{file}_data")]))
-                .collect(),
         })
     }
 }

@@ -1,9 +1,11 @@
 //! Finding the ONNX Runtime library, which `ort` opens at run time (`load-dynamic`).
 //!
-//! The places, in order: the `library` option; `ORT_DYLIB_PATH`; `.assets/onnxruntime/` of the
-//! project the `embedrt` executable (or the working directory) lies in, where `scripts/setup.sh`
-//! puts it; the `onnxruntime` package of the `python3` on `PATH`; the system library path. The
-//! first that loads wins; when none does, the error lists every place and why it failed.
+//! The places, in order: the `library` option; `ORT_DYLIB_PATH`; `.assets/onnxruntime-gpu/` (where
+//! `scripts/setup.sh --gpu` puts the GPU build, which runs CPU models too) and then
+//! `.assets/onnxruntime/` (where `scripts/setup.sh` puts the CPU build) of the project the
+//! `embedrt` executable (or the working directory) lies in; the `onnxruntime` package of the
+//! `python3` on `PATH`; the system library path. The first that loads wins; when none does, the
+//! error lists every place and why it failed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,8 +22,8 @@ struct Search {
 }
 
 impl Search {
-    /// Tries `path` (from `source`); returns the environment when it loads.
-    fn try_path(&mut self, source: &str, path: &Path) -> Option<Environment> {
+    /// Tries `path` (from `source`); returns the library when it loads.
+    fn try_path(&mut self, source: &str, path: &Path) -> Option<Library> {
         let bare = path.components().count() == 1;
         if !bare && !path.is_file() {
             self.tried
@@ -39,7 +41,10 @@ impl Search {
         match loaded {
             Ok(environment) => {
                 tracing::info!(library = %path.display(), found_in = source, "ONNX Runtime loaded");
-                Some(environment)
+                Some(Library {
+                    environment,
+                    path: path.to_path_buf(),
+                })
             }
             Err(error) => {
                 self.tried
@@ -54,12 +59,20 @@ impl Search {
     }
 }
 
+/// The loaded ONNX Runtime library.
+pub struct Library {
+    /// Its environment (ONNX Runtime allows one per process).
+    pub environment: Environment,
+    /// Where it was loaded from (a bare file name: from the system library path).
+    pub path: PathBuf,
+}
+
 /// Loads ONNX Runtime from the first place that has a usable library (see the module docs).
 ///
 /// # Errors
 ///
 /// When no place has one: every place tried and why it failed, and how to get the library.
-pub fn load(option: Option<&Path>) -> Result<Environment, String> {
+pub fn load(option: Option<&Path>) -> Result<Library, String> {
     let mut search = Search { tried: Vec::new() };
     let mut found = None;
     match option {
@@ -94,23 +107,25 @@ pub fn load(option: Option<&Path>) -> Result<Environment, String> {
     found.ok_or_else(|| {
         format!(
             "cannot find the ONNX Runtime library; looked in:\n  - {}\n\
-             Run scripts/setup.sh, `pip install onnxruntime`, set ORT_DYLIB_PATH, or give the \
+             Run scripts/setup.sh (--gpu for the GPU build), `pip install onnxruntime`, set ORT_DYLIB_PATH, or give the \
              backend's `library` option",
             search.tried.join("\n  - ")
         )
     })
 }
 
-/// `.assets/onnxruntime/libonnxruntime.so` in every folder above the executable and the working
-/// directory, nearest first, without repeats.
+/// `.assets/onnxruntime-gpu/libonnxruntime.so`, then `.assets/onnxruntime/libonnxruntime.so`, in
+/// every folder above the executable and the working directory, nearest first, without repeats.
 fn project_assets() -> Vec<PathBuf> {
     let starts = [std::env::current_exe().ok(), std::env::current_dir().ok()];
     let mut paths: Vec<PathBuf> = Vec::new();
     for start in starts.into_iter().flatten() {
         for folder in start.ancestors() {
-            let path = folder.join(".assets/onnxruntime").join(FILE);
-            if !paths.contains(&path) {
-                paths.push(path);
+            for build in [".assets/onnxruntime-gpu", ".assets/onnxruntime"] {
+                let path = folder.join(build).join(FILE);
+                if !paths.contains(&path) {
+                    paths.push(path);
+                }
             }
         }
     }

@@ -46,6 +46,7 @@
 //! | `options` | object or null | the backend's own options from the config file |
 //! | `device` | string | `"cpu"` or `"cuda:N"`; absent means `"cpu"` |
 //! | `dtype` | string or null | `"f32"`, `"f16"`, `"bf16"` or `"int8"`; null: the backend's default |
+//! | `batch` | object, optional | the largest batch the host sends: `max_rows` (sequences) and `max_tokens` (padding included); added within version 1, so a backend must do without it |
 //!
 //! Within one version the host may add keys; backends ignore keys they do not know (but refuse
 //! unknown keys inside `options`, which are the user's). A change of meaning or a removed key is a

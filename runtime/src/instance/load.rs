@@ -114,7 +114,9 @@ fn load_variant_here(
     plugins: &PluginHost,
 ) -> Result<Variant> {
     let context = || variant_context(model, variant);
-    let document = LoadDocument::new(card.spec(), settings(variant)?);
+    let mut batching = model.batching.to_scheduler(variant.device);
+    let limits = model.batching.limits(variant.device);
+    let document = LoadDocument::new(card.spec(), settings(variant)?).with_batch(limits);
     let backend = plugins
         .load_model(&variant.backend, &document)
         .with_context(context)?;
@@ -131,7 +133,6 @@ fn load_variant_here(
         "{}: the backend reports a max length of 0",
         context()
     );
-    let mut batching = model.batching.to_scheduler();
     // A single longest input must always fit a batch.
     batching.max_batch_tokens = batching
         .max_batch_tokens

@@ -334,6 +334,27 @@ pub fn embeddings_of(body: &serde_json::Value) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Runs `embedrt serve` with `config` (and `extra_args`) on a free port until it exits, as
+/// startup failures do; returns its exit code and its log.
+pub fn serve_until_exit(config: &str, extra_args: &[&str]) -> (Option<i32>, String) {
+    let dir = TempDir::new("serve-until-exit");
+    let path = dir.0.join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut command = Command::new(build_dir().join("embedrt"));
+    command
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args(["--http", &format!("127.0.0.1:{}", free_port())])
+        .args(extra_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let output = spawn_tied(command).unwrap().wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// The tiny jina-embeddings-v3 checkpoint of the fixtures.
 pub fn jina_dir() -> PathBuf {
     fixtures_dir().join("jina-v3-tiny")
