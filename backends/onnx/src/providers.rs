@@ -92,7 +92,10 @@ pub(crate) fn registration_error(
     error: impl std::fmt::Display,
 ) -> BackendError {
     let names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
-    let needs = if names.iter().any(|n| n.to_ascii_lowercase().contains("tensorrt")) {
+    let needs = if names
+        .iter()
+        .any(|n| n.to_ascii_lowercase().contains("tensorrt"))
+    {
         TENSORRT_NEEDS
     } else {
         CUDA_NEEDS

@@ -1,0 +1,67 @@
+//! `scripts/test-gpu.sh`, the GPU machine's acceptance check, run here on the CPU engines so the
+//! script itself is tested: it starts each engine's server, checks every reference vector and runs
+//! the 60-client load; and its checker fails an engine whose vectors are off.
+
+mod common;
+
+use std::process::Command;
+
+use common::{build_dir, fixtures_dir, jina_model, minilm_dir, minilm_model, repo_root, Server};
+
+#[test]
+fn the_gpu_check_passes_every_cpu_engine_in_full_and_half_precision() {
+    let output = Command::new(repo_root().join("scripts/test-gpu.sh"))
+        .args(["--device", "cpu", "--seconds", "1", "--engines"])
+        .arg("candle-f32 candle-f16 onnx-f32")
+        .arg("--bin")
+        .arg(build_dir())
+        .arg("--minilm")
+        .arg(minilm_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for engine in ["candle-f32", "candle-f16", "onnx-f32"] {
+        assert!(stdout.contains(&format!("{engine}: PASS")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("{engine}: jina-v3 mixed batch: lowest cosine")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("{engine} 60 clients c=60")),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("all engines passed on cpu"), "{stdout}");
+}
+
+#[test]
+fn the_checker_fails_an_engine_whose_vectors_are_off() {
+    // `minilm` answered by the echo backend: right width, wrong vectors.
+    let server = Server::start(
+        "",
+        &(minilm_model("minilm", "echo", "") + &jina_model("jina", "candle")),
+    );
+    let output = Command::new("python3")
+        .arg(repo_root().join("scripts/check_engine.py"))
+        .args(["--url", &server.url, "--label", "echo"])
+        .arg("--fixtures")
+        .arg(fixtures_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("echo: FAIL all-MiniLM-L6-v2 text 0: cosine"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("echo: jina-v3 mixed batch: lowest cosine 1.0"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("PASS"), "{stdout}");
+}
