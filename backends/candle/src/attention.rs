@@ -57,23 +57,25 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    fn values(tensor: &Tensor) -> Vec<f32> {
+        tensor
+            .to_dtype(DType::F32)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1())
+            .unwrap()
+    }
+
     #[test]
     fn half_precision_masks_stay_finite_and_hide_padding() {
         let mask = Tensor::new(&[[1u32, 1, 0]], &Device::Cpu).unwrap();
         for dtype in [DType::F16, DType::BF16, DType::F32] {
             let additive = padding_mask(&mask, dtype).unwrap();
-            let values: Vec<f32> = additive
-                .to_dtype(DType::F32)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            assert_eq!(values[..2], [0.0, 0.0], "{dtype:?}");
+            let mask_values = values(&additive);
+            assert_eq!(mask_values[..2], [0.0, 0.0], "{dtype:?}");
             assert!(
-                values[2].is_finite() && values[2] < -6.0e4,
+                mask_values[2].is_finite() && mask_values[2] < -6.0e4,
                 "{dtype:?}: {}",
-                values[2]
+                mask_values[2]
             );
             // One head, three positions: the padded key gets no weight and nothing is NaN.
             let q = Tensor::ones((1, 1, 3, 2), dtype, &Device::Cpu).unwrap();
@@ -81,14 +83,7 @@ mod tests {
                 .unwrap()
                 .to_dtype(dtype)
                 .unwrap();
-            let out: Vec<f32> = attend(&q, &q, &v, &additive)
-                .unwrap()
-                .to_dtype(DType::F32)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let out = values(&attend(&q, &q, &v, &additive).unwrap());
             assert_eq!(out, vec![1.0, 0.0, 1.0, 0.0, 1.0, 0.0], "{dtype:?}");
         }
     }
