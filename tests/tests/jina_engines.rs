@@ -415,3 +415,51 @@ fn the_onnx_builder_reproduces_the_official_export() {
         20
     );
 }
+
+/// jina-v3's int8 graph: `scripts/quantize_onnx.py` rewrites the export's run-time-merged LoRA
+/// weights into low-rank form and quantizes the base products; every adapter's cases stay within
+/// cosine 0.99 of the official outputs.
+#[test]
+fn the_int8_graph_keeps_every_adapter_within_0_99_of_the_official_outputs() {
+    let dir = fixture_copy(
+        "jina-int8",
+        &[
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        ],
+    );
+    std::fs::create_dir(dir.0.join("onnx")).unwrap();
+    std::fs::copy(
+        fixtures_dir().join("jina-v3-tiny/onnx/model.onnx"),
+        dir.0.join("onnx/model.onnx"),
+    )
+    .unwrap();
+    let root = common::repo_root();
+    let output = std::process::Command::new(root.join(".assets/venv/bin/python"))
+        .arg(root.join("scripts/quantize_onnx.py"))
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("into low-rank form"), "{stdout}");
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("onnx/model_int8.json")).unwrap())
+            .unwrap();
+    assert!(meta["quantized_matmuls"].as_u64().unwrap() > 0, "{meta}");
+
+    let (_, expected) = fixture("");
+    let card = ModelCard::load(&dir.0).unwrap();
+    let mut config = load_document(&card, Value::Null);
+    config.settings.dtype = Some(DType::Int8);
+    let mut backend = embedrt_onnx::OnnxBackend::load(&config).unwrap();
+    assert_eq!(backend.capabilities().dtype, Some(DType::Int8));
+    let ran = check_cases(&card, &expected, &mut backend, Closeness::Cosine(0.99));
+    assert_eq!(ran, 20, "5 adapters x 4 cases");
+}

@@ -82,6 +82,13 @@ impl BackendPlugin for CandleBackend {
     /// options, a family this backend does not implement, or weights that do not fit the config.
     fn load(document: &LoadDocument) -> Result<Self, BackendError> {
         let settings = &document.settings;
+        if settings.dtype == Some(embedrt_backend_core::DType::Int8) {
+            return Err(BackendError::Load(
+                "the candle backend has no int8; int8 runs on the onnx backend (backend = \"onnx\", \
+                 dtype = \"int8\", on the CPU, with the graph scripts/quantize_onnx.py makes)"
+                    .into(),
+            ));
+        }
         let device = open_device(settings)?;
         let dtype = settings.dtype_among("candle", supported_dtypes(&device))?;
         let options: CandleOptions = settings.options()?;

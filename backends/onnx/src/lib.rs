@@ -2,7 +2,8 @@
 //! with the ONNX Runtime library opened at run time (`load-dynamic`; [`library`] finds it).
 //!
 //! - [`OnnxBackend`] (`onnx`) runs the graph as exported (f32) on the CPU, or on `cuda:N` through
-//!   the CUDA execution provider.
+//!   the CUDA execution provider; with `dtype = "int8"` (CPU) it runs the int8 graph that
+//!   `scripts/quantize_onnx.py` makes beside the fp32 one (`model_int8.onnx`).
 //! - [`TensorRtBackend`] (`tensorrt`) hands the graph to TensorRT through ONNX Runtime's TensorRT
 //!   execution provider, in f16 by default ([`tensorrt`] says why this way).
 //!
@@ -88,7 +89,8 @@ fn library(option: Option<&Path>) -> Result<&'static Library, BackendError> {
 
 /// How to open a session: what both ONNX Runtime backends decide before opening one.
 struct SessionPlan<'a> {
-    /// The ONNX file, relative to the model folder; `None`: the first of [`DEFAULT_FILES`].
+    /// The ONNX file, relative to the model folder; `None`: the first of [`DEFAULT_FILES`] (of
+    /// [`INT8_FILES`] for int8).
     file: Option<&'a Path>,
     /// Intra-op threads.
     threads: usize,
@@ -122,20 +124,29 @@ fn inference_error(e: impl std::fmt::Display) -> BackendError {
 /// The ONNX files this backend looks for, in order, unless the `file` option names one.
 const DEFAULT_FILES: [&str; 2] = ["model.onnx", "onnx/model.onnx"];
 
+/// The int8 graphs `scripts/quantize_onnx.py` writes beside [`DEFAULT_FILES`], looked for in order
+/// for `dtype = "int8"`.
+const INT8_FILES: [&str; 2] = ["model_int8.onnx", "onnx/model_int8.onnx"];
+
 impl BackendPlugin for OnnxBackend {
     const NAME: &'static CStr = c"onnx";
 
-    /// Opens the model's ONNX graph with the settings of `document`: on the CPU, or on a GPU
-    /// through the CUDA execution provider; in f32 (the graph's own precision).
+    /// Opens the model's ONNX graph with the settings of `document`: on the CPU (f32, or int8
+    /// from the quantized graph), or on a GPU through the CUDA execution provider (f32).
     ///
     /// # Errors
     ///
-    /// [`BackendError::Load`] for a dtype other than f32, bad options, no ONNX Runtime library, a
-    /// library without the CUDA provider (or one that cannot start) for a GPU device, no ONNX
-    /// file, or a graph without the inputs it needs.
+    /// [`BackendError::Load`] for another dtype, bad options, no ONNX Runtime library, a library
+    /// without the CUDA provider (or one that cannot start) for a GPU device, no ONNX file (for
+    /// int8: no quantized graph, with the command that makes it), or a graph without the inputs
+    /// it needs.
     fn load(document: &LoadDocument) -> Result<Self, BackendError> {
         let settings = &document.settings;
-        let dtype = settings.dtype_among("onnx", &[DType::F32])?;
+        let supported: &[DType] = match settings.device {
+            Device::Cpu => &[DType::F32, DType::Int8],
+            Device::Cuda(_) => &[DType::F32],
+        };
+        let dtype = settings.dtype_among("onnx", supported)?;
         let options: OnnxOptions = settings.options()?;
         let library = library(options.library.as_deref())?;
         let providers = match settings.device {
@@ -189,7 +200,7 @@ impl OnnxBackend {
     /// [`BackendError::Load`] when a provider cannot start, there is no ONNX file, or the graph
     /// lacks the inputs it needs.
     fn open(card: &ModelSpec, library: &Library, plan: SessionPlan) -> Result<Self, BackendError> {
-        let file = model_file(&card.path, plan.file)?;
+        let file = model_file(&card.path, plan.file, plan.dtype)?;
         let level = match plan.optimization {
             0 => GraphOptimizationLevel::Disable,
             1 => GraphOptimizationLevel::Level1,
@@ -270,17 +281,33 @@ fn single_adapter(task_ids: &[u32]) -> Result<i64, BackendError> {
     Ok(first as i64 - 1)
 }
 
-/// The ONNX file to open: `file` when given, else the first of [`DEFAULT_FILES`] there is.
-fn model_file(dir: &Path, file: Option<&Path>) -> Result<PathBuf, BackendError> {
+/// The ONNX file to open: `file` when given, else the first of [`DEFAULT_FILES`] (for int8:
+/// [`INT8_FILES`]) there is.
+fn model_file(dir: &Path, file: Option<&Path>, dtype: DType) -> Result<PathBuf, BackendError> {
+    let defaults = if dtype == DType::Int8 {
+        INT8_FILES
+    } else {
+        DEFAULT_FILES
+    };
     let candidates: Vec<PathBuf> = match file {
         Some(file) => vec![dir.join(file)],
-        None => DEFAULT_FILES.iter().map(|f| dir.join(f)).collect(),
+        None => defaults.iter().map(|f| dir.join(f)).collect(),
     };
-    candidates
-        .iter()
-        .find(|path| path.is_file())
-        .cloned()
-        .ok_or_else(|| BackendError::Load(format!("no ONNX file: looked for {candidates:?}")))
+    if let Some(found) = candidates.iter().find(|path| path.is_file()) {
+        return Ok(found.clone());
+    }
+    let hint = if dtype == DType::Int8 && file.is_none() {
+        format!(
+            "; make the int8 graph from the fp32 one with `.assets/venv/bin/python \
+             scripts/quantize_onnx.py {}` (scripts/setup.sh does it for the default model)",
+            dir.display()
+        )
+    } else {
+        String::new()
+    };
+    Err(BackendError::Load(format!(
+        "no ONNX file: looked for {candidates:?}{hint}"
+    )))
 }
 
 impl PaddedEncoder for OnnxBackend {

@@ -1,0 +1,308 @@
+#!/usr/bin/env python3
+"""Makes the int8 graph of a model's fp32 ONNX file, for `dtype = "int8"` on the onnx backend.
+
+The recipe (ONNX Runtime's dynamic quantization, chosen against quality gates; see the README's
+"int8" section and BENCHMARKS.md for the figures):
+  - weights int8, one scale per output channel; activations uint8, scaled per batch at run time;
+  - only MatMuls with a weight are quantized (attention's activation-by-activation products stay
+    fp32, as do embeddings, layer norms and softmax);
+  - a MatMul whose input has outliers stays fp32: on the calibration texts (scripts/data/
+    calibration.txt, never the texts the gates measure on) each weight MatMul's input gets
+    max|x| / std over real tokens, and those above --threshold (default 60) keep fp32. One int8
+    step of an input with ratio r is r/127 standard deviations, so above ~60 most of its values
+    round to a handful of levels. In BERT-family models these are the first layers'
+    FFN down-projections (GELU outputs with a few huge channels).
+  - jina-embeddings-v3's export merges each layer's LoRA adapter into its weight at run time
+    (x @ (W + s * B[task] @ A[task]).T), so no weight is a constant there. The graph is first
+    rewritten into the equivalent low-rank form x @ W.T + s * (x @ A[task].T) @ B[task].T, whose
+    base product has a constant weight to quantize while the rank-4 adapter path stays fp32; the
+    rewrite is checked against the original on the calibration texts for every task.
+
+Writes MODEL_int8.onnx beside the source (model.onnx -> model_int8.onnx, onnx/model.onnx ->
+onnx/model_int8.onnx) and MODEL_int8.json with the source's SHA-256, the recipe and what stayed
+fp32. Run again, it does nothing while the source's hash matches.
+
+Usage: quantize_onnx.py MODEL_DIR [--source FILE] [--calibration FILE] [--threshold R]
+Needs: numpy, onnx, onnxruntime, tokenizers (scripts/setup.sh puts them in .assets/venv).
+"""
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from tokenizers import Tokenizer
+
+ROOT = Path(__file__).resolve().parent
+BATCH = 32
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_file(model_dir: Path, named: str | None) -> Path:
+    candidates = [model_dir / named] if named else [model_dir / "model.onnx", model_dir / "onnx/model.onnx"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise SystemExit(f"no ONNX file: looked for {[str(c) for c in candidates]}")
+
+
+def weight_matmuls(model: onnx.ModelProto):
+    """(node, activation input) of every MatMul with a weight, and the names of the others."""
+    weights = {i.name for i in model.graph.initializer}
+    with_weight, without = [], []
+    for node in model.graph.node:
+        if node.op_type != "MatMul":
+            continue
+        activations = [x for x in node.input if x not in weights]
+        if len(activations) == 1:
+            with_weight.append((node, activations[0]))
+        else:
+            without.append(node.name)
+    return with_weight, without
+
+
+def unmerge_lora(model: onnx.ModelProto) -> int:
+    """Rewrites every `x @ Transpose(W + s * (B @ A))` into `x @ W.T + s * (x @ A.T) @ B.T`.
+
+    Returns how many MatMuls were rewritten; nodes left unused are removed.
+    """
+    initializers = {i.name: i for i in model.graph.initializer}
+    producer = {out: node for node in model.graph.node for out in node.output}
+
+    def made_by(name, op):
+        node = producer.get(name)
+        return node if node is not None and node.op_type == op else None
+
+    rewritten, new_nodes = 0, []
+    for node in list(model.graph.node):
+        if node.op_type != "MatMul":
+            continue
+        transpose = made_by(node.input[1], "Transpose")
+        add = transpose and made_by(transpose.input[0], "Add")
+        if not add or add.input[0] not in initializers:
+            continue
+        mul = made_by(add.input[1], "Mul")
+        product = mul and made_by(mul.input[0], "MatMul")
+        if not product:
+            continue
+        weight = initializers[add.input[0]]
+        x, b_sel, a_sel, scale = node.input[0], product.input[0], product.input[1], mul.input[1]
+        name = node.name or node.output[0]
+        transposed = numpy_helper.from_array(
+            np.ascontiguousarray(numpy_helper.to_array(weight).T), f"{weight.name}.T")
+        model.graph.initializer.append(transposed)
+        def n(suffix, name=name):
+            return f"{name}/unmerged/{suffix}"
+
+        new_nodes.extend([
+            helper.make_node("MatMul", [x, transposed.name], [n("base")], name=n("base")),
+            helper.make_node("Transpose", [a_sel], [n("a_t")], name=n("a_t"), perm=[1, 0]),
+            helper.make_node("Transpose", [b_sel], [n("b_t")], name=n("b_t"), perm=[1, 0]),
+            helper.make_node("MatMul", [x, n("a_t")], [n("down")], name=n("down")),
+            helper.make_node("MatMul", [n("down"), n("b_t")], [n("up")], name=n("up")),
+            helper.make_node("Mul", [n("up"), scale], [n("scaled")], name=n("scaled")),
+            helper.make_node("Add", [n("base"), n("scaled")], [node.output[0]], name=n("sum")),
+        ])
+        model.graph.node.remove(node)
+        rewritten += 1
+    if not rewritten:
+        return 0
+    # The new nodes are appended, then everything is put back in topological order.
+    nodes = list(model.graph.node) + new_nodes
+    del model.graph.node[:]
+    model.graph.node.extend(topological(nodes, model))
+    remove_unused(model)
+    return rewritten
+
+
+def topological(nodes, model):
+    """`nodes` ordered so that each comes after the producers of its inputs."""
+    available = {i.name for i in model.graph.input} | {i.name for i in model.graph.initializer} | {""}
+    ordered, pending = [], list(nodes)
+    while pending:
+        ready = [node for node in pending if all(x in available for x in node.input)]
+        if not ready:
+            raise SystemExit("the rewritten graph has a cycle or a missing input")
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+        pending = [node for node in pending if node not in ready]
+    return ordered
+
+
+def remove_unused(model: onnx.ModelProto) -> None:
+    """Drops nodes and initializers nothing reaches the graph's outputs through."""
+    needed = {o.name for o in model.graph.output}
+    kept = []
+    for node in reversed(list(model.graph.node)):
+        if any(out in needed for out in node.output):
+            kept.append(node)
+            needed.update(node.input)
+    del model.graph.node[:]
+    model.graph.node.extend(reversed(kept))
+    unused = [i for i in model.graph.initializer if i.name not in needed]
+    for initializer in unused:
+        model.graph.initializer.remove(initializer)
+
+
+def save(model: onnx.ModelProto, path: Path) -> None:
+    """Saves `model`, its weights in `<path>_data` when they are too large for one protobuf."""
+    if model.ByteSize() < 1.8e9:
+        onnx.save(model, str(path))
+    else:
+        onnx.save(model, str(path), save_as_external_data=True, location=path.name + "_data")
+
+
+def run_all(path: Path, names, tokenizer, texts, adapters):
+    """The outputs `names` of the graph at `path` for every calibration batch (and task)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    graph_inputs = {i.name for i in session.get_inputs()}
+    for feed, mask in batches(tokenizer, texts, graph_inputs, adapters):
+        yield session.run(names, feed), mask
+
+
+def batches(tokenizer: Tokenizer, texts, graph_inputs, adapters: int):
+    """Feeds of BATCH texts each, for every adapter when the graph takes a `task_id`."""
+    for start in range(0, len(texts), BATCH):
+        encodings = tokenizer.encode_batch(texts[start:start + BATCH])
+        length = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), length), np.int64)
+        mask = np.zeros_like(ids)
+        for row, encoding in enumerate(encodings):
+            ids[row, :len(encoding.ids)] = encoding.ids
+            mask[row, :len(encoding.ids)] = 1
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in graph_inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        if "task_id" in graph_inputs:
+            for adapter in range(adapters):
+                yield {**feed, "task_id": np.array(adapter, np.int64)}, mask
+        else:
+            yield feed, mask
+
+
+def outlier_ratios(model, probes, texts, tokenizer, adapters: int, scratch: Path):
+    """max|x| / std over real tokens of each probed activation, on `texts`."""
+    names = sorted({activation for _, activation in probes})
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for name in names:
+        probe.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    save(probe, scratch)
+    peak = {n: 0.0 for n in names}
+    total = {n: 0.0 for n in names}
+    squares = {n: 0.0 for n in names}
+    count = {n: 0 for n in names}
+    for values, mask in run_all(scratch, names, tokenizer, texts, adapters):
+        for name, value in zip(names, values):
+            real = value[mask.astype(bool)] if value.ndim == 3 else value.reshape(-1, value.shape[-1])
+            real = real.astype(np.float64)
+            peak[name] = max(peak[name], float(np.abs(real).max()))
+            total[name] += float(real.sum())
+            squares[name] += float((real * real).sum())
+            count[name] += real.size
+    ratios = {}
+    for name in names:
+        mean = total[name] / count[name]
+        std = max(squares[name] / count[name] - mean * mean, 1e-30) ** 0.5
+        ratios[name] = peak[name] / std
+    return ratios
+
+
+def check_same(source: Path, rewritten: Path, output: str, tokenizer, texts, adapters) -> float:
+    """The largest difference between the two graphs' `output` relative to its scale."""
+    worst = 0.0
+    original = run_all(source, [output], tokenizer, texts, adapters)
+    for (mine, _), (theirs, _) in zip(run_all(rewritten, [output], tokenizer, texts, adapters), original):
+        worst = max(worst, float(np.abs(mine[0] - theirs[0]).max() / (np.abs(theirs[0]).max() + 1e-12)))
+    return worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("--source", help="the fp32 ONNX file, relative to MODEL_DIR")
+    parser.add_argument("--calibration", type=Path, default=ROOT / "data/calibration.txt")
+    parser.add_argument("--threshold", type=float, default=60.0)
+    args = parser.parse_args()
+
+    source = source_file(args.model_dir, args.source)
+    out = source.with_name(source.stem + "_int8.onnx")
+    meta_path = out.with_suffix(".json")
+    source_hash = sha256(source)
+    if out.is_file() and meta_path.is_file():
+        if json.loads(meta_path.read_text()).get("source_sha256") == source_hash:
+            print(f"{out} is up to date")
+            return
+
+    config = json.loads((args.model_dir / "config.json").read_text())
+    adapters = len(config.get("lora_adaptations", [])) or 1
+    tokenizer = Tokenizer.from_file(str(args.model_dir / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(512)
+    texts = [t for t in args.calibration.read_text(encoding="utf-8").splitlines() if t.strip()]
+
+    model = onnx.load(str(source))
+    scratch = source.with_name(source.stem + "_scratch.onnx")
+    try:
+        unmerged = unmerge_lora(model)
+        quantize_from = source
+        if unmerged:
+            quantize_from = source.with_name(source.stem + "_unmerged.onnx")
+            save(model, quantize_from)
+            output = model.graph.output[0].name
+            difference = check_same(source, quantize_from, output, tokenizer, texts[:64], adapters)
+            if difference > 1e-4:
+                raise SystemExit(f"the low-rank rewrite changed `{output}` by {difference:.2e} (relative)")
+            print(f"rewrote {unmerged} LoRA-merged MatMuls into low-rank form (same output within {difference:.1e})")
+        probes, activation_products = weight_matmuls(model)
+        ratios = outlier_ratios(model, probes, texts, tokenizer, adapters, scratch)
+        kept = {node.name: round(ratios[activation], 1) for node, activation in probes
+                if ratios[activation] > args.threshold}
+        large = model.ByteSize() > 1.8e9
+        meta_path.unlink(missing_ok=True)  # the metadata, written last, says the graph is complete
+        quantize_dynamic(
+            str(quantize_from), str(out),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            nodes_to_exclude=list(kept) + activation_products,
+            use_external_data_format=large,
+        )
+    finally:
+        for leftover in source.parent.glob(source.stem + "_scratch.onnx*"):
+            leftover.unlink()
+        for leftover in source.parent.glob(source.stem + "_unmerged.onnx*"):
+            leftover.unlink()
+    meta = {
+        "source": source.name,
+        "source_sha256": source_hash,
+        "recipe": "onnxruntime quantize_dynamic: per-channel int8 weights, uint8 dynamic activations, "
+                  "MatMuls with a weight only; outlier inputs kept fp32",
+        "onnxruntime": ort.__version__,
+        "calibration": str(args.calibration.name),
+        "calibration_sha256": sha256(args.calibration),
+        "threshold": args.threshold,
+        "quantized_matmuls": len(probes) - len(kept),
+        "kept_fp32": kept,
+    }
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {out}: {meta['quantized_matmuls']} MatMuls int8, kept fp32: {kept or 'none'}")
+
+
+if __name__ == "__main__":
+    main()
