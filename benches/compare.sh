@@ -3,7 +3,7 @@
 # model folder, same load generator, one server at a time. For each server: 1 and 60 concurrent
 # clients, 1 and 10 sentences per request. Prints a Markdown table; raw JSON goes to
 # target/bench-results/. Usage: benches/compare.sh [SECONDS_PER_RUN] [SERVER...]
-# (servers: onnx candle infinity; default all three).
+# (servers: onnx onnx-int8 candle infinity infinity-onnx; default onnx candle infinity).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -30,20 +30,31 @@ run_matrix() { # LABEL URL
 
 for server in "${servers[@]}"; do
     case "$server" in
-        onnx|candle)
+        onnx|candle|onnx-int8)
             config="$results/$server.toml"
-            # The default config with this backend and its default options.
-            engine_config "$server" "$config"
+            # The default config with this backend and its default options (int8: dtype = "int8").
+            engine_config "${server%-int8}" "$config"
+            [ "$server" = onnx-int8 ] && sed -i 's/^backend = "onnx"/backend = "onnx"\ndtype = "int8"/' "$config"
             target/release/embedrt serve --config "$config" --http 127.0.0.1:18080 2>"$results/$server.log" &
             pid=$!
             wait_ready http://127.0.0.1:18080/ready
             run_matrix "embedrt-$server" http://127.0.0.1:18080/v1/embeddings
             ;;
-        infinity)
-            PORT=17997 benches/peers/infinity.sh >"$results/infinity.log" 2>&1 &
+        infinity|infinity-onnx)
+            engine=torch model="$root/.assets/models/all-MiniLM-L6-v2"
+            if [ "$server" = infinity-onnx ]; then
+                # Its ONNX engine prefers a quantized file when the folder has one: give it the
+                # folder without our int8 graph, so it runs fp32 like embedrt-onnx.
+                engine=optimum model="$results/minilm-fp32"
+                rm -rf "$model" && mkdir -p "$model"
+                for file in .assets/models/all-MiniLM-L6-v2/*; do
+                    case "$file" in *_int8*) ;; *) ln -s "$root/$file" "$model/" ;; esac
+                done
+            fi
+            MODEL_DIR="$model" PORT=17997 benches/peers/infinity.sh --engine "$engine" >"$results/$server.log" 2>&1 &
             pid=$!
             wait_ready http://127.0.0.1:17997/health
-            run_matrix infinity http://127.0.0.1:17997/v1/embeddings
+            run_matrix "$server" http://127.0.0.1:17997/v1/embeddings
             ;;
         *) echo "unknown server $server" >&2; exit 2 ;;
     esac
@@ -53,7 +64,7 @@ done
 python3 - "$results" "${servers[@]}" <<'PY'
 import json, sys, pathlib
 results, servers = pathlib.Path(sys.argv[1]), sys.argv[2:]
-labels = [f"embedrt-{s}" if s != "infinity" else "infinity" for s in servers]
+labels = [s if s.startswith("infinity") else f"embedrt-{s}" for s in servers]
 print("| server | clients | inputs/req | req/s | inputs/s | p50 ms | p95 ms | p99 ms | max ms | errors |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for label in labels:

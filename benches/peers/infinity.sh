@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Serves the same all-MiniLM-L6-v2 folder with Infinity (infinity-emb, torch engine, CPU) at
-# http://127.0.0.1:${PORT:-7997}/v1/embeddings, for side-by-side benchmarks. Installs Infinity into
-# .assets/infinity-venv on first use (torch from PyPI: several GB).
+# Serves the same all-MiniLM-L6-v2 folder with Infinity (infinity-emb, CPU) at
+# http://127.0.0.1:${PORT:-7997}/v1/embeddings, for side-by-side benchmarks: the torch engine, or
+# with `--engine optimum` its ONNX Runtime engine. Installs Infinity into .assets/infinity-venv on
+# first use (torch from PyPI: several GB). MODEL_DIR overrides the model folder.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="$root/.assets/infinity-venv"
 if [ ! -x "$venv/bin/infinity_emb" ]; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "infinity-emb[server,torch]==0.0.78"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "infinity-emb[server,torch,optimum]==0.0.78" \
+        "transformers==4.48.3" "optimum==1.24.0"  # the last pair its ONNX engine runs with
 fi
+[ $# -eq 0 ] && set -- --engine torch
 export HF_HUB_OFFLINE=1 DO_NOT_TRACK=1 INFINITY_ANONYMOUS_USAGE_STATS=0
 exec "$venv/bin/infinity_emb" v2 \
-    --model-id "$root/.assets/models/all-MiniLM-L6-v2" \
+    --model-id "${MODEL_DIR:-$root/.assets/models/all-MiniLM-L6-v2}" \
     --served-model-name all-MiniLM-L6-v2 \
-    --engine torch --device cpu \
-    --url-prefix /v1 --port "${PORT:-7997}" "$@"
+    --device cpu --url-prefix /v1 --port "${PORT:-7997}" "$@"
