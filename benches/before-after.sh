@@ -15,8 +15,6 @@ seconds="${2:-15}"
 results="$root/target/bench-results/before-after"
 mkdir -p "$results"
 
-scripts/setup.sh
-cargo build --release -p embedrt-api -p embedrt-plugin-onnx -p embedrt-plugin-candle -p embedrt-bench
 head_bin="$root/target/release"
 if [ -z "${BASE_BIN:-}" ]; then
     tree="$root/target/bench-rev/$(git rev-parse --short "$base_rev")"
@@ -27,6 +25,7 @@ fi
 # Revisions before the onnx backend found the library by itself need to be told where it is.
 export ORT_DYLIB_PATH="$root/.assets/onnxruntime/libonnxruntime.so"
 source benches/lib.sh
+build_release
 
 run() { # LABEL BIN_DIR ENGINE INPUTS
     local config="$results/$3.toml"

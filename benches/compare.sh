@@ -14,10 +14,9 @@ servers=(${servers[*]})
 results="$root/target/bench-results"
 mkdir -p "$results"
 
-scripts/setup.sh
-cargo build --release -p embedrt-api -p embedrt-plugin-onnx -p embedrt-plugin-candle -p embedrt-bench
 
 source benches/lib.sh
+build_release
 
 run_matrix() { # LABEL URL
     for c in 1 60; do
@@ -33,8 +32,7 @@ for server in "${servers[@]}"; do
         onnx|candle|onnx-int8)
             config="$results/$server.toml"
             # The default config with this backend and its default options (int8: dtype = "int8").
-            engine_config "${server%-int8}" "$config"
-            [ "$server" = onnx-int8 ] && sed -i 's/^backend = "onnx"/backend = "onnx"\ndtype = "int8"/' "$config"
+            engine_config "$server" "$config"
             target/release/embedrt serve --config "$config" --http 127.0.0.1:18080 2>"$results/$server.log" &
             pid=$!
             wait_ready http://127.0.0.1:18080/ready

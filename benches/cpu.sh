@@ -14,9 +14,8 @@ servers=(${servers[*]})
 results="$root/target/bench-results"
 mkdir -p "$results"
 
-scripts/setup.sh
-cargo build --release -p embedrt-api -p embedrt-plugin-onnx -p embedrt-plugin-candle -p embedrt-bench
 source benches/lib.sh
+build_release
 
 # cpu_seconds PID: the process's user + system CPU time so far, in seconds.
 cpu_seconds() {
@@ -27,8 +26,7 @@ echo "| server | clients | sentences/s | server CPU s per 1,000 sentences (= CPU
 echo "|---|---:|---:|---:|"
 for server in "${servers[@]}"; do
     config="$results/cpu-$server.toml"
-    engine_config "${server%-int8}" "$config"
-    [ "$server" = onnx-int8 ] && sed -i 's/^backend = "onnx"/backend = "onnx"\ndtype = "int8"/' "$config"
+    engine_config "$server" "$config"
     target/release/embedrt serve --config "$config" --http 127.0.0.1:18083 2>"$results/cpu-$server.log" &
     pid=$!
     wait_ready http://127.0.0.1:18083/ready

@@ -28,7 +28,7 @@ fi
 if [[ " ${engines[*]} " == *" onnx-int8 "* ]]; then
     .assets/venv/bin/python scripts/quantize_onnx.py "$model"
 fi
-cargo build --release -p embedrt-api -p embedrt-plugin-onnx -p embedrt-plugin-candle -p embedrt-bench
+build_release
 
 for engine in "${engines[@]}"; do
     config="$results/jina-$engine.toml"

@@ -13,8 +13,7 @@ results="$root/target/bench-results"
 mkdir -p "$results"
 
 source benches/lib.sh
-scripts/setup.sh
-cargo build --release -p embedrt-api -p embedrt-plugin-onnx -p embedrt-bench
+build_release
 
 target/release/embedrt serve --config configs/default.toml --http 127.0.0.1:18080 \
     --grpc 127.0.0.1:18081 2>"$results/protocols.log" &

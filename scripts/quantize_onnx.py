@@ -157,9 +157,14 @@ def remove_unused(model: onnx.ModelProto) -> None:
         model.graph.initializer.remove(initializer)
 
 
+def weight_bytes(model: onnx.ModelProto) -> int:
+    """The size of `model`'s weights (a protobuf over 2 GB cannot even be measured whole)."""
+    return sum(t.ByteSize() for t in model.graph.initializer)
+
+
 def save(model: onnx.ModelProto, path: Path) -> None:
     """Saves `model`, its weights in `<path>_data` when they are too large for one protobuf."""
-    if model.ByteSize() < 1.8e9:
+    if weight_bytes(model) < 1.8e9:
         onnx.save(model, str(path))
     else:
         onnx.save(model, str(path), save_as_external_data=True, location=path.name + "_data")
@@ -273,7 +278,7 @@ def main() -> None:
         ratios = outlier_ratios(model, probes, texts, tokenizer, adapters, scratch)
         kept = {node.name: round(ratios[activation], 1) for node, activation in probes
                 if ratios[activation] > args.threshold}
-        large = model.ByteSize() > 1.8e9
+        large = weight_bytes(model) > 1.8e9
         meta_path.unlink(missing_ok=True)  # the metadata, written last, says the graph is complete
         quantize_dynamic(
             str(quantize_from), str(out),

@@ -145,12 +145,7 @@ fn dtype_int8_is_served_and_reported_over_http() {
         let similarity = cosine(&got, want);
         assert!(similarity >= MIN_COSINE, "text {i}: cosine {similarity}");
     }
-    let models: Value = client
-        .get(format!("{}/v1/models", server.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let models = server.models();
     assert_eq!(
         models["data"][0]["variants"][0]["dtype"], "int8",
         "{models}"

@@ -211,12 +211,7 @@ fn a_plugin_built_against_abi_1_0_loads_on_this_host() {
     let got: Vec<f32> = serde_json::from_value(body["data"][0]["embedding"].clone()).unwrap();
     let want = abi_1_0_vector(&[101, 7592, 102], 384);
     assert!(common::max_abs_diff(&got, &want) < 1e-6, "{body}");
-    let models: Value = client
-        .get(format!("{}/v1/models", server.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let models = server.models();
     assert_eq!(models["data"][0]["variants"][0]["dtype"], Value::Null);
     assert_eq!(models["data"][1]["variants"][0]["dtype"], "f32");
 }

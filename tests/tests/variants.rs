@@ -155,12 +155,7 @@ fn traffic_splits_by_weight_sticks_per_user_and_names_the_variant() {
     assert!(cosine(&by_backend["onnx"], &by_backend["candle"]) > 0.9999);
 
     // The model list shows aliases and variants.
-    let models: Value = Client::new()
-        .get(format!("{}/v1/models", server.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let models = server.models();
     let minilm = &models["data"][0];
     assert_eq!(minilm["aliases"], json!(["mini", "all-MiniLM-L6-v2"]));
     assert_eq!(

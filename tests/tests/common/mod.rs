@@ -188,6 +188,14 @@ impl Drop for TempDir {
 }
 
 impl Server {
+    /// The server's `GET /v1/models` answer.
+    pub fn models(&self) -> serde_json::Value {
+        reqwest::blocking::get(format!("{}/v1/models", self.url))
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
     /// Starts the server with `models_toml` (one or more `[[models]]` tables) and optional extra
     /// `[server]` lines, and waits until `/ready` answers 200.
     pub fn start(server_toml: &str, models_toml: &str) -> Self {
