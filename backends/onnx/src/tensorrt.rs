@@ -162,6 +162,7 @@ impl BackendPlugin for TensorRtBackend {
         tracing::info!(cache = %cache.display(), max = %profile.max, "building or loading the TensorRT engine");
         let plan = SessionPlan {
             file: options.file.as_deref(),
+            // The GPU does the work; CPU threads only run the nodes TensorRT and CUDA leave.
             threads: 1,
             spinning: false,
             optimization: 3,
