@@ -101,13 +101,22 @@ pub fn concurrently<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> 
     })
 }
 
-/// A free loopback port (closed again before the server binds it).
+/// A free loopback port (closed again before the server binds it), never one this process was
+/// given before: the system may hand a just-closed port out again, and two servers of one test
+/// run (or one server's HTTP and gRPC ports) must not collide.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<std::collections::BTreeSet<u16>> =
+        Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A request to the spawner thread: a command, and where to send the started child.
