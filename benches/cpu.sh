@@ -3,7 +3,8 @@
 # threads, from /proc/PID/stat) over a load run, divided by the sentences it answered. One and 60
 # concurrent single-sentence clients, per server. Prints a Markdown table; raw JSON goes to
 # target/bench-results/. Usage: benches/cpu.sh [SECONDS_PER_RUN] [SERVER...]
-# (servers: onnx onnx-int8 candle; default onnx onnx-int8).
+# (servers: onnx onnx-int8 candle; default onnx onnx-int8). ENGINE_OPTIONS='{ intra_threads = 1 }'
+# replaces the engine's default options.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -27,6 +28,7 @@ echo "|---|---:|---:|---:|"
 for server in "${servers[@]}"; do
     config="$results/cpu-$server.toml"
     engine_config "$server" "$config"
+    sed -i "s/^options = {}/options = ${ENGINE_OPTIONS:-{\}}/" "$config"
     target/release/embedrt serve --config "$config" --http 127.0.0.1:18083 2>"$results/cpu-$server.log" &
     pid=$!
     wait_ready http://127.0.0.1:18083/ready
