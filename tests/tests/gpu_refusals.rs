@@ -69,11 +69,7 @@ fn candle_on_cuda_says_the_plugin_has_no_cuda_and_how_to_build_one() {
 #[test]
 fn a_reload_to_a_gpu_variant_is_refused_and_the_cpu_one_keeps_serving() {
     let server = Server::start("", &minilm_model("m", "candle", ""));
-    let path = server.config_path();
-    let text = std::fs::read_to_string(&path).unwrap();
-    let head = &text[..text.find("[[models]]").unwrap()];
-    let gpu = minilm_model("m", "onnx", "device = \"cuda\"");
-    std::fs::write(&path, format!("{head}{gpu}")).unwrap();
+    server.rewrite_models(&minilm_model("m", "onnx", "device = \"cuda\""));
     let client = Client::new();
     let response = client
         .post(format!("{}/admin/reload", server.url))

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{cosine, minilm_dir, minilm_expected, minilm_model, repo_root, Server};
+use common::{cosine, load_document, minilm_dir, minilm_expected, minilm_model, repo_root, Server};
 use embedrt_runtime::backend_core::guest::BackendPlugin;
-use embedrt_runtime::backend_core::{DType, LoadDocument};
+use embedrt_runtime::backend_core::DType;
 use embedrt_runtime::postprocess::l2_normalize;
 use embedrt_runtime::tokenize::TextTokenizer;
 use embedrt_runtime::{Backend, Batch, ModelCard};
@@ -80,7 +80,7 @@ fn neighbours(vectors: &[Vec<f32>], k: usize) -> Vec<Vec<usize>> {
 
 fn onnx_in(dtype: DType) -> embedrt_onnx::OnnxBackend {
     let card = ModelCard::load(&minilm_dir()).unwrap();
-    let mut document = LoadDocument::new(card.spec(), Default::default());
+    let mut document = load_document(&card, Value::Null);
     document.settings.dtype = Some(dtype);
     embedrt_onnx::OnnxBackend::load(&document).unwrap()
 }
@@ -155,7 +155,7 @@ fn dtype_int8_is_served_and_reported_over_http() {
 #[test]
 fn a_model_without_an_int8_graph_names_the_command_that_makes_it() {
     let card = ModelCard::load(&common::jina_dir()).unwrap();
-    let mut document = LoadDocument::new(card.spec(), Default::default());
+    let mut document = load_document(&card, Value::Null);
     document.settings.dtype = Some(DType::Int8);
     let err = embedrt_onnx::OnnxBackend::load(&document).err().unwrap();
     assert!(

@@ -14,14 +14,6 @@ use serde_json::{json, Value};
 
 const CLIENTS: usize = 40;
 
-/// Rewrites the model table of the server's config file to `backend`, keeping the server lines.
-fn write_config(server: &Server, models: &str) {
-    let path = server.config_path();
-    let text = std::fs::read_to_string(&path).unwrap();
-    let head = &text[..text.find("[[models]]").unwrap()];
-    std::fs::write(&path, format!("{head}{models}")).unwrap();
-}
-
 fn reload_by_endpoint(server: &Server, key: Option<&str>) -> (u16, Value) {
     let mut request = Client::new().post(format!("{}/admin/reload", server.url));
     if let Some(key) = key {
@@ -63,13 +55,13 @@ fn engines_swap_under_load_without_a_failed_request() {
         if i == CLIENTS {
             // The conductor: swap engines while the clients run (about 20 s in all).
             std::thread::sleep(Duration::from_secs(4));
-            write_config(&server, &minilm_model("m", "candle", ""));
+            server.rewrite_models(&minilm_model("m", "candle", ""));
             sighup(&server);
             wait_for("candle");
             std::thread::sleep(Duration::from_secs(5));
 
             // A broken config, by both routes: rejected, nothing changes.
-            write_config(&server, "[[models]]\nname = \"m\"\nbackend = 3\n");
+            server.rewrite_models("[[models]]\nname = \"m\"\nbackend = 3\n");
             assert_eq!(
                 reload_by_endpoint(&server, None).0,
                 401,
@@ -92,7 +84,7 @@ fn engines_swap_under_load_without_a_failed_request() {
                 "a broken config leaves the running one"
             );
 
-            write_config(&server, &minilm_model("m", "onnx", ""));
+            server.rewrite_models(&minilm_model("m", "onnx", ""));
             let (status, body) = reload_by_endpoint(&server, Some("secret"));
             assert_eq!(status, 200, "{body}");
             assert_eq!(body["loaded"], json!(["m"]));

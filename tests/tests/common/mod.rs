@@ -197,6 +197,15 @@ impl Drop for TempDir {
 }
 
 impl Server {
+    /// Replaces the `[[models]]` tables of the server's config file with `models`, keeping its
+    /// `[server]` lines (a reload then picks them up).
+    pub fn rewrite_models(&self, models: &str) {
+        let path = self.config_path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let head = &text[..text.find("[[models]]").unwrap()];
+        std::fs::write(&path, format!("{head}{models}")).unwrap();
+    }
+
     /// The server's `GET /v1/models` answer.
     pub fn models(&self) -> serde_json::Value {
         reqwest::blocking::get(format!("{}/v1/models", self.url))
