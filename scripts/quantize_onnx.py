@@ -19,8 +19,8 @@ The recipe (ONNX Runtime's dynamic quantization, chosen against quality gates; s
     rewrite is checked against the original on the calibration texts for every task.
 
 Writes MODEL_int8.onnx beside the source (model.onnx -> model_int8.onnx, onnx/model.onnx ->
-onnx/model_int8.onnx) and MODEL_int8.json with the source's SHA-256, the recipe and what stayed
-fp32. Run again, it does nothing while the source's hash matches.
+onnx/model_int8.onnx) and MODEL_int8.json with the SHA-256 of the source and its external weight
+files, the recipe and what stayed fp32. Run again, it does nothing while that hash matches.
 
 Usage: quantize_onnx.py MODEL_DIR [--source FILE] [--calibration FILE] [--threshold R]
 Needs: numpy, onnx, onnxruntime, tokenizers (scripts/setup.sh puts them in .assets/venv).
@@ -42,12 +42,28 @@ ROOT = Path(__file__).resolve().parent
 BATCH = 32
 
 
-def sha256(path: Path) -> str:
+def sha256(*paths: Path) -> str:
+    """One digest over the contents of `paths`, in order."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
+
+
+def with_weight_files(source: Path) -> list[Path]:
+    """`source` and the external weight files it names (e.g. `model.onnx_data`): a change to
+    either must make a new int8 graph."""
+    graph = onnx.load(str(source), load_external_data=False).graph
+    locations = {
+        entry.value
+        for tensor in graph.initializer
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    return [source] + [source.parent / location for location in sorted(locations)]
 
 
 def source_file(model_dir: Path, named: str | None) -> Path:
@@ -248,7 +264,7 @@ def main() -> None:
     source = source_file(args.model_dir, args.source)
     out = source.with_name(source.stem + "_int8.onnx")
     meta_path = out.with_suffix(".json")
-    source_hash = sha256(source)
+    source_hash = sha256(*with_weight_files(source))
     if out.is_file() and meta_path.is_file():
         if json.loads(meta_path.read_text()).get("source_sha256") == source_hash:
             print(f"{out} is up to date")

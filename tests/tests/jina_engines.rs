@@ -436,19 +436,26 @@ fn the_int8_graph_keeps_every_adapter_within_0_99_of_the_official_outputs() {
         dir.0.join("onnx/model.onnx"),
     )
     .unwrap();
-    let root = common::repo_root();
-    let output = std::process::Command::new(root.join(".assets/venv/bin/python"))
-        .arg(root.join("scripts/quantize_onnx.py"))
-        .arg(&dir.0)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let quantize = || {
+        let root = common::repo_root();
+        let output = std::process::Command::new(root.join(".assets/venv/bin/python"))
+            .arg(root.join("scripts/quantize_onnx.py"))
+            .arg(&dir.0)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    let stdout = quantize();
     assert!(stdout.contains("into low-rank form"), "{stdout}");
+    // Keyed by the source's hash: a second run has nothing to do.
+    let again = quantize();
+    assert!(again.contains("is up to date"), "{again}");
     let meta: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.0.join("onnx/model_int8.json")).unwrap())
             .unwrap();
