@@ -204,10 +204,11 @@ fn default_truncate() -> bool {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchingSettings {
-    /// Most tokens in one batch (padding counted for backends that pad); default
-    /// [`CPU_BATCH`] or [`GPU_BATCH`] `.max_tokens`, by the variant's device.
+    /// Most tokens in one batch (padding counted for backends that pad); default: by the
+    /// variant's device ([`BatchLimits::default_for`]).
     pub max_batch_tokens: Option<usize>,
-    /// Most sequences in one batch; default [`CPU_BATCH`] or [`GPU_BATCH`] `.max_rows`.
+    /// Most sequences in one batch; default: by the variant's device
+    /// ([`BatchLimits::default_for`]).
     pub max_batch_requests: Option<usize>,
     /// How long the oldest queued input may wait for others to join its batch, in milliseconds.
     /// 0: an idle backend starts at once; under load, batches still form from what queued while
@@ -216,20 +217,6 @@ pub struct BatchingSettings {
     /// Most inputs waiting; beyond it requests get 429.
     pub max_queued_inputs: usize,
 }
-
-/// Batch limits of variants on the CPU unless configured.
-pub const CPU_BATCH: BatchLimits = BatchLimits {
-    max_rows: 64,
-    max_tokens: 16384,
-};
-
-/// Batch limits of variants on a GPU unless configured: 256 rows of 128 tokens, enough to keep a
-/// data-centre GPU busy with short inputs while one batch stays in the tens of milliseconds for a
-/// jina-v3-size model.
-pub const GPU_BATCH: BatchLimits = BatchLimits {
-    max_rows: 256,
-    max_tokens: 32768,
-};
 
 impl Default for BatchingSettings {
     fn default() -> Self {
@@ -245,10 +232,7 @@ impl Default for BatchingSettings {
 impl BatchingSettings {
     /// The batch limits of a variant on `device`: the configured ones, else the device's defaults.
     pub fn limits(&self, device: Device) -> BatchLimits {
-        let defaults = match device {
-            Device::Cpu => CPU_BATCH,
-            Device::Cuda(_) => GPU_BATCH,
-        };
+        let defaults = BatchLimits::default_for(device);
         BatchLimits {
             max_rows: self.max_batch_requests.unwrap_or(defaults.max_rows),
             max_tokens: self.max_batch_tokens.unwrap_or(defaults.max_tokens),
@@ -458,8 +442,18 @@ mod tests {
         let gpu = Config::parse(&format!("{MINIMAL}device = \"cuda\"\n")).unwrap();
         assert_eq!(gpu.tokenizer_threads(), cores);
         let batching = &gpu.models[0].batching;
-        assert_eq!(batching.limits(Device::Cuda(0)), GPU_BATCH);
-        assert_eq!(batching.limits(Device::Cpu), CPU_BATCH);
+        let gpu_batch = BatchLimits {
+            max_rows: 256,
+            max_tokens: 32768,
+        };
+        assert_eq!(batching.limits(Device::Cuda(0)), gpu_batch);
+        assert_eq!(
+            batching.limits(Device::Cpu),
+            BatchLimits {
+                max_rows: 64,
+                max_tokens: 16384
+            }
+        );
         let set = Config::parse(&format!(
             "[server]\ntokenizer_threads = 3\n{MINIMAL}device = \"cuda:1\"\n\
              batching = {{ max_batch_requests = 32 }}\n"
@@ -470,7 +464,7 @@ mod tests {
             set.models[0].batching.limits(Device::Cuda(1)),
             BatchLimits {
                 max_rows: 32,
-                max_tokens: GPU_BATCH.max_tokens
+                max_tokens: gpu_batch.max_tokens
             }
         );
     }

@@ -46,6 +46,25 @@ pub struct BatchLimits {
     pub max_tokens: usize,
 }
 
+impl BatchLimits {
+    /// What a host's scheduler forms on `device` unless configured otherwise: 64 rows and 16384
+    /// tokens on the CPU, whose latency grows with batch size; 256 rows of 128 tokens on a GPU,
+    /// enough to keep a data-centre GPU busy with short inputs while one batch stays in the tens of
+    /// milliseconds for a jina-v3-size model.
+    pub fn default_for(device: Device) -> Self {
+        match device {
+            Device::Cpu => Self {
+                max_rows: 64,
+                max_tokens: 16384,
+            },
+            Device::Cuda(_) => Self {
+                max_rows: 256,
+                max_tokens: 32768,
+            },
+        }
+    }
+}
+
 /// What a backend is asked before the model's files are there: which weight files it needs for
 /// these settings (the load document without its `card`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

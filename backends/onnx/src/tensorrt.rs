@@ -58,12 +58,6 @@ pub struct TensorRtOptions {
     pub builder_optimization_level: Option<u8>,
 }
 
-/// The batch limits assumed when the host sends none (an ABI 1.1 host from before `batch`).
-const ASSUMED_BATCH: BatchLimits = BatchLimits {
-    max_rows: 256,
-    max_tokens: 32768,
-};
-
 /// Inputs are optimized for this many tokens per row (short sentences, the common case).
 const OPTIMAL_TOKENS: usize = 128;
 
@@ -135,7 +129,11 @@ impl BackendPlugin for TensorRtBackend {
         providers::require::<TensorRT>(library, providers::TENSORRT_NEEDS)?;
         let cache = cache_dir(options.cache_dir.as_deref())?;
         let card = &document.card;
-        let profile = Profile::for_model(card, document.batch.unwrap_or(ASSUMED_BATCH));
+        // A host from before the load document's `batch` key schedules with the defaults.
+        let limits = document
+            .batch
+            .unwrap_or(BatchLimits::default_for(settings.device));
+        let profile = Profile::for_model(card, limits);
         let cache_path = cache.to_string_lossy();
         let mut tensorrt = TensorRT::default()
             .with_device_id(index as i32)
