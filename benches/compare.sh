@@ -3,7 +3,8 @@
 # model folder, same load generator, one server at a time. For each server: 1 and 60 concurrent
 # clients, 1 and 10 sentences per request. Prints a Markdown table; raw JSON goes to
 # target/bench-results/. Usage: benches/compare.sh [SECONDS_PER_RUN] [SERVER...]
-# (servers: onnx onnx-int8 candle infinity infinity-onnx; default onnx candle infinity).
+# (servers: onnx onnx-int8 candle infinity infinity-onnx, embedrt's with -xN for N replicas, e.g.
+# onnx-int8-x2; default onnx candle infinity).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -29,9 +30,9 @@ run_matrix() { # LABEL URL
 
 for server in "${servers[@]}"; do
     case "$server" in
-        onnx|candle|onnx-int8)
+        onnx*|candle*)
             config="$results/$server.toml"
-            # The default config with this backend and its default options (int8: dtype = "int8").
+            # The default config with this backend and its default options (see engine_keys).
             engine_config "$server" "$config"
             target/release/embedrt serve --config "$config" --http 127.0.0.1:18080 2>"$results/$server.log" &
             pid=$!

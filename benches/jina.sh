@@ -3,9 +3,10 @@
 # engines, one at a time: 60 concurrent single-sentence clients, all on one task, then the five
 # tasks in turn (mixed batches: per-row low-rank on candle, grouped by task on onnx), and the three
 # tasks without an instruction prefix in turn (the same tokens as one task: the cost of mixing alone).
-# Usage: benches/jina.sh [SECONDS_PER_RUN] [ENGINE...] (engines: candle onnx onnx-int8; default
-# candle onnx); prints a Markdown table, JSON in target/bench-results/. onnx-int8 quantizes the
-# ONNX graph first (scripts/quantize_onnx.py; minutes, once).
+# Usage: benches/jina.sh [SECONDS_PER_RUN] [ENGINE...] (engines: candle onnx onnx-int8, with -xN
+# for N replicas, e.g. onnx-int8-x2; default candle onnx); prints a Markdown table, JSON in
+# target/bench-results/. An -int8 engine quantizes the ONNX graph first (scripts/quantize_onnx.py;
+# minutes, once).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -25,7 +26,7 @@ fi
 if [ ! -f "$model/onnx/model.onnx" ]; then
     (cd scripts && ../.assets/venv/bin/python build_jina_onnx.py "$model" "$model/onnx/model.onnx")
 fi
-if [[ " ${engines[*]} " == *" onnx-int8 "* ]]; then
+if [[ " ${engines[*]} " == *"-int8"* ]]; then
     .assets/venv/bin/python scripts/quantize_onnx.py "$model"
 fi
 build_release
@@ -36,8 +37,7 @@ for engine in "${engines[@]}"; do
 [[models]]
 name = "jina"
 path = "$model"
-backend = "${engine%-int8}"
-dtype = "$([ "$engine" = onnx-int8 ] && echo int8 || echo f32)"
+$(engine_keys "$engine")
 batching = { max_batch_tokens = 16384, max_batch_requests = 64, max_wait_ms = 0, max_queued_inputs = 4096 }
 TOML
     target/release/embedrt serve --config "$config" --http 127.0.0.1:18082 2>"$results/jina-$engine.log" &

@@ -10,16 +10,24 @@ wait_ready() {
     return 1
 }
 
-# engine_config ENGINE OUT: writes configs/default.toml with ENGINE's backend and its default
-# options to OUT, with the model path made absolute and no gRPC listener. ENGINE is a backend, or
-# a backend with `-int8` (e.g. onnx-int8) for that backend with dtype = "int8".
-engine_config() {
-    local backend="${1%-int8}"
-    sed "s/^backend = \"onnx\"/backend = \"$backend\"/; s/^options = .*/options = {}/; s|^path = \"../|path = \"$PWD/|; s/^grpc = .*//" \
-        configs/default.toml > "$2"
-    if [ "$backend" != "$1" ]; then
-        sed -i "s/^backend = \"$backend\"/&\ndtype = \"int8\"/" "$2"
+# engine_keys ENGINE: the model-table keys for ENGINE, written BACKEND[-int8][-xN]: `backend`,
+# `dtype = "int8"` with -int8 and `replicas = N` with -xN (e.g. onnx-int8-x2).
+engine_keys() {
+    local name="$1" replicas=1
+    if [[ "$name" =~ -x([0-9]+)$ ]]; then
+        replicas="${BASH_REMATCH[1]}"
+        name="${name%-x*}"
     fi
+    echo "backend = \"${name%-int8}\""
+    if [ "$name" != "${name%-int8}" ]; then echo 'dtype = "int8"'; fi
+    echo "replicas = $replicas"
+}
+
+# engine_config ENGINE OUT: writes configs/default.toml with ENGINE's keys (see engine_keys) and
+# the backend's default options to OUT, with the model path made absolute and no gRPC listener.
+engine_config() {
+    KEYS="$(engine_keys "$1")" awk '/^backend = /{ print ENVIRON["KEYS"]; next } { print }' configs/default.toml |
+        sed "s/^options = .*/options = {}/; s|^path = \"../|path = \"$PWD/|; s/^grpc = .*//" > "$2"
 }
 
 # build_release: the assets (scripts/setup.sh) and the release binaries the benchmarks run.

@@ -101,6 +101,9 @@ pub struct ModelConfig {
     /// Number format of the `backend` shorthand; default: the backend's.
     #[serde(default)]
     pub dtype: Option<DType>,
+    /// Copies of the `backend` shorthand's model, each on its own share of the cores.
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
     /// `[[models.variants]]`: backends serving this model side by side (A/B tests, shadows).
     #[serde(default)]
     pub variants: Vec<VariantConfig>,
@@ -148,6 +151,13 @@ pub struct VariantConfig {
     /// For shadows: the fraction of requests copied, 0 to 1.
     #[serde(default = "default_sample_rate")]
     pub sample_rate: f64,
+    /// How many copies of the model the backend loads, each with `cores / replicas` threads and
+    /// its own inference thread, all taking batches from the variant's one queue. On a CPU, 2
+    /// single-threaded copies on 2 cores answer more than one 2-threaded copy (see BENCHMARKS.md,
+    /// "Replicas") at the cost of memory (one copy of the weights each) and of single-request
+    /// latency (one core per batch).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
 }
 
 impl VariantConfig {
@@ -165,6 +175,13 @@ fn default_sample_rate() -> f64 {
     1.0
 }
 
+fn default_replicas() -> usize {
+    1
+}
+
+/// The most replicas a variant may have (each holds a copy of the weights).
+const MAX_REPLICAS: usize = 64;
+
 impl ModelConfig {
     /// The variants, with the `backend`/`options` shorthand as a single variant.
     pub fn variants(&self) -> Vec<VariantConfig> {
@@ -178,6 +195,7 @@ impl ModelConfig {
                 weight: 1,
                 shadow: false,
                 sample_rate: 1.0,
+                replicas: self.replicas,
             }],
             None => self.variants.clone(),
         }
@@ -373,6 +391,7 @@ fn validate_variants(model: &ModelConfig, key: &dyn Fn(&str) -> String) -> Resul
             ("options", !model.options.is_empty()),
             ("device", model.device != Device::Cpu),
             ("dtype", model.dtype.is_some()),
+            ("replicas", model.replicas != 1),
         ];
         if let Some((field, _)) = shorthand.iter().find(|(_, set)| *set) {
             bail!(
@@ -392,6 +411,13 @@ fn validate_variants(model: &ModelConfig, key: &dyn Fn(&str) -> String) -> Resul
                 key(&format!("variants[{j}].name")),
                 variant.name()
             );
+        }
+        if !(1..=MAX_REPLICAS).contains(&variant.replicas) {
+            let field = match model.backend {
+                Some(_) => "replicas".to_string(),
+                None => format!("variants[{j}].replicas"),
+            };
+            bail!("`{}` must be between 1 and {MAX_REPLICAS}", key(&field));
         }
         if !(0.0..=1.0).contains(&variant.sample_rate) {
             bail!(
@@ -569,6 +595,35 @@ mod tests {
         let err = Config::parse(base).unwrap_err();
         assert!(
             err.to_string().contains("put `device` in each variant"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn replicas_per_variant() {
+        let replicas = |text: &str| {
+            Config::parse(text).map(|config| {
+                config.models[0]
+                    .variants()
+                    .iter()
+                    .map(|v| v.replicas)
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(replicas(MINIMAL).unwrap(), [1]);
+        assert_eq!(replicas(&format!("{MINIMAL}replicas = 2\n")).unwrap(), [2]);
+        let base = "[[models]]\nname = \"m\"\npath = \"p\"\n";
+        let two = "[[models.variants]]\nbackend = \"onnx\"\nreplicas = 3\n[[models.variants]]\nname = \"b\"\nbackend = \"candle\"\n";
+        assert_eq!(replicas(&format!("{base}{two}")).unwrap(), [3, 1]);
+        let err = replicas(&format!("{MINIMAL}replicas = 0\n")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("models[0].replicas` must be between 1 and 64"),
+            "{err}"
+        );
+        let err = replicas(&format!("{base}replicas = 2\n{two}")).unwrap_err();
+        assert!(
+            err.to_string().contains("put `replicas` in each variant"),
             "{err}"
         );
     }

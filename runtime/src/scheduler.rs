@@ -1,10 +1,17 @@
-//! Dynamic batching: one queue and one inference thread per loaded model instance.
+//! Dynamic batching: one queue per loaded model variant, and one inference thread per replica of
+//! its backend.
 //!
-//! Requests are split into sequences and queued. The inference thread takes the oldest sequence,
-//! adds queued sequences of similar length (so padded backends waste little) until the token budget,
-//! the sequence limit or the short wait runs out, runs the batch on the backend and answers each
-//! sequence on its own channel. While a batch runs, new sequences queue up and form the next one.
-//! A full queue refuses new work at once instead of letting latency grow without bound.
+//! Requests are split into sequences and queued. An idle inference thread takes the oldest
+//! sequence, adds queued sequences of similar length (so padded backends waste little) until the
+//! token budget, the sequence limit or the short wait runs out, runs the batch on its backend and
+//! answers each sequence on its own channel. While a batch runs, new sequences queue up and form
+//! the next one. A full queue refuses new work at once instead of letting latency grow without
+//! bound.
+//!
+//! Replicas: a variant may load its backend more than once (each with a share of the cores), and
+//! every replica's thread takes batches from the same queue. On a small CPU two single-threaded
+//! sessions working on different batches beat one two-threaded session on one batch (no per-layer
+//! hand-offs between pool threads); see BENCHMARKS.md, "Replicas".
 //!
 //! Dropping a [`Scheduler`] never blocks: the last reference to a model may go inside an async
 //! task (a reload, a finished request), whose worker thread must not wait for a queue to drain.
@@ -98,6 +105,8 @@ struct Item {
 #[derive(Default)]
 struct Queue {
     items: VecDeque<Item>,
+    /// Per replica: a sequence only that replica runs (warm-up), before any shared work.
+    pinned: Vec<Option<Item>>,
     closed: bool,
 }
 
@@ -127,36 +136,103 @@ impl Shared {
     }
 }
 
-/// A model instance's queue and the thread that runs its backend.
+/// A model variant's queue and the threads that run its backend's replicas.
 pub struct Scheduler {
     shared: Arc<Shared>,
-    worker: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Scheduler {
-    /// Starts the inference thread `name` around `backend`.
+    /// Starts one inference thread `infer-{name}` (`infer0-{name}`, `infer1-{name}`, ... when
+    /// there are several) around each of
+    /// `replicas`, all taking batches from one queue. The first replica's capabilities stand for
+    /// all of them.
+    ///
+    /// # Errors
+    ///
+    /// When a thread cannot be started; the threads started so far end.
+    ///
+    /// # Panics
+    ///
+    /// When `replicas` is empty.
     pub fn start(
         name: &str,
-        backend: Box<dyn Backend>,
+        replicas: Vec<Box<dyn Backend>>,
         config: BatchingConfig,
         labels: VariantLabels,
     ) -> std::io::Result<Self> {
+        assert!(!replicas.is_empty(), "a scheduler needs a backend");
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(Queue {
+                pinned: replicas.iter().map(|_| None).collect(),
+                ..Queue::default()
+            }),
             wake: Condvar::new(),
             healthy: AtomicBool::new(true),
-            capabilities: backend.capabilities().clone(),
+            capabilities: replicas[0].capabilities().clone(),
             config,
             labels,
         });
-        let worker_shared = Arc::clone(&shared);
-        let worker = std::thread::Builder::new()
-            .name(format!("infer-{name}"))
-            .spawn(move || run_worker(&worker_shared, backend))?;
-        Ok(Self {
+        let mut scheduler = Self {
             shared,
-            worker: Some(worker),
-        })
+            workers: Vec::with_capacity(replicas.len()),
+        };
+        let numbered = replicas.len() > 1;
+        for (index, backend) in replicas.into_iter().enumerate() {
+            // Linux keeps 15 bytes of a thread's name: the number goes first.
+            let thread = if numbered {
+                format!("infer{index}-{name}")
+            } else {
+                format!("infer-{name}")
+            };
+            let shared = Arc::clone(&scheduler.shared);
+            let worker = std::thread::Builder::new()
+                .name(thread)
+                .spawn(move || run_worker(&shared, index, backend))?;
+            scheduler.workers.push(worker);
+        }
+        Ok(scheduler)
+    }
+
+    /// How many replicas (inference threads) take batches from this queue.
+    pub fn replicas(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Runs `sequence` once on every replica, apart from the shared queue (warm-up), and returns
+    /// one receiver per replica.
+    ///
+    /// # Errors
+    ///
+    /// When the backend is unhealthy or the scheduler is shutting down.
+    pub fn submit_to_each(
+        &self,
+        sequence: &Sequence,
+    ) -> Result<Vec<oneshot::Receiver<SequenceResult>>, SubmitError> {
+        if !self.is_healthy() {
+            return Err(SubmitError::Unhealthy);
+        }
+        let mut queue = self.shared.lock();
+        if queue.closed {
+            return Err(SubmitError::Closed);
+        }
+        let enqueued = Instant::now();
+        let receivers = queue
+            .pinned
+            .iter_mut()
+            .map(|slot| {
+                let (reply, receiver) = oneshot::channel();
+                *slot = Some(Item {
+                    sequence: sequence.clone(),
+                    reply,
+                    enqueued,
+                });
+                receiver
+            })
+            .collect();
+        drop(queue);
+        self.shared.wake.notify_all();
+        Ok(receivers)
     }
 
     /// Queues `sequences` and returns one receiver per sequence, in order.
@@ -215,16 +291,14 @@ impl Scheduler {
 static STOPPING: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
 
 impl Drop for Scheduler {
-    /// Stops accepting work and returns at once; the inference thread answers everything already
-    /// queued, drops the backend and ends (see [`join_stopped`]).
+    /// Stops accepting work and returns at once; the inference threads answer everything already
+    /// queued, drop their backends and end (see [`join_stopped`]).
     fn drop(&mut self) {
         self.shared.lock().closed = true;
         self.shared.wake.notify_all();
-        if let Some(worker) = self.worker.take() {
-            let mut stopping = STOPPING.lock().unwrap_or_else(|p| p.into_inner());
-            stopping.retain(|worker| !worker.is_finished());
-            stopping.push(worker);
-        }
+        let mut stopping = STOPPING.lock().unwrap_or_else(|p| p.into_inner());
+        stopping.retain(|worker| !worker.is_finished());
+        stopping.append(&mut self.workers);
     }
 }
 
@@ -237,8 +311,8 @@ pub fn join_stopped() {
     }
 }
 
-fn run_worker(shared: &Shared, mut backend: Box<dyn Backend>) {
-    while let Some(items) = next_batch(shared) {
+fn run_worker(shared: &Shared, replica: usize, mut backend: Box<dyn Backend>) {
+    while let Some(items) = next_batch(shared, replica) {
         if !shared.healthy.load(Ordering::Acquire) {
             fail(
                 items,
@@ -261,21 +335,27 @@ fn run_worker(shared: &Shared, mut backend: Box<dyn Backend>) {
     }
 }
 
-/// Blocks until a batch is ready; `None` once the queue is closed and empty.
-fn next_batch(shared: &Shared) -> Option<Vec<Item>> {
+/// Blocks until `replica` has a batch: its pinned sequence, else one from the shared queue.
+/// `None` once the queue is closed and empty.
+fn next_batch(shared: &Shared, replica: usize) -> Option<Vec<Item>> {
     let mut queue = shared.lock();
-    while queue.items.is_empty() {
-        if queue.closed {
-            return None;
+    loop {
+        if let Some(item) = queue.pinned[replica].take() {
+            return Some(vec![item]);
         }
-        queue = shared.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
-    }
-    let deadline = queue.items[0].enqueued + shared.config.max_wait;
-    while !queue.closed && !is_full(shared, &queue) {
+        if queue.items.is_empty() {
+            if queue.closed {
+                return None;
+            }
+            queue = shared.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
+            continue;
+        }
+        let deadline = queue.items[0].enqueued + shared.config.max_wait;
         let now = Instant::now();
-        if now >= deadline {
+        if queue.closed || is_full(shared, &queue) || now >= deadline {
             break;
         }
+        // Another replica may take the waiting sequences meanwhile: look again after waking.
         queue = shared
             .wake
             .wait_timeout(queue, deadline - now)
@@ -284,6 +364,12 @@ fn next_batch(shared: &Shared) -> Option<Vec<Item>> {
     }
     let batch = select(shared, &mut queue);
     metrics::gauge!(telemetry::QUEUE_DEPTH, shared.labels.labels()).set(queue.items.len() as f64);
+    let more = !queue.items.is_empty();
+    drop(queue);
+    if more {
+        // What this batch left behind is for an idle replica, if there is one.
+        shared.wake.notify_one();
+    }
     Some(batch)
 }
 
@@ -462,17 +548,28 @@ mod tests {
         max_queued: usize,
         delay: Duration,
     ) -> (Scheduler, Arc<Mutex<Vec<usize>>>) {
+        replicated(1, batching(max_batch_requests, max_queued), delay)
+    }
+
+    /// A scheduler over `replicas` fakes that record their batch sizes in one list.
+    fn replicated(
+        replicas: usize,
+        config: BatchingConfig,
+        delay: Duration,
+    ) -> (Scheduler, Arc<Mutex<Vec<usize>>>) {
         let batches = Arc::new(Mutex::new(Vec::new()));
-        let capabilities = capabilities();
-        let config = batching(max_batch_requests, max_queued);
-        let fake = Fake {
-            capabilities,
-            batches: Arc::clone(&batches),
-            delay,
-        };
+        let fakes = (0..replicas)
+            .map(|_| {
+                Box::new(Fake {
+                    capabilities: capabilities(),
+                    batches: Arc::clone(&batches),
+                    delay,
+                }) as Box<dyn Backend>
+            })
+            .collect();
         let labels = VariantLabels::default();
         (
-            Scheduler::start("test", Box::new(fake), config, labels).unwrap(),
+            Scheduler::start("test", fakes, config, labels).unwrap(),
             batches,
         )
     }
@@ -626,6 +723,41 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn replicas_run_batches_side_by_side() {
+        let config = BatchingConfig {
+            max_wait: Duration::ZERO,
+            ..batching(4, 100)
+        };
+        let delay = Duration::from_millis(300);
+        let (scheduler, batches) = replicated(2, config, delay);
+        assert_eq!(scheduler.replicas(), 2);
+        let started = Instant::now();
+        let receivers = scheduler
+            .submit((0..8).map(|n| seq(2, n)).collect())
+            .unwrap();
+        let results = collect(receivers).await;
+        let elapsed = started.elapsed();
+        for (n, result) in results.iter().enumerate() {
+            assert_eq!(result.as_ref().unwrap(), &vec![2.0, n as f32], "order kept");
+        }
+        assert_eq!(*batches.lock().unwrap(), [4, 4]);
+        // One replica alone would need two delays back to back; both at once need one.
+        assert!(elapsed < delay * 2, "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn submit_to_each_reaches_every_replica() {
+        let (scheduler, batches) = replicated(3, batching(8, 100), Duration::from_millis(100));
+        let receivers = scheduler.submit_to_each(&seq(3, 7)).unwrap();
+        assert_eq!(receivers.len(), 3);
+        for result in collect(receivers).await {
+            assert_eq!(result.unwrap(), vec![3.0, 7.0]);
+        }
+        // Each replica ran its own copy: three batches of one, none merged.
+        assert_eq!(*batches.lock().unwrap(), [1, 1, 1]);
+    }
+
     #[test]
     fn dropping_in_an_async_task_does_not_wait_for_the_queue() {
         let (gate, closed) = std::sync::mpsc::channel::<()>();
@@ -635,7 +767,7 @@ mod tests {
         };
         let scheduler = Scheduler::start(
             "gated",
-            Box::new(backend),
+            vec![Box::new(backend)],
             batching(1, 100),
             VariantLabels::default(),
         )

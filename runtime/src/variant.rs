@@ -23,23 +23,23 @@ pub struct Variant {
 }
 
 impl Variant {
-    /// Starts serving `backend`, a loaded model, as the variant `config` of model `model`, with
-    /// its own queue and inference thread.
+    /// Starts serving `replicas` (the same model loaded one or more times) as the variant
+    /// `config` of model `model`, with one queue and an inference thread per replica.
     ///
     /// # Errors
     ///
-    /// When the inference thread cannot be started.
+    /// When an inference thread cannot be started.
     pub fn start(
         model: &str,
         config: &VariantConfig,
-        backend: Box<dyn Backend>,
+        replicas: Vec<Box<dyn Backend>>,
         batching: BatchingConfig,
     ) -> Result<Self> {
         let device = config.device.to_string();
         let labels = VariantLabels::new(model, config.name(), &config.backend, &device);
         let thread = format!("{model}-{}", config.name());
-        let scheduler = Scheduler::start(&thread, backend, batching, labels.clone())
-            .with_context(|| format!("cannot start the inference thread of {thread}"))?;
+        let scheduler = Scheduler::start(&thread, replicas, batching, labels.clone())
+            .with_context(|| format!("cannot start the inference threads of {thread}"))?;
         metrics::gauge!(telemetry::MODEL_LOADED, labels.labels()).increment(1.0);
         Ok(Self {
             name: config.name().to_string(),
@@ -123,13 +123,18 @@ impl Variant {
         Ok(outputs)
     }
 
-    /// Runs `sequences` from a blocking thread (start-up warm-up).
+    /// How many replicas of the backend serve this variant.
+    pub fn replicas(&self) -> usize {
+        self.scheduler.replicas()
+    }
+
+    /// Runs `sequence` once on every replica, from a blocking thread (start-up warm-up).
     ///
     /// # Errors
     ///
-    /// When the queue refuses them or the backend fails.
-    pub fn run_blocking(&self, sequences: Vec<Sequence>) -> Result<()> {
-        for receiver in self.scheduler.submit(sequences)? {
+    /// When the scheduler refuses it or a replica fails.
+    pub fn warm_up(&self, sequence: &Sequence) -> Result<()> {
+        for receiver in self.scheduler.submit_to_each(sequence)? {
             receiver
                 .blocking_recv()
                 .context("the inference thread stopped")??;

@@ -375,7 +375,7 @@ fn list_models_describes_what_http_describes() {
                 .iter()
                 .map(|v| {
                     let dtype = (!v.dtype.is_empty()).then_some(&v.dtype);
-                    json!({ "name": v.name, "backend": v.backend, "device": v.device, "dtype": dtype, "weight": v.weight, "shadow": v.shadow })
+                    json!({ "name": v.name, "backend": v.backend, "device": v.device, "dtype": dtype, "weight": v.weight, "shadow": v.shadow, "replicas": v.replicas })
                 })
                 .collect();
             assert_eq!(json!(variants), want["variants"]);

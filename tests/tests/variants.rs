@@ -160,7 +160,7 @@ fn traffic_splits_by_weight_sticks_per_user_and_names_the_variant() {
     assert_eq!(minilm["aliases"], json!(["mini", "all-MiniLM-L6-v2"]));
     assert_eq!(
         minilm["variants"][0],
-        json!({ "name": "ort", "backend": "onnx", "device": "cpu", "dtype": "f32", "weight": 75, "shadow": false })
+        json!({ "name": "ort", "backend": "onnx", "device": "cpu", "dtype": "f32", "weight": 75, "shadow": false, "replicas": 1 })
     );
     assert_eq!(models["data"].as_array().unwrap().len(), 2);
 }

@@ -149,6 +149,7 @@ pub fn model(info: ModelInfo) -> pb::Model {
                 shadow: variant.shadow,
                 device: variant.device,
                 dtype: variant.dtype.unwrap_or_default(),
+                replicas: variant.replicas as u32,
             })
             .collect(),
         tasks: info.tasks,

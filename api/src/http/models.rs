@@ -34,6 +34,7 @@ fn describe(info: ModelInfo) -> Value {
                 "dtype": v.dtype,
                 "weight": v.weight,
                 "shadow": v.shadow,
+                "replicas": v.replicas,
             })
         })
         .collect();

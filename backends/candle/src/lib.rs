@@ -34,7 +34,8 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CandleOptions {
-    /// Threads for one forward pass; default: every core.
+    /// Threads for one forward pass; default: the host's budget for this copy of the model (every
+    /// core, split between a variant's replicas).
     pub threads: Option<usize>,
 }
 
@@ -124,11 +125,7 @@ impl BackendPlugin for CandleBackend {
             }
         };
         let threads = rayon::ThreadPoolBuilder::new()
-            .num_threads(
-                options
-                    .threads
-                    .unwrap_or_else(embedrt_backend_core::threads::cores),
-            )
+            .num_threads(options.threads.unwrap_or_else(|| document.cpu_threads()))
             .thread_name(|i| format!("candle-{i}"))
             .build()
             .map_err(load_error)?;

@@ -34,6 +34,11 @@ pub struct LoadDocument {
     /// The largest batches the host will send (added within version 1: absent from older hosts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<BatchLimits>,
+    /// The CPU threads the host gives this copy of the model (added within version 1: absent
+    /// from older hosts, meaning every core). A host that loads a model several times (replicas)
+    /// splits the cores between the copies; see [`LoadDocument::cpu_threads`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_threads: Option<usize>,
 }
 
 /// The largest batch the host's scheduler forms for a model, for backends that plan for shapes
@@ -124,6 +129,7 @@ impl LoadDocument {
             card,
             settings,
             batch: None,
+            cpu_threads: None,
         }
     }
 
@@ -131,6 +137,20 @@ impl LoadDocument {
     pub fn with_batch(mut self, limits: BatchLimits) -> Self {
         self.batch = Some(limits);
         self
+    }
+
+    /// This document with the host's CPU thread budget for this copy of the model.
+    pub fn with_cpu_threads(mut self, threads: usize) -> Self {
+        self.cpu_threads = Some(threads);
+        self
+    }
+
+    /// How many threads a backend's own CPU pool should have when its options do not say: the
+    /// host's budget, else every core (at least 1 either way).
+    pub fn cpu_threads(&self) -> usize {
+        self.cpu_threads
+            .unwrap_or_else(crate::threads::cores)
+            .max(1)
     }
 
     /// Reads a document from JSON.
@@ -412,15 +432,19 @@ mod tests {
             device: Device::Cuda(0),
             dtype: Some(DType::Bf16),
         };
-        let document = LoadDocument::new(spec(), settings.clone()).with_batch(BatchLimits {
-            max_rows: 64,
-            max_tokens: 16384,
-        });
+        let document = LoadDocument::new(spec(), settings.clone())
+            .with_batch(BatchLimits {
+                max_rows: 64,
+                max_tokens: 16384,
+            })
+            .with_cpu_threads(1);
         let json = document.to_json();
         assert!(
             json.contains(r#""batch":{"max_rows":64,"max_tokens":16384}"#),
             "{json}"
         );
+        assert!(json.contains(r#""cpu_threads":1"#), "{json}");
+        assert_eq!(document.cpu_threads(), 1);
         assert!(
             json.contains(r#""device":"cuda:0""#) && json.contains(r#""dtype":"bf16""#),
             "{json}"
@@ -430,6 +454,7 @@ mod tests {
         let old = r#"{"card":{"path":"/m","architecture":"bert","hidden_size":8,"vocab_size":100,
             "max_tokens":16,"pooling":"mean","normalize":true,"pad_token_id":0},"options":null}"#;
         let read = LoadDocument::from_json(old).unwrap();
+        assert_eq!(read.cpu_threads(), crate::threads::cores());
         assert_eq!(
             (read.version, read.settings, read.card.tasks, read.batch),
             (0, BackendSettings::default(), Vec::new(), None)

@@ -46,7 +46,8 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OnnxOptions {
-    /// Intra-op threads; default: every core.
+    /// Intra-op threads; default: the host's budget for this copy of the model (every core,
+    /// split between a variant's replicas).
     pub intra_threads: Option<usize>,
     /// Let idle intra-op threads spin (costly on a small shared machine; off by default).
     pub spinning: bool,
@@ -160,7 +161,7 @@ impl BackendPlugin for OnnxBackend {
             file: options.file.as_deref(),
             threads: options
                 .intra_threads
-                .unwrap_or_else(embedrt_backend_core::threads::cores),
+                .unwrap_or_else(|| document.cpu_threads()),
             spinning: options.spinning,
             optimization: options.optimization,
             providers,

@@ -47,6 +47,7 @@
 //! | `device` | string | `"cpu"` or `"cuda:N"`; absent means `"cpu"` |
 //! | `dtype` | string or null | `"f32"`, `"f16"`, `"bf16"` or `"int8"`; null: the backend's default |
 //! | `batch` | object, optional | the largest batch the host sends: `max_rows` (sequences) and `max_tokens` (padding included); added within version 1, so a backend must do without it |
+//! | `cpu_threads` | integer, optional | the CPU threads the host gives this copy of the model (it may load one model several times and split the cores); added within version 1: absent means every core |
 //!
 //! Within one version the host may add keys; backends ignore keys they do not know (but refuse
 //! unknown keys inside `options`, which are the user's). A change of meaning or a removed key is a

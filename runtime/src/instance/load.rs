@@ -2,7 +2,7 @@
 //! the card, load every variant and warm each up.
 
 use anyhow::{Context, Result};
-use embedrt_backend_core::{BackendSettings, FilesQuery, LoadDocument};
+use embedrt_backend_core::{Backend, BackendSettings, FilesQuery, LoadDocument};
 
 use super::ModelInstance;
 use crate::config::{ModelConfig, VariantConfig};
@@ -53,12 +53,13 @@ impl ModelInstance {
         Ok(instance)
     }
 
-    /// Runs one input through every variant, so the first client pays no start-up cost.
+    /// Runs one input through every replica of every variant, so the first client pays no
+    /// start-up cost.
     fn warm_up(&self) -> Result<()> {
         let ids = self.tokenizer.encode("warm up", true)?;
-        let task = self.card.backend_task(self.default_task);
+        let sequence = Sequence::pooled(ids, self.card.backend_task(self.default_task));
         for variant in &self.variants {
-            variant.run_blocking(vec![Sequence::pooled(ids.clone(), task)])?;
+            variant.warm_up(&sequence)?;
         }
         Ok(())
     }
@@ -116,11 +117,18 @@ fn load_variant_here(
     let context = || variant_context(model, variant);
     let mut batching = model.batching.to_scheduler(variant.device);
     let limits = model.batching.limits(variant.device);
-    let document = LoadDocument::new(card.spec(), settings(variant)?).with_batch(limits);
-    let backend = plugins
-        .load_model(&variant.backend, &document)
+    let cores = embedrt_backend_core::threads::cores();
+    let document = LoadDocument::new(card.spec(), settings(variant)?)
+        .with_batch(limits)
+        .with_cpu_threads((cores / variant.replicas).max(1));
+    let replicas = (0..variant.replicas)
+        .map(|_| {
+            let backend = plugins.load_model(&variant.backend, &document)?;
+            Ok(Box::new(backend) as Box<dyn Backend>)
+        })
+        .collect::<Result<Vec<_>>>()
         .with_context(context)?;
-    let capabilities = embedrt_backend_core::Backend::capabilities(&backend);
+    let capabilities = replicas[0].capabilities();
     anyhow::ensure!(
         capabilities.hidden_size == card.hidden_size,
         "{}: the backend reports hidden size {} but config.json says {}",
@@ -137,7 +145,7 @@ fn load_variant_here(
     batching.max_batch_tokens = batching
         .max_batch_tokens
         .max(card.max_tokens.min(capabilities.max_tokens));
-    Variant::start(&model.name, variant, Box::new(backend), batching)
+    Variant::start(&model.name, variant, replicas, batching)
 }
 
 /// Gives the calling thread (and the threads it starts from now on) the lowest CPU priority.

@@ -102,6 +102,8 @@ pub struct VariantInfo {
     pub weight: u32,
     /// Whether it is a shadow.
     pub shadow: bool,
+    /// Copies of the model serving it from one queue.
+    pub replicas: usize,
 }
 
 impl ModelInstance {
@@ -186,6 +188,7 @@ impl ModelInstance {
                     dtype: v.dtype().map(|d| d.to_string()),
                     weight: v.weight(),
                     shadow: v.shadow_rate().is_some(),
+                    replicas: v.replicas(),
                 })
                 .collect(),
             tasks: self.card.task_names(),

@@ -407,7 +407,7 @@ mod tests {
                     base_task,
                     dtype: None,
                 });
-                Variant::start("jina", variant, Box::new(backend), batching.clone()).unwrap()
+                Variant::start("jina", variant, vec![Box::new(backend)], batching.clone()).unwrap()
             })
             .collect();
         Arc::new(ModelInstance::new(model, card, tokenizer, variants).unwrap())
