@@ -6,12 +6,16 @@ The recipe (ONNX Runtime's dynamic quantization, chosen against quality gates; s
   - weights int8, one scale per output channel; activations uint8, scaled per batch at run time;
   - only MatMuls with a weight are quantized (attention's activation-by-activation products stay
     fp32, as do embeddings, layer norms and softmax);
-  - a MatMul whose input has outliers stays fp32: on the calibration texts (scripts/data/
-    calibration.txt, never the texts the gates measure on) each weight MatMul's input gets
-    max|x| / std over real tokens, and those above --threshold (default 60) keep fp32. One int8
-    step of an input with ratio r is r/127 standard deviations, so above ~60 most of its values
-    round to a handful of levels. In BERT-family models these are the first layers'
-    FFN down-projections (GELU outputs with a few huge channels).
+  - outlier channels stay fp32: on the calibration texts (scripts/data/calibration.txt, never the
+    texts the gates measure on) each weight MatMul's input gets max|x| / std over real tokens.
+    One int8 step of an input with ratio r is r/127 standard deviations, so at a high ratio most
+    values round to a handful of levels. In an input above --threshold (default 30) the few
+    channels whose own peak is above --channel-threshold (default 20) standard deviations of the
+    whole input are split off: the int8 MatMul sees the input with those channels zeroed, and a
+    small fp32 MatMul over just those channels (with the matching weight rows) is added to its
+    result. In BERT-family models these are a handful of channels of the first layers' FFN
+    down-projection inputs (GELU outputs) and attention inputs (layer-norm outputs). Keeping
+    whole MatMuls fp32 instead passes the same gates but costs ~15% of the speed (BENCHMARKS.md).
   - jina-embeddings-v3's export merges each layer's LoRA adapter into its weight at run time
     (x @ (W + s * B[task] @ A[task]).T), so no weight is a constant there. The graph is first
     rewritten into the equivalent low-rank form x @ W.T + s * (x @ A[task].T) @ B[task].T, whose
@@ -20,9 +24,11 @@ The recipe (ONNX Runtime's dynamic quantization, chosen against quality gates; s
 
 Writes MODEL_int8.onnx beside the source (model.onnx -> model_int8.onnx, onnx/model.onnx ->
 onnx/model_int8.onnx) and MODEL_int8.json with the SHA-256 of the source and its external weight
-files, the recipe and what stayed fp32. Run again, it does nothing while that hash matches.
+files, the recipe, its settings and which channels stayed fp32. Run again, it does nothing while
+the source, the calibration texts and the recipe are unchanged.
 
 Usage: quantize_onnx.py MODEL_DIR [--source FILE] [--calibration FILE] [--threshold R]
+       [--channel-threshold R]
 Needs: numpy, onnx, onnxruntime, tokenizers (scripts/setup.sh puts them in .assets/venv).
 """
 
@@ -40,6 +46,8 @@ from tokenizers import Tokenizer
 
 ROOT = Path(__file__).resolve().parent
 BATCH = 32
+# Bumped whenever the recipe changes what it writes, so older int8 graphs are made again.
+RECIPE_VERSION = 2
 
 
 def sha256(*paths: Path) -> str:
@@ -216,15 +224,32 @@ def batches(tokenizer: Tokenizer, texts, graph_inputs, adapters: int):
             yield feed, mask
 
 
-def outlier_ratios(model, probes, texts, tokenizer, adapters: int, scratch: Path):
-    """max|x| / std over real tokens of each probed activation, on `texts`."""
+class Outliers:
+    """Over real tokens of the calibration texts, per probed activation: its standard deviation
+    and each channel's largest magnitude."""
+
+    def __init__(self, std: float, channel_peaks: np.ndarray):
+        self.std = std
+        self.channel_peaks = channel_peaks
+
+    def ratio(self) -> float:
+        """max|x| / std over the whole activation."""
+        return float(self.channel_peaks.max()) / self.std
+
+    def channels_above(self, limit: float) -> np.ndarray:
+        """The channels whose own peak is above `limit` standard deviations."""
+        return np.flatnonzero(self.channel_peaks / self.std > limit)
+
+
+def outliers(model, probes, texts, tokenizer, adapters: int, scratch: Path) -> dict:
+    """The [`Outliers`] of each probed activation, on `texts`."""
     names = sorted({activation for _, activation in probes})
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     for name in names:
         probe.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     save(probe, scratch)
-    peak = {n: 0.0 for n in names}
+    peaks = {n: None for n in names}
     total = {n: 0.0 for n in names}
     squares = {n: 0.0 for n in names}
     count = {n: 0 for n in names}
@@ -232,16 +257,59 @@ def outlier_ratios(model, probes, texts, tokenizer, adapters: int, scratch: Path
         for name, value in zip(names, values):
             real = value[mask.astype(bool)] if value.ndim == 3 else value.reshape(-1, value.shape[-1])
             real = real.astype(np.float64)
-            peak[name] = max(peak[name], float(np.abs(real).max()))
+            peak = np.abs(real).max(axis=0)
+            peaks[name] = peak if peaks[name] is None else np.maximum(peaks[name], peak)
             total[name] += float(real.sum())
             squares[name] += float((real * real).sum())
             count[name] += real.size
-    ratios = {}
+    found = {}
     for name in names:
         mean = total[name] / count[name]
         std = max(squares[name] / count[name] - mean * mean, 1e-30) ** 0.5
-        ratios[name] = peak[name] / std
-    return ratios
+        found[name] = Outliers(std, peaks[name])
+    return found
+
+
+def split_outlier_channels(model: onnx.ModelProto, probes, channels: dict) -> list:
+    """For each activation in `channels` (name -> channel indices), makes every weight MatMul
+    reading it compute `int8part(x with those channels zeroed) + x[..., channels] @ W[channels]`,
+    the second product in fp32. Returns the names of the fp32 MatMuls added (not to quantize)."""
+    initializers = {i.name: i for i in model.graph.initializer}
+    readers = {}
+    for node, activation in probes:
+        readers.setdefault(activation, []).append(node)
+    new_nodes, fp32_products = [], []
+    for activation, picked in channels.items():
+        width = initializers[readers[activation][0].input[1]].dims[0]
+        keep = np.ones(width, np.float32)
+        keep[picked] = 0.0
+        inliers, outliers_out = f"{activation}/inliers", f"{activation}/outlier_channels"
+        model.graph.initializer.extend([
+            numpy_helper.from_array(keep, f"{activation}/inlier_mask"),
+            numpy_helper.from_array(picked.astype(np.int64), f"{activation}/outlier_index"),
+        ])
+        new_nodes += [
+            helper.make_node("Mul", [activation, f"{activation}/inlier_mask"], [inliers], name=inliers),
+            helper.make_node("Gather", [activation, f"{activation}/outlier_index"], [outliers_out],
+                             name=outliers_out, axis=-1),
+        ]
+        for node in readers[activation]:
+            weight = numpy_helper.to_array(initializers[node.input[1]])
+            rows = numpy_helper.from_array(np.ascontiguousarray(weight[picked]), f"{node.input[1]}/outlier_rows")
+            model.graph.initializer.append(rows)
+            result = node.output[0]
+            node.input[0] = inliers
+            node.output[0] = f"{result}/int8_part"
+            fp32 = f"{result}/fp32_part"
+            new_nodes += [
+                helper.make_node("MatMul", [outliers_out, rows.name], [fp32], name=fp32),
+                helper.make_node("Add", [node.output[0], fp32], [result], name=f"{result}/sum"),
+            ]
+            fp32_products.append(fp32)
+    nodes = list(model.graph.node) + new_nodes
+    del model.graph.node[:]
+    model.graph.node.extend(topological(nodes, model))
+    return fp32_products
 
 
 def check_same(source: Path, rewritten: Path, output: str, tokenizer, texts, adapters) -> float:
@@ -258,15 +326,27 @@ def main() -> None:
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--source", help="the fp32 ONNX file, relative to MODEL_DIR")
     parser.add_argument("--calibration", type=Path, default=ROOT / "data/calibration.txt")
-    parser.add_argument("--threshold", type=float, default=60.0)
+    parser.add_argument("--threshold", type=float, default=30.0,
+                        help="max|x|/std of a MatMul input above which its outlier channels stay fp32")
+    parser.add_argument("--channel-threshold", type=float, default=20.0,
+                        help="a channel's peak, in standard deviations of its input, above which it stays fp32")
     args = parser.parse_args()
 
     source = source_file(args.model_dir, args.source)
     out = source.with_name(source.stem + "_int8.onnx")
     meta_path = out.with_suffix(".json")
-    source_hash = sha256(*with_weight_files(source))
+    key = {
+        "source": source.name,
+        "source_sha256": sha256(*with_weight_files(source)),
+        "recipe_version": RECIPE_VERSION,
+        "calibration": str(args.calibration.name),
+        "calibration_sha256": sha256(args.calibration),
+        "threshold": args.threshold,
+        "channel_threshold": args.channel_threshold,
+    }
     if out.is_file() and meta_path.is_file():
-        if json.loads(meta_path.read_text()).get("source_sha256") == source_hash:
+        meta = json.loads(meta_path.read_text())
+        if all(meta.get(k) == v for k, v in key.items()):
             print(f"{out} is up to date")
             return
 
@@ -291,9 +371,14 @@ def main() -> None:
                 raise SystemExit(f"the low-rank rewrite changed `{output}` by {difference:.2e} (relative)")
             print(f"rewrote {unmerged} LoRA-merged MatMuls into low-rank form (same output within {difference:.1e})")
         probes, activation_products = weight_matmuls(model)
-        ratios = outlier_ratios(model, probes, texts, tokenizer, adapters, scratch)
-        kept = {node.name: round(ratios[activation], 1) for node, activation in probes
-                if ratios[activation] > args.threshold}
+        found = outliers(model, probes, texts, tokenizer, adapters, scratch)
+        channels = {name: stats.channels_above(args.channel_threshold)
+                    for name, stats in found.items() if stats.ratio() > args.threshold}
+        channels = {name: picked for name, picked in channels.items() if len(picked)}
+        fp32_products = split_outlier_channels(model, probes, channels)
+        if channels:
+            quantize_from = source.with_name(source.stem + "_split.onnx")
+            save(model, quantize_from)
         large = weight_bytes(model) > 1.8e9
         meta_path.unlink(missing_ok=True)  # the metadata, written last, says the graph is complete
         quantize_dynamic(
@@ -301,28 +386,26 @@ def main() -> None:
             per_channel=True,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul"],
-            nodes_to_exclude=list(kept) + activation_products,
+            nodes_to_exclude=activation_products + fp32_products,
             use_external_data_format=large,
         )
     finally:
-        for leftover in source.parent.glob(source.stem + "_scratch.onnx*"):
-            leftover.unlink()
-        for leftover in source.parent.glob(source.stem + "_unmerged.onnx*"):
-            leftover.unlink()
+        for scratch_name in ("_scratch", "_unmerged", "_split"):
+            for leftover in source.parent.glob(source.stem + scratch_name + ".onnx*"):
+                leftover.unlink()
+    fp32_channels = {name: {"ratio": round(found[name].ratio(), 1), "channels": picked.tolist()}
+                     for name, picked in channels.items()}
     meta = {
-        "source": source.name,
-        "source_sha256": source_hash,
+        **key,
         "recipe": "onnxruntime quantize_dynamic: per-channel int8 weights, uint8 dynamic activations, "
-                  "MatMuls with a weight only; outlier inputs kept fp32",
+                  "MatMuls with a weight only; outlier channels of their inputs in a side fp32 MatMul",
         "onnxruntime": ort.__version__,
-        "calibration": str(args.calibration.name),
-        "calibration_sha256": sha256(args.calibration),
-        "threshold": args.threshold,
-        "quantized_matmuls": len(probes) - len(kept),
-        "kept_fp32": kept,
+        "quantized_matmuls": len(probes),
+        "fp32_channels": fp32_channels,
     }
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"wrote {out}: {meta['quantized_matmuls']} MatMuls int8, kept fp32: {kept or 'none'}")
+    split = {name: len(entry["channels"]) for name, entry in fp32_channels.items()}
+    print(f"wrote {out}: {len(probes)} MatMuls int8; fp32 channels per input: {split or 'none'}")
 
 
 if __name__ == "__main__":
