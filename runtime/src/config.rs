@@ -19,6 +19,9 @@ pub struct Config {
     /// Process-wide settings.
     #[serde(default)]
     pub server: ServerConfig,
+    /// The embedding cache; off unless configured.
+    #[serde(default)]
+    pub cache: CacheSettings,
     /// The models to serve; at least one.
     pub models: Vec<ModelConfig>,
 }
@@ -77,6 +80,46 @@ impl Default for ServerConfig {
     }
 }
 
+/// `[cache]`: vectors of inputs already embedded, kept in this process and, optionally, in a
+/// Redis shared by several processes. See [`crate::cache`].
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// Bytes the in-process layer may hold (keys, vectors and bookkeeping); 0 turns it off.
+    pub memory_bytes: u64,
+    /// A Redis shared by the processes serving the same models (`redis://host:port/db`); off
+    /// when unset.
+    pub redis_url: Option<String>,
+    /// How long an entry lives, in both layers; 0 keeps entries until they are evicted.
+    pub ttl_seconds: u64,
+    /// Longest wait for one Redis call; a slower Redis counts as down (the request goes on
+    /// without it).
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 0,
+            redis_url: None,
+            ttl_seconds: 86_400,
+            redis_timeout_ms: 50,
+        }
+    }
+}
+
+impl CacheSettings {
+    /// Whether any layer is on.
+    pub fn enabled(&self) -> bool {
+        self.memory_bytes > 0 || self.redis_url.is_some()
+    }
+
+    /// The entries' lifetime, `None` for no expiry.
+    pub fn ttl(&self) -> Option<Duration> {
+        (self.ttl_seconds > 0).then(|| Duration::from_secs(self.ttl_seconds))
+    }
+}
+
 /// `[[models]]`: one served model.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +163,9 @@ pub struct ModelConfig {
     /// Batching limits.
     #[serde(default)]
     pub batching: BatchingSettings,
+    /// Whether this model uses the `[cache]` (when one is configured).
+    #[serde(default = "default_cache")]
+    pub cache: bool,
 }
 
 /// `[[models.variants]]`: one backend serving a model, with its share of the traffic.
@@ -212,6 +258,10 @@ fn default_max_inputs() -> usize {
 }
 
 fn default_truncate() -> bool {
+    true
+}
+
+fn default_cache() -> bool {
     true
 }
 
@@ -338,6 +388,15 @@ impl Config {
             "server.grpc_max_response_bytes".into(),
             self.server.grpc_max_response_bytes,
         )?;
+        if let Some(url) = &self.cache.redis_url {
+            if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+                bail!("`cache.redis_url` must start with redis:// or rediss://, got {url:?}");
+            }
+            at_least_one(
+                "cache.redis_timeout_ms".into(),
+                self.cache.redis_timeout_ms as usize,
+            )?;
+        }
         if self.server.api_keys.iter().any(|key| key.trim().is_empty()) {
             bail!("`server.api_keys` holds an empty key");
         }
@@ -597,6 +656,25 @@ mod tests {
             err.to_string().contains("put `device` in each variant"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn cache_is_off_unless_configured_and_per_model() {
+        let config = Config::parse(MINIMAL).unwrap();
+        assert!(!config.cache.enabled());
+        assert!(config.models[0].cache);
+        let config = Config::parse(&format!(
+            "[cache]\nmemory_bytes = 1048576\nredis_url = \"redis://127.0.0.1:6379\"\nttl_seconds = 0\n{MINIMAL}cache = false\n"
+        ))
+        .unwrap();
+        assert!(config.cache.enabled());
+        assert_eq!(config.cache.ttl(), None);
+        assert!(!config.models[0].cache);
+        let err =
+            Config::parse(&format!("[cache]\nredis_url = \"localhost\"\n{MINIMAL}")).unwrap_err();
+        assert!(err.to_string().contains("cache.redis_url"), "{err}");
+        let err = Config::parse(&format!("[cache]\nmemory = 1\n{MINIMAL}")).unwrap_err();
+        assert!(format!("{err:#}").contains("memory"), "{err:#}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! embedrt's core: everything between a parsed request and a backend.
 //!
 //! - [`config`]: the TOML file, validated at startup;
+//! - [`cache`]: vectors of inputs already embedded, in memory and in a shared Redis;
 //! - [`family`] and [`model`]: which model families embedrt serves, and what a model folder says
 //!   about its model ([`ModelCard`]);
 //! - [`hub`]: model folders given as hub ids, fetched with `hf-hub`;
@@ -17,6 +18,7 @@
 
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod config;
 pub mod family;
 pub mod hub;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
+use crate::cache::EmbeddingCache;
 use crate::config::{Config, ModelConfig};
 use crate::instance::ModelInstance;
 use crate::plugin::host::PluginHost;
@@ -19,6 +20,8 @@ pub struct Registry {
     models: Vec<(ModelConfig, Arc<ModelInstance>)>,
     by_name: HashMap<String, Arc<ModelInstance>>,
     tokenizers: Arc<WorkerPool>,
+    /// The embedding cache the models share (kept across reloads), if configured.
+    cache: Option<Arc<EmbeddingCache>>,
 }
 
 /// What a reload did, by model name.
@@ -37,20 +40,28 @@ impl Registry {
     ///
     /// # Errors
     ///
-    /// When a model fails to load (the message names it), or the tokenizer pool cannot start.
+    /// When a model fails to load (the message names it), the tokenizer pool cannot start, or
+    /// the cache settings are unusable.
     pub fn load(config: &Config) -> Result<Self> {
         let pool = Arc::new(WorkerPool::new("tokenize", config.tokenizer_threads())?);
-        Ok(Self::build(config, None, pool)?.0)
+        let cache = EmbeddingCache::new(&config.cache)?.map(Arc::new);
+        Ok(Self::build(config, None, pool, cache)?.0)
     }
 
     /// A registry for `config` that reuses this one's instances wherever a model's configuration
-    /// is unchanged, and loads (and warms up) the rest. On error nothing changes.
+    /// is unchanged, and loads (and warms up) the rest. On error nothing changes. The tokenizer
+    /// pool and the cache stay as they are (their settings take effect on a restart).
     ///
     /// # Errors
     ///
     /// When a new or changed model fails to load.
     pub fn reload(&self, config: &Config) -> Result<(Self, ReloadReport)> {
-        let (registry, mut report) = Self::build(config, Some(self), Arc::clone(&self.tokenizers))?;
+        let (registry, mut report) = Self::build(
+            config,
+            Some(self),
+            Arc::clone(&self.tokenizers),
+            self.cache.clone(),
+        )?;
         report.removed = self
             .models
             .iter()
@@ -64,6 +75,7 @@ impl Registry {
         config: &Config,
         previous: Option<&Registry>,
         tokenizers: Arc<WorkerPool>,
+        cache: Option<Arc<EmbeddingCache>>,
     ) -> Result<(Self, ReloadReport)> {
         let plugins = PluginHost::new(config.server.plugin_dirs.clone());
         let mut report = ReloadReport::default();
@@ -78,7 +90,11 @@ impl Registry {
                 None => {
                     tracing::info!(model = %model.name, path = %model.path.display(), "loading");
                     report.loaded.push(model.name.clone());
-                    Arc::new(ModelInstance::load(model, &plugins)?)
+                    let instance = ModelInstance::load(model, &plugins)?;
+                    Arc::new(match &cache {
+                        Some(cache) if model.cache => instance.with_cache(Arc::clone(cache))?,
+                        _ => instance,
+                    })
                 }
             };
             models.push((model.clone(), instance));
@@ -94,6 +110,7 @@ impl Registry {
                 models,
                 by_name,
                 tokenizers,
+                cache,
             },
             report,
         ))

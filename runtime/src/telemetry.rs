@@ -24,6 +24,16 @@ pub const SHADOW_COSINE_MIN: &str = "embedrt_shadow_cosine_min";
 /// Mean cosine between a shadow's vectors and the answer's, per request.
 pub const SHADOW_COSINE_MEAN: &str = "embedrt_shadow_cosine_mean";
 
+/// Inputs whose vector a cache layer had, by `layer` (`memory`, `redis`) and `model`.
+pub const CACHE_HITS: &str = "embedrt_cache_hits_total";
+/// Inputs a cache layer was asked for and did not have, by `layer` and `model`.
+pub const CACHE_MISSES: &str = "embedrt_cache_misses_total";
+/// Bytes the in-process cache layer holds (`layer` = `memory`).
+pub const CACHE_BYTES: &str = "embedrt_cache_bytes";
+/// Redis calls that failed or were skipped, by `kind` (`error`, `timeout`, `circuit_open`) and
+/// `model`; the requests went on without Redis.
+pub const CACHE_ERRORS: &str = "embedrt_cache_errors_total";
+
 /// The labels of one model variant: `model`, `variant`, `backend`, `device`.
 #[derive(Clone, Debug, Default)]
 pub struct VariantLabels(Vec<Label>);

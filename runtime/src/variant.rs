@@ -72,6 +72,15 @@ impl Variant {
         self.capabilities().dtype
     }
 
+    /// The engine and number format, as the cache files this variant's vectors (`onnx/int8`):
+    /// variants that share them compute the same vectors.
+    pub fn engine_tag(&self) -> String {
+        let dtype = self
+            .dtype()
+            .map_or("default".to_string(), |d| d.to_string());
+        format!("{}/{dtype}", self.backend)
+    }
+
     /// Its share of the traffic among the serving variants.
     pub fn weight(&self) -> u32 {
         self.weight

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use embedrt_backend_core::Capabilities;
 
+use crate::cache::{EmbeddingCache, ModelIdentity};
 use crate::config::ModelConfig;
 use crate::model::{ModelCard, BASE_TASK};
 use crate::tokenize::TextTokenizer;
@@ -32,6 +33,8 @@ pub struct ModelInstance {
     max_inputs: usize,
     truncate: bool,
     default_task: u32,
+    /// The embedding cache and this model's identity in it, when the model uses one.
+    cache: Option<(Arc<EmbeddingCache>, ModelIdentity)>,
 }
 
 /// What every serving variant of a model can do, so that a request is accepted or refused the
@@ -134,7 +137,23 @@ impl ModelInstance {
             max_inputs: config.max_inputs_per_request,
             truncate: config.truncate,
             default_task,
+            cache: None,
         })
+    }
+
+    /// This model, looking its inputs up in `cache` before running them (the model's identity
+    /// in it: a hash of its files, [`ModelIdentity::of_folder`]).
+    ///
+    /// # Errors
+    ///
+    /// When a model file cannot be read to hash it.
+    pub fn with_cache(mut self, cache: Arc<EmbeddingCache>) -> Result<Self> {
+        let started = std::time::Instant::now();
+        let identity = ModelIdentity::of_folder(&self.card.path)
+            .with_context(|| format!("model {:?}: hashing its files for the cache", self.name))?;
+        tracing::info!(model = %self.name, seconds = started.elapsed().as_secs_f32(), "cache identity ready");
+        self.cache = Some((cache, identity));
+        Ok(self)
     }
 
     /// The name clients use.

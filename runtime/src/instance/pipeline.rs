@@ -10,6 +10,7 @@ use std::sync::Arc;
 use embedrt_backend_core::Pooling;
 
 use super::ModelInstance;
+use crate::cache::{CacheKey, Vector};
 use crate::model::BASE_TASK;
 use crate::postprocess::finish;
 use crate::request::{
@@ -102,13 +103,77 @@ impl ModelInstance {
         }
         let sequences = self.tokenize_inputs(pool, inputs, task, truncate).await?;
         let prompt_tokens = sequences.iter().map(|s| s.ids.len()).sum();
+        let pooled = self.run_cached(variant, sequences).await?;
+        Ok(self.response(variant, finish_all(pooled), prompt_tokens))
+    }
+
+    /// The pooled vectors of `sequences`, in order: from the cache where it has them, the rest
+    /// from `variant` (then stored in the cache).
+    async fn run_cached(
+        self: &Arc<Self>,
+        variant: &Variant,
+        sequences: Vec<Sequence>,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let Some((cache, identity)) = &self.cache else {
+            return self.run_with_shadows(variant, sequences).await;
+        };
+        let engine = variant.engine_tag();
+        let keys: Vec<CacheKey> = sequences
+            .iter()
+            .map(|s| CacheKey::new(identity, &engine, s.task, &s.ids))
+            .collect();
+        let hidden = self.card.hidden_size;
+        let found: Vec<Option<Vector>> = cache
+            .lookup(&self.name, &keys)
+            .await
+            .into_iter()
+            // A stored value of the wrong width (another writer's mistake) is a miss.
+            .map(|vector| vector.filter(|v| v.len() == hidden))
+            .collect();
+        let missing: Vec<Sequence> = sequences
+            .into_iter()
+            .zip(&found)
+            .filter(|(_, hit)| hit.is_none())
+            .map(|(sequence, _)| sequence)
+            .collect();
+        let mut computed = if missing.is_empty() {
+            Vec::new()
+        } else {
+            self.run_with_shadows(variant, missing).await?
+        }
+        .into_iter();
+        let mut entries = Vec::new();
+        let mut vectors = Vec::with_capacity(keys.len());
+        for (key, hit) in keys.into_iter().zip(found) {
+            let vector = match hit {
+                Some(vector) => vector.to_vec(),
+                None => {
+                    let vector = computed.next().ok_or_else(|| {
+                        EmbedError::Internal("the backend answered fewer inputs".into())
+                    })?;
+                    entries.push((key, Vector::from(vector.as_slice())));
+                    vector
+                }
+            };
+            vectors.push(vector);
+        }
+        cache.store(&self.name, entries);
+        Ok(vectors)
+    }
+
+    /// Runs `sequences` on `variant`, copying them to the sampled shadows.
+    async fn run_with_shadows(
+        self: &Arc<Self>,
+        variant: &Variant,
+        sequences: Vec<Sequence>,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let shadows = self.sampled_shadows();
         let copy = (!shadows.is_empty()).then(|| sequences.clone());
         let pooled = variant.run(sequences).await?;
         if let Some(copy) = copy {
             self.spawn_shadows(shadows, copy, pooled.clone());
         }
-        Ok(self.response(variant, finish_all(pooled), prompt_tokens))
+        Ok(pooled)
     }
 
     fn response(

@@ -1,0 +1,272 @@
+//! The embedding cache through the real server: the in-process layer (hits byte-identical,
+//! order and usage kept with some inputs cached, every `dimensions` from one entry, tasks apart,
+//! bounded under 100,000 distinct inputs, per-model opt-out) and the Redis layer against a real
+//! `redis-server` (two processes share it; killing it mid-load fails no request).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::{concurrently, jina_model, minilm_model, RedisServer, Server};
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+
+/// `[cache]` with an in-process layer of `bytes`.
+fn memory_cache(bytes: u64) -> String {
+    format!("[cache]\nmemory_bytes = {bytes}\n")
+}
+
+/// POSTs `body` to `/v1/embeddings` and returns the parsed answer (asserting 200).
+fn embed(client: &Client, server: &Server, body: Value) -> Value {
+    let response = client
+        .post(format!("{}/v1/embeddings", server.url))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200, "{body}");
+    response.json().unwrap()
+}
+
+/// The raw bytes of each base64-encoded vector of an answer, in order.
+fn raw_vectors(answer: &Value) -> Vec<Vec<u8>> {
+    answer["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            base64::engine::general_purpose::STANDARD
+                .decode(item["embedding"].as_str().unwrap())
+                .unwrap()
+        })
+        .collect()
+}
+
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+fn hits(server: &Server, layer: &str, model: &str) -> f64 {
+    server.metric(
+        "embedrt_cache_hits_total",
+        &[("layer", layer), ("model", model)],
+    )
+}
+
+fn misses(server: &Server, layer: &str, model: &str) -> f64 {
+    server.metric(
+        "embedrt_cache_misses_total",
+        &[("layer", layer), ("model", model)],
+    )
+}
+
+#[test]
+fn memory_layer_serves_repeats_exactly_in_order_for_every_dimension() {
+    let server = Server::start(&memory_cache(64 << 20), &minilm_model("minilm", "onnx", ""));
+    let plain = Server::start("", &minilm_model("minilm", "onnx", ""));
+    let client = Client::new();
+    let body =
+        |input: &[&str]| json!({ "model": "minilm", "input": input, "encoding_format": "base64" });
+
+    let first = embed(&client, &server, body(&["alpha", "beta"]));
+    assert_eq!(
+        (
+            misses(&server, "memory", "minilm"),
+            hits(&server, "memory", "minilm")
+        ),
+        (2.0, 0.0)
+    );
+    let first = raw_vectors(&first);
+
+    // Two of three inputs cached: only "gamma" runs; the order and the token count hold.
+    let mixed = embed(&client, &server, body(&["beta", "gamma", "alpha"]));
+    assert_eq!(hits(&server, "memory", "minilm"), 2.0);
+    assert_eq!(misses(&server, "memory", "minilm"), 3.0);
+    let vectors = raw_vectors(&mixed);
+    assert_eq!(vectors[0], first[1], "beta, byte for byte");
+    assert_eq!(vectors[2], first[0], "alpha, byte for byte");
+    let uncached = embed(&client, &plain, body(&["beta", "gamma", "alpha"]));
+    assert_eq!(
+        mixed["usage"], uncached["usage"],
+        "usage counts every input"
+    );
+    for (got, want) in vectors.iter().zip(raw_vectors(&uncached)) {
+        assert!(common::cosine(&floats(got), &floats(&want)) > 0.99999);
+    }
+
+    // One entry serves every Matryoshka size: the cached vector, cut and normalized again.
+    let short = embed(
+        &client,
+        &server,
+        json!({ "model": "minilm", "input": ["alpha"], "dimensions": 64, "encoding_format": "base64" }),
+    );
+    assert_eq!(hits(&server, "memory", "minilm"), 3.0);
+    let cut = floats(&raw_vectors(&short)[0]);
+    let full = floats(&first[0]);
+    let norm = full[..64].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert_eq!(cut.len(), 64);
+    for (a, b) in cut.iter().zip(&full[..64]) {
+        assert!((a - b / norm).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn tasks_are_cached_apart() {
+    let server = Server::start(&memory_cache(16 << 20), &jina_model("jina", "onnx"));
+    let plain = Server::start("", &jina_model("jina", "onnx"));
+    let client = Client::new();
+    let body = |task: &str| json!({ "model": "jina", "input": ["the same text"], "task": task });
+    for server in [&server, &server, &plain] {
+        let query = embed(&client, server, body("retrieval.query"));
+        let passage = embed(&client, server, body("retrieval.passage"));
+        assert_ne!(
+            query["data"][0]["embedding"],
+            passage["data"][0]["embedding"]
+        );
+    }
+    assert_eq!(
+        hits(&server, "memory", "jina"),
+        2.0,
+        "the second round hit, per task"
+    );
+    let cached = embed(&client, &server, body("retrieval.passage"));
+    let fresh = embed(&client, &plain, body("retrieval.passage"));
+    let (a, b) = (
+        common::embeddings_of(&cached).remove(0),
+        common::embeddings_of(&fresh).remove(0),
+    );
+    assert!(common::cosine(&a, &b) > 0.99999);
+}
+
+#[test]
+fn memory_layer_stays_within_its_bound_and_models_may_opt_out() {
+    let bound = 1_000_000u64;
+    let models = minilm_model("echo", "echo", "") + &minilm_model("off", "echo", "cache = false");
+    let server = Server::start(&memory_cache(bound), &models);
+    let client = Client::new();
+    for chunk in 0..50 {
+        let input: Vec<String> = (0..2000)
+            .map(|i| format!("distinct input {chunk} {i}"))
+            .collect();
+        embed(&client, &server, json!({ "model": "echo", "input": input }));
+    }
+    assert_eq!(misses(&server, "memory", "echo"), 100_000.0);
+    let held = server.metric("embedrt_cache_bytes", &[("layer", "memory")]);
+    assert!(
+        held > 0.0 && held <= bound as f64,
+        "{held} bytes held, bound {bound}"
+    );
+    // Full of inputs seen once, the layer admits by frequency (moka's TinyLFU): an input asked
+    // for again and again is kept, then served.
+    for _ in 0..8 {
+        embed(
+            &client,
+            &server,
+            json!({ "model": "echo", "input": ["asked for again"] }),
+        );
+    }
+    assert!(hits(&server, "memory", "echo") >= 1.0);
+
+    for _ in 0..2 {
+        embed(&client, &server, json!({ "model": "off", "input": ["x"] }));
+    }
+    assert_eq!(
+        hits(&server, "memory", "off") + misses(&server, "memory", "off"),
+        0.0,
+        "`cache = false` keeps the model out of the cache"
+    );
+}
+
+/// `[cache]` with only the Redis layer at `redis`.
+fn redis_cache(redis: &RedisServer) -> String {
+    format!(
+        "[cache]\nredis_url = \"{}\"\nredis_timeout_ms = 200\n",
+        redis.url()
+    )
+}
+
+#[test]
+fn two_processes_share_vectors_through_redis() {
+    let redis = RedisServer::start();
+    let models = minilm_model("minilm", "onnx", "");
+    let first = Server::start(&redis_cache(&redis), &models);
+    let second = Server::start(&redis_cache(&redis), &models);
+    let client = Client::new();
+    let input: Vec<String> = (0..20)
+        .map(|i| format!("shared sentence number {i}"))
+        .collect();
+    let body = json!({ "model": "minilm", "input": input, "encoding_format": "base64" });
+
+    let computed = raw_vectors(&embed(&client, &first, body.clone()));
+    assert_eq!(misses(&first, "redis", "minilm"), 20.0);
+    // The first process writes to Redis off the request path: wait until all 20 are there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let served = embed(&client, &second, body.clone());
+        if hits(&second, "redis", "minilm") >= 20.0 {
+            assert_eq!(
+                raw_vectors(&served),
+                computed,
+                "byte-identical from the other process"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second process never hit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn redis_killed_mid_load_fails_no_request() {
+    let mut redis = RedisServer::start();
+    let server = Server::start(
+        &format!("{}memory_bytes = 0\n", redis_cache(&redis)),
+        &minilm_model("minilm", "onnx", ""),
+    );
+    let stop = AtomicBool::new(false);
+    let (sent, failed) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(3));
+            redis.kill();
+            std::thread::sleep(Duration::from_secs(4));
+            stop.store(true, Ordering::Relaxed);
+        });
+        concurrently(20, |client_index| {
+            let client = Client::new();
+            let mut round = 0;
+            while !stop.load(Ordering::Relaxed) {
+                // Half the inputs repeat across clients, half are new.
+                let input = [
+                    format!("common sentence {}", round % 10),
+                    format!("client {client_index} sentence {round}"),
+                ];
+                let response = client
+                    .post(format!("{}/v1/embeddings", server.url))
+                    .json(&json!({ "model": "minilm", "input": input }))
+                    .send();
+                sent.fetch_add(1, Ordering::Relaxed);
+                match response {
+                    Ok(r) if r.status() == 200 => {}
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                round += 1;
+            }
+        });
+    });
+    let sent = sent.load(Ordering::Relaxed);
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "of {sent} requests");
+    assert!(sent > 100, "{sent} requests");
+    assert!(
+        hits(&server, "redis", "minilm") > 0.0,
+        "Redis served before it died"
+    );
+    let errors = server.metric("embedrt_cache_errors_total", &[("layer", "redis")]);
+    assert!(errors > 0.0, "the dead Redis is counted");
+}
