@@ -209,13 +209,7 @@ impl Scheduler {
         &self,
         sequence: &Sequence,
     ) -> Result<Vec<oneshot::Receiver<SequenceResult>>, SubmitError> {
-        if !self.is_healthy() {
-            return Err(SubmitError::Unhealthy);
-        }
-        let mut queue = self.shared.lock();
-        if queue.closed {
-            return Err(SubmitError::Closed);
-        }
+        let mut queue = self.open_queue()?;
         let enqueued = Instant::now();
         let receivers = queue
             .pinned
@@ -242,13 +236,7 @@ impl Scheduler {
         &self,
         sequences: Vec<Sequence>,
     ) -> Result<Vec<oneshot::Receiver<SequenceResult>>, SubmitError> {
-        if !self.is_healthy() {
-            return Err(SubmitError::Unhealthy);
-        }
-        let mut queue = self.shared.lock();
-        if queue.closed {
-            return Err(SubmitError::Closed);
-        }
+        let mut queue = self.open_queue()?;
         let limit = self.shared.config.max_queued;
         if queue.items.len() + sequences.len() > limit {
             return Err(SubmitError::QueueFull {
@@ -274,6 +262,18 @@ impl Scheduler {
         drop(queue);
         self.shared.wake.notify_one();
         Ok(receivers)
+    }
+
+    /// The locked queue, if it takes work: the backend is healthy and the scheduler open.
+    fn open_queue(&self) -> Result<MutexGuard<'_, Queue>, SubmitError> {
+        if !self.is_healthy() {
+            return Err(SubmitError::Unhealthy);
+        }
+        let queue = self.shared.lock();
+        if queue.closed {
+            return Err(SubmitError::Closed);
+        }
+        Ok(queue)
     }
 
     /// False once the backend failed fatally.
