@@ -27,6 +27,7 @@ pub async fn serve(source: ConfigSource, config: Config) -> Result<()> {
         None => None,
     };
     let max_body_bytes = config.server.max_body_bytes;
+    let config_drain_delay_ms = config.server.drain_delay_ms;
     let grpc_limits = MessageLimits {
         request_bytes: config.server.grpc_max_request_bytes,
         response_bytes: config.server.grpc_max_response_bytes,
@@ -50,11 +51,23 @@ pub async fn serve(source: ConfigSource, config: Config) -> Result<()> {
     crate::reload::on_sighup(Arc::clone(&state));
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let drain_delay = std::time::Duration::from_millis(config_drain_delay_ms);
+    let watcher_state = Arc::clone(&state);
     let watcher = tokio::spawn(async move {
         let failure = tokio::select! {
             _ = crate::shutdown::signal() => None,
             Ok(error) = failed_rx => Some(error),
         };
+        if failure.is_none() {
+            // Say "not ready" first and keep serving a while, so balancers stop sending before
+            // the listeners close.
+            watcher_state.begin_draining();
+            tracing::info!(
+                seconds = drain_delay.as_secs_f32(),
+                "shutting down: draining"
+            );
+            tokio::time::sleep(drain_delay).await;
+        }
         let _ = stop_tx.send(true);
         failure
     });

@@ -5,6 +5,7 @@
 //! Both front ends read their callers' headers as an [`http::HeaderMap`](axum::http::HeaderMap)
 //! (gRPC metadata is one underneath), so each rule is written once, here.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::http::{header, HeaderMap};
@@ -26,6 +27,8 @@ pub struct AppState {
     sticky_header: Option<String>,
     /// Reloads run one at a time.
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// Set when shutdown begins: readiness says so, so balancers stop sending.
+    draining: AtomicBool,
 }
 
 /// Whether the server can answer embedding requests.
@@ -33,6 +36,8 @@ pub struct AppState {
 pub enum Readiness {
     /// The models are still loading.
     Loading,
+    /// The server is shutting down: it still answers, but wants no new work.
+    Draining,
     /// Every model is loaded, warmed up and healthy.
     Ready,
     /// These models' backends failed; the others serve.
@@ -67,7 +72,13 @@ impl AppState {
             api_keys: server.api_keys.clone(),
             sticky_header,
             reload_lock: tokio::sync::Mutex::new(()),
+            draining: AtomicBool::new(false),
         })
+    }
+
+    /// Marks the server as shutting down: from now on readiness is [`Readiness::Draining`].
+    pub fn begin_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 
     /// Publishes a set of models; new requests are served from it from now on.
@@ -95,6 +106,9 @@ impl AppState {
 
     /// Whether the server can answer, and which models cannot.
     pub fn readiness(&self) -> Readiness {
+        if self.draining.load(Ordering::Relaxed) {
+            return Readiness::Draining;
+        }
         let Some(registry) = self.current_registry() else {
             return Readiness::Loading;
         };

@@ -58,6 +58,10 @@ pub struct ServerConfig {
     /// A request header whose value keeps a caller on one variant when the body has no `user`
     /// (for example `x-user-id`).
     pub sticky_header: Option<String>,
+    /// On SIGTERM/SIGINT, how long the server keeps serving while `/ready` says `draining`
+    /// before it stops accepting, so that load balancers take it out first (Kubernetes: longer
+    /// than endpoint propagation, a few seconds). In-flight requests finish either way.
+    pub drain_delay_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +80,7 @@ impl Default for ServerConfig {
             admin_key: None,
             api_keys: Vec::new(),
             sticky_header: None,
+            drain_delay_ms: 0,
         }
     }
 }

@@ -17,13 +17,19 @@ pub(super) async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /ready`: 200 once every model is loaded, warmed up and healthy, else 503.
+/// `GET /ready`: 200 once every model is loaded, warmed up and healthy, else 503 (also while
+/// shutting down).
 pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     match state.readiness() {
         Readiness::Ready => Json(json!({ "status": "ready" })).into_response(),
         Readiness::Loading => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "loading" })),
+        )
+            .into_response(),
+        Readiness::Draining => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining" })),
         )
             .into_response(),
         Readiness::Unhealthy(models) => (

@@ -1,0 +1,197 @@
+//! Two replicas behind a real nginx (Debian's nginx-light, with `deploy/nginx/nginx.conf.template`
+//! as shipped) under 20 concurrent clients: traffic spreads over both; one replica drains on
+//! SIGTERM and is started again, later the other is killed with SIGKILL and started again; the
+//! clients see no failed request. Also: `/ready` says `draining` during the drain delay.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{build_dir, free_port, minilm_model, repo_root, spawn_tied, Server, TempDir};
+use serde_json::json;
+
+/// One replica's config file and ports, so it can be started again on the same ports.
+struct Replica {
+    config: PathBuf,
+    ports: (u16, u16),
+}
+
+impl Replica {
+    fn new(dir: &Path, name: &str) -> Self {
+        let ports = (free_port(), free_port());
+        let config = dir.join(format!("{name}.toml"));
+        let text = format!(
+            "[server]\nhttp = \"127.0.0.1:{}\"\ngrpc = \"127.0.0.1:{}\"\nplugin_dirs = [{:?}]\ndrain_delay_ms = 1000\n{}",
+            ports.0,
+            ports.1,
+            build_dir().display().to_string(),
+            minilm_model("minilm", "onnx", "")
+        );
+        std::fs::write(&config, text).unwrap();
+        Self { config, ports }
+    }
+
+    fn start(&self) -> Server {
+        let mut server = Server::launch(
+            &build_dir().join("embedrt"),
+            &self.config,
+            self.ports,
+            TempDir::new("replica"),
+            |_| {},
+        );
+        server.wait_ready();
+        server
+    }
+
+    /// Successful requests this replica's current process counted.
+    fn served(server: &Server) -> f64 {
+        server.metric(
+            "embedrt_requests_total",
+            &[("model", "minilm"), ("status", "ok")],
+        )
+    }
+}
+
+/// nginx with the shipped template in front of `replicas`, listening on a free port.
+struct Nginx {
+    child: Child,
+    url: String,
+    _dir: TempDir,
+}
+
+impl Nginx {
+    fn start(replicas: &[&Replica]) -> Self {
+        let dir = TempDir::new("nginx");
+        let (http, grpc) = (free_port(), free_port());
+        let servers = |port: fn(&Replica) -> u16| {
+            replicas
+                .iter()
+                .map(|r| {
+                    format!(
+                        "        server 127.0.0.1:{} max_fails=1 fail_timeout=2s;",
+                        port(r)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let template =
+            std::fs::read_to_string(repo_root().join("deploy/nginx/nginx.conf.template")).unwrap();
+        let config = template
+            .replace("@PREFIX@", &dir.0.display().to_string())
+            .replace("@HTTP_SERVERS@", &servers(|r| r.ports.0))
+            .replace("@GRPC_SERVERS@", &servers(|r| r.ports.1))
+            .replace("@HTTP_LISTEN@", &format!("127.0.0.1:{http}"))
+            .replace("@GRPC_LISTEN@", &format!("127.0.0.1:{grpc}"));
+        let path = dir.0.join("nginx.conf");
+        std::fs::write(&path, config).unwrap();
+        let mut command = Command::new("nginx");
+        command
+            .args(["-e", "stderr", "-g", "daemon off;", "-p"])
+            .arg(&dir.0)
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = spawn_tied(command)
+            .expect("nginx is installed (scripts/setup.sh installs nginx-light)");
+        let url = format!("http://127.0.0.1:{http}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while reqwest::blocking::get(format!("{url}/health")).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn replicas_behind_nginx_survive_a_drain_and_a_crash_without_a_failed_request() {
+    let dir = TempDir::new("replicas");
+    let (a, b) = (Replica::new(&dir.0, "a"), Replica::new(&dir.0, "b"));
+    let mut first = a.start();
+    let mut second = b.start();
+    let nginx = Nginx::start(&[&a, &b]);
+
+    let stop = AtomicBool::new(false);
+    let (sent, failed) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            common::concurrently(20, |client_index| {
+                let client = reqwest::blocking::Client::new();
+                let mut round = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let response = client
+                        .post(format!("{}/v1/embeddings", nginx.url))
+                        .json(&json!({ "model": "minilm", "input": format!("client {client_index} request {round}") }))
+                        .send();
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    match response {
+                        Ok(r) if r.status() == 200 => {}
+                        other => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            failures.lock().unwrap().push(format!("{other:?}"));
+                        }
+                    }
+                    round += 1;
+                }
+            });
+        });
+
+        // Both replicas take traffic while both are up.
+        std::thread::sleep(Duration::from_secs(3));
+        let (on_first, on_second) = (Replica::served(&first), Replica::served(&second));
+        assert!(
+            on_first > 20.0 && on_second > 20.0,
+            "traffic spreads: {on_first} and {on_second} requests"
+        );
+
+        // Graceful: SIGTERM, /ready turns `draining` while it still serves, then it exits.
+        first.signal(libc::SIGTERM);
+        let ready = reqwest::blocking::get(format!("{}/ready", first.url)).unwrap();
+        assert_eq!(ready.status(), 503);
+        assert_eq!(
+            ready.json::<serde_json::Value>().unwrap()["status"],
+            "draining"
+        );
+        let (code, _) = first.wait_exit(Duration::from_secs(30));
+        assert_eq!(code, Some(0));
+        first = a.start();
+        std::thread::sleep(Duration::from_secs(2));
+
+        // A crash: SIGKILL in the middle of the load, then a restart.
+        second.signal(libc::SIGKILL);
+        std::thread::sleep(Duration::from_secs(1));
+        second = b.start();
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(
+            Replica::served(&first) > 0.0,
+            "the restarted replica serves again"
+        );
+        stop.store(true, Ordering::Relaxed);
+    });
+    let sent = sent.load(Ordering::Relaxed);
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "of {sent} requests: {:?}",
+        failures.lock().unwrap().iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(sent > 200, "{sent} requests");
+    drop(second);
+}
