@@ -6,7 +6,9 @@
 # Usage: benches/jina.sh [SECONDS_PER_RUN] [ENGINE...] (engines: candle onnx onnx-int8, with -xN
 # for N replicas, e.g. onnx-int8-x2; default candle onnx); prints a Markdown table, JSON in
 # target/bench-results/. An -int8 engine quantizes the ONNX graph first (scripts/quantize_onnx.py;
-# minutes, once).
+# minutes, once). With MATRIX=1, each engine also runs text-matching only at 1 client with 1 and
+# 10 inputs per request and at 60 clients with 1 (a second table; 60 clients x 10 inputs would queue
+# minutes of work at this model's speed on 2 cores).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -52,6 +54,13 @@ TOML
         target/release/embedrt-bench --url http://127.0.0.1:18082/v1/embeddings --model jina -c 60 -b 1 \
             -d "$seconds" --warmup 5 --tasks "$tasks" --label "jina-$engine-$mode" --json "$results/jina-$engine-$mode.json"
     done
+    if [ "${MATRIX:-0}" = 1 ]; then
+        for load in 1x1 1x10 60x1; do
+            target/release/embedrt-bench --url http://127.0.0.1:18082/v1/embeddings --model jina \
+                -c "${load%x*}" -b "${load#*x}" -d "$seconds" --warmup 5 --tasks text-matching \
+                --label "jina-$engine-$load" --json "$results/jina-$engine-$load.json"
+        done
+    fi
     kill "$pid"; wait "$pid" 2>/dev/null || true
 done
 
@@ -65,3 +74,17 @@ for engine in engines:
         r = json.loads((results / f"jina-{engine}-{mode}.json").read_text())
         print(f"| {engine} | {label} | {r['inputs_per_s']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']} |")
 PY
+if [ "${MATRIX:-0}" = 1 ]; then
+    python3 - "$results" "${engines[@]}" <<'PY'
+import json, sys, pathlib
+results, engines = pathlib.Path(sys.argv[1]), sys.argv[2:]
+print()
+print("| engine | clients | inputs/req | sentences/s | p50 ms | p95 ms | p99 ms | errors |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for engine in engines:
+    for load in ("1x1", "1x10", "60x1"):
+        r = json.loads((results / f"jina-{engine}-{load}.json").read_text())
+        c, b = load.split("x")
+        print(f"| {engine} | {c} | {b} | {r['inputs_per_s']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']} |")
+PY
+fi

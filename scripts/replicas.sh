@@ -30,8 +30,8 @@ for i in $(seq 0 $((count - 1))); do
     target/release/embedrt serve --config "$config" --http "127.0.0.1:$http_port" \
         --grpc "127.0.0.1:$grpc_port" 2>"$run/replica-$i.log" &
     pids+=($!)
-    http_servers+="        server 127.0.0.1:$http_port max_fails=1 fail_timeout=2s;"$'\n'
-    grpc_servers+="        server 127.0.0.1:$grpc_port max_fails=1 fail_timeout=2s;"$'\n'
+    http_servers+="        server 127.0.0.1:$http_port max_fails=0;"$'\n'
+    grpc_servers+="        server 127.0.0.1:$grpc_port max_fails=0;"$'\n'
 done
 
 python3 - "$run" "$http_servers" "$grpc_servers" <<'PY'
