@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{build_dir, free_port, minilm_model, repo_root, spawn_tied, Server, TempDir};
+use embedrt_proto::v1 as pb;
 use serde_json::json;
 
 /// One replica's config file and ports, so it can be started again on the same ports.
@@ -55,10 +56,11 @@ impl Replica {
     }
 }
 
-/// nginx with the shipped template in front of `replicas`, listening on a free port.
+/// nginx with the shipped template in front of `replicas`, listening on free ports.
 struct Nginx {
     child: Child,
     url: String,
+    grpc_url: String,
     _dir: TempDir,
 }
 
@@ -102,9 +104,30 @@ impl Nginx {
         Self {
             child,
             url,
+            grpc_url: format!("http://127.0.0.1:{grpc}"),
             _dir: dir,
         }
     }
+}
+
+/// The embedding of `text` by model `minilm`, asked over gRPC at `url`.
+fn grpc_embedding(url: &str, text: &str) -> Vec<f32> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = pb::embedder_client::EmbedderClient::connect(url.to_string())
+            .await
+            .unwrap();
+        let request = pb::EmbedRequest {
+            model: "minilm".into(),
+            texts: vec![text.to_string()],
+            ..Default::default()
+        };
+        let answer = client.embed(request).await.unwrap().into_inner();
+        answer.embeddings[0].values.clone()
+    })
 }
 
 impl Nginx {
@@ -130,6 +153,11 @@ fn replicas_behind_nginx_survive_a_drain_and_a_crash_without_a_failed_request() 
     let mut first = a.start();
     let mut second = b.start();
     let nginx = Nginx::start(&[&a, &b]);
+
+    // gRPC goes through nginx too (grpc_pass), with the same answer as a replica gives directly.
+    let proxied = grpc_embedding(&nginx.grpc_url, "through nginx");
+    let direct = grpc_embedding(&first.grpc_url, "through nginx");
+    assert!(common::cosine(&proxied, &direct) > 0.99999);
 
     let stop = AtomicBool::new(false);
     let (sent, failed) = (AtomicUsize::new(0), AtomicUsize::new(0));
