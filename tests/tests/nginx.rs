@@ -87,7 +87,15 @@ impl Nginx {
         std::fs::write(&path, config).unwrap();
         let mut command = Command::new("nginx");
         command
-            .args(["-e", "stderr", "-g", "daemon off;", "-p"])
+            // One process (no workers), so killing it leaves nothing behind: nginx's workers
+            // outlive a SIGKILLed master.
+            .args([
+                "-e",
+                "stderr",
+                "-g",
+                "daemon off; master_process off;",
+                "-p",
+            ])
             .arg(&dir.0)
             .arg("-c")
             .arg(&path)
