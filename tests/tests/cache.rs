@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{concurrently, jina_model, minilm_model, RedisServer, Server};
+use common::{embed_until_stopped, jina_model, minilm_model, RedisServer, Server};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
@@ -228,40 +228,27 @@ fn redis_killed_mid_load_fails_no_request() {
         &minilm_model("minilm", "onnx", ""),
     );
     let stop = AtomicBool::new(false);
-    let (sent, failed) = (AtomicUsize::new(0), AtomicUsize::new(0));
-    std::thread::scope(|scope| {
+    let (sent, failures) = std::thread::scope(|scope| {
         scope.spawn(|| {
             std::thread::sleep(Duration::from_secs(3));
             redis.kill();
             std::thread::sleep(Duration::from_secs(4));
             stop.store(true, Ordering::Relaxed);
         });
-        concurrently(20, |client_index| {
-            let client = Client::new();
-            let mut round = 0;
-            while !stop.load(Ordering::Relaxed) {
-                // Half the inputs repeat across clients, half are new.
-                let input = [
-                    format!("common sentence {}", round % 10),
-                    format!("client {client_index} sentence {round}"),
-                ];
-                let response = client
-                    .post(format!("{}/v1/embeddings", server.url))
-                    .json(&json!({ "model": "minilm", "input": input }))
-                    .send();
-                sent.fetch_add(1, Ordering::Relaxed);
-                match response {
-                    Ok(r) if r.status() == 200 => {}
-                    _ => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                round += 1;
-            }
-        });
+        // Half the inputs repeat across clients, half are new.
+        embed_until_stopped(&server.url, 20, &stop, |client, round| {
+            let input = [
+                format!("common sentence {}", round % 10),
+                format!("client {client} sentence {round}"),
+            ];
+            json!({ "model": "minilm", "input": input })
+        })
     });
-    let sent = sent.load(Ordering::Relaxed);
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "of {sent} requests");
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} requests failed",
+        failures.len()
+    );
     assert!(sent > 100, "{sent} requests");
     assert!(
         hits(&server, "redis", "minilm") > 0.0,

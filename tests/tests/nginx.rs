@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{build_dir, free_port, minilm_model, repo_root, spawn_tied, Server, TempDir};
@@ -168,29 +168,11 @@ fn replicas_behind_nginx_survive_a_drain_and_a_crash_without_a_failed_request() 
     assert!(common::cosine(&proxied, &direct) > 0.99999);
 
     let stop = AtomicBool::new(false);
-    let (sent, failed) = (AtomicUsize::new(0), AtomicUsize::new(0));
-    let failures = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            common::concurrently(20, |client_index| {
-                let client = reqwest::blocking::Client::new();
-                let mut round = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let response = client
-                        .post(format!("{}/v1/embeddings", nginx.url))
-                        .json(&json!({ "model": "minilm", "input": format!("client {client_index} request {round}") }))
-                        .send();
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    match response {
-                        Ok(r) if r.status() == 200 => {}
-                        other => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                            failures.lock().unwrap().push(format!("{other:?}"));
-                        }
-                    }
-                    round += 1;
-                }
-            });
+    let (sent, failures) = std::thread::scope(|scope| {
+        let load = scope.spawn(|| {
+            common::embed_until_stopped(&nginx.url, 20, &stop, |client, round| {
+                json!({ "model": "minilm", "input": format!("client {client} request {round}") })
+            })
         });
 
         // Both replicas take traffic while both are up.
@@ -224,13 +206,13 @@ fn replicas_behind_nginx_survive_a_drain_and_a_crash_without_a_failed_request() 
             "the restarted replica serves again"
         );
         stop.store(true, Ordering::Relaxed);
+        load.join().unwrap()
     });
-    let sent = sent.load(Ordering::Relaxed);
-    assert_eq!(
-        failed.load(Ordering::Relaxed),
-        0,
-        "of {sent} requests: {:?}\nnginx said:\n{}",
-        failures.lock().unwrap().iter().take(3).collect::<Vec<_>>(),
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} requests failed: {:?}\nnginx said:\n{}",
+        failures.len(),
+        &failures[..failures.len().min(3)],
         nginx.log_tail()
     );
     assert!(sent > 200, "{sent} requests");

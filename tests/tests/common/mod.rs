@@ -481,6 +481,39 @@ pub fn test_python(requirements: &[&str]) -> PathBuf {
     python
 }
 
+/// Sends `POST {url}/v1/embeddings` with `body(client, round)` from `clients` threads, back to
+/// back, until `stop` is set. Returns how many requests were sent and, for each one that did not
+/// get 200, what came back.
+pub fn embed_until_stopped(
+    url: &str,
+    clients: usize,
+    stop: &std::sync::atomic::AtomicBool,
+    body: impl Fn(usize, usize) -> serde_json::Value + Sync,
+) -> (usize, Vec<String>) {
+    let outcomes = concurrently(clients, |client_index| {
+        let client = reqwest::blocking::Client::new();
+        let (mut sent, mut failures) = (0, Vec::new());
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let response = client
+                .post(format!("{url}/v1/embeddings"))
+                .json(&body(client_index, sent))
+                .send();
+            match response {
+                Ok(r) if r.status() == 200 => {}
+                other => failures.push(format!("{other:?}")),
+            }
+            sent += 1;
+        }
+        (sent, failures)
+    });
+    outcomes
+        .into_iter()
+        .fold((0, Vec::new()), |(sent, mut failures), (n, mut more)| {
+            failures.append(&mut more);
+            (sent + n, failures)
+        })
+}
+
 /// A `redis-server` of its own on a free loopback port, without persistence, killed when
 /// dropped. `scripts/setup.sh` installs Debian's `redis-server` when it is missing.
 pub struct RedisServer {
