@@ -287,7 +287,8 @@ pub struct BatchingSettings {
     /// 0: an idle backend starts at once; under load, batches still form from what queued while
     /// the backend was busy.
     pub max_wait_ms: u64,
-    /// Most inputs waiting; beyond it requests get 429.
+    /// Most inputs waiting; beyond it requests get 429 (a request larger than this is taken
+    /// when nothing is waiting).
     pub max_queued_inputs: usize,
 }
 

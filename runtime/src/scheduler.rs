@@ -40,6 +40,8 @@ pub struct BatchingConfig {
     /// Longest time the oldest queued sequence waits for others to join its batch.
     pub max_wait: Duration,
     /// Most sequences waiting in the queue; more are refused with [`SubmitError::QueueFull`].
+    /// A request larger than this is still taken when the queue is empty, so that it waits for
+    /// its turn instead of being refused however often it is retried.
     pub max_queued: usize,
 }
 
@@ -231,14 +233,16 @@ impl Scheduler {
 
     /// Queues `sequences` and returns one receiver per sequence, in order.
     ///
-    /// Either all sequences are queued or none is.
+    /// Either all sequences are queued or none is. They are refused with
+    /// [`SubmitError::QueueFull`] when they would take the queue past its limit, unless the queue
+    /// is empty (a request larger than the whole queue would otherwise never be taken).
     pub fn submit(
         &self,
         sequences: Vec<Sequence>,
     ) -> Result<Vec<oneshot::Receiver<SequenceResult>>, SubmitError> {
         let mut queue = self.open_queue()?;
         let limit = self.shared.config.max_queued;
-        if queue.items.len() + sequences.len() > limit {
+        if !queue.items.is_empty() && queue.items.len() + sequences.len() > limit {
             return Err(SubmitError::QueueFull {
                 queued: queue.items.len(),
                 limit,
@@ -664,6 +668,25 @@ mod tests {
             }
         );
         assert!(collect(first).await[0].is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_request_larger_than_the_queue_waits_for_an_empty_queue() {
+        let (scheduler, _) = scheduler(1, 2, Duration::from_millis(100));
+        let first = scheduler.submit(vec![seq(2, 1)]).unwrap();
+        std::thread::sleep(Duration::from_millis(30)); // the worker is busy; the queue is empty
+        let large = scheduler
+            .submit(vec![seq(2, 2), seq(2, 3), seq(2, 4)])
+            .unwrap();
+        assert_eq!(
+            scheduler.submit(vec![seq(2, 5)]).unwrap_err(),
+            SubmitError::QueueFull {
+                queued: 3,
+                limit: 2
+            }
+        );
+        assert!(collect(first).await[0].is_ok());
+        assert!(collect(large).await.iter().all(Result::is_ok));
     }
 
     #[tokio::test]
