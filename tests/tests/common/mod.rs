@@ -443,10 +443,16 @@ pub fn minilm_model(name: &str, backend: &str, extra: &str) -> String {
 /// The python of `.assets/test-venv` with `requirements` (`name==version` each) installed: the
 /// venv is created, and missing packages installed from PyPI, on first use.
 pub fn test_python(requirements: &[&str]) -> PathBuf {
+    venv_python("test-venv", requirements)
+}
+
+/// The python of the venv `.assets/<name>` with `requirements` installed, as [`test_python`]
+/// does, for tests whose packages must not meet the others'.
+pub fn venv_python(name: &str, requirements: &[&str]) -> PathBuf {
     // Tests of one binary run in parallel: one installs at a time (binaries run one by one).
     static INSTALLING: Mutex<()> = Mutex::new(());
     let _installing = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
-    let venv = repo_root().join(".assets/test-venv");
+    let venv = repo_root().join(".assets").join(name);
     let python = venv.join("bin/python");
     let check = "import sys, importlib.metadata as m\n\
         def has(r):\n    name, version = r.split('==')\n    try:\n        return m.version(name) == version\n    except m.PackageNotFoundError:\n        return False\n\

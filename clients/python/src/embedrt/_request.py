@@ -1,0 +1,67 @@
+"""What one embedding call asks for, and how its texts are cut into requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+# Used when the server's limits are unknown (it did not list the model): the server's own default.
+DEFAULT_MAX_INPUTS = 2048
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """The fields of an embedding request other than its texts.
+
+    Calls with equal options may share a request (coalescing), so the class is hashable.
+    """
+
+    model: Optional[str] = None
+    task: Optional[str] = None
+    dimensions: Optional[int] = None
+    normalized: bool = True
+    late_chunking: bool = False
+
+    def http_body(self, texts: Sequence[str]) -> Dict[str, Any]:
+        """The JSON body of ``POST /v1/embeddings`` (vectors asked as base64 float32)."""
+        body: Dict[str, Any] = {"input": list(texts), "encoding_format": "base64"}
+        if self.model is not None:
+            body["model"] = self.model
+        if self.task is not None:
+            body["task"] = self.task
+        if self.dimensions is not None:
+            body["dimensions"] = self.dimensions
+        if not self.normalized:
+            body["normalized"] = False
+        if self.late_chunking:
+            body["late_chunking"] = True
+        return body
+
+
+def estimated_tokens(text: str) -> int:
+    """A cheap upper-leaning guess of a text's token count (about 4 UTF-8 bytes per token,
+    plus the special tokens), used to keep requests similar in work without a tokenizer."""
+    return len(text.encode("utf-8")) // 4 + 2
+
+
+def split(
+    texts: Sequence[str], max_inputs: int, max_tokens: int, longest: Optional[int] = None
+) -> List[Tuple[int, int]]:
+    """Cuts ``texts`` into consecutive ``(start, end)`` ranges of at most ``max_inputs`` texts
+    and, unless one text alone exceeds it, at most ``max_tokens`` estimated tokens each.
+
+    ``longest`` is the model's input limit, when known: the server cuts longer texts to it, so
+    no text costs more."""
+    ranges: List[Tuple[int, int]] = []
+    start, tokens = 0, 0
+    for index, text in enumerate(texts):
+        cost = estimated_tokens(text)
+        if longest:
+            cost = min(cost, longest)
+        if index > start and (index - start >= max_inputs or tokens + cost > max_tokens):
+            ranges.append((start, index))
+            start, tokens = index, 0
+        tokens += cost
+    if start < len(texts):
+        ranges.append((start, len(texts)))
+    return ranges

@@ -1,0 +1,107 @@
+"""A LlamaIndex embedding model backed by an embedrt server (the ``llama-index`` extra).
+
+Example:
+    >>> from embedrt.llama_index import EmbedrtEmbedding
+    >>> embed_model = EmbedrtEmbedding(base_url="http://127.0.0.1:8080", model="jina-embeddings-v3")
+    >>> vector = embed_model.get_query_embedding("what is late chunking?")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+try:
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from llama_index.core.bridge.pydantic import Field, PrivateAttr
+except ImportError as missing:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "embedrt.llama_index needs llama-index-core: pip install 'embedrt[llama-index]'"
+    ) from missing
+
+from ._integration import DOCUMENT_TASK, QUERY_TASK, IntegrationClients
+
+__all__ = ["EmbedrtEmbedding"]
+
+
+class EmbedrtEmbedding(BaseEmbedding):
+    """A LlamaIndex ``BaseEmbedding`` that embeds through `embedrt.Client` (and
+    `AsyncClient` for the ``a``-methods), so nodes are batched and sent concurrently.
+
+    Texts (documents, nodes) are embedded with ``document_task`` and queries with
+    ``query_task`` on models that have those tasks (jina-embeddings-v3's retrieval adapters by
+    default); on models without tasks nothing task-specific is sent. ``embed_batch_size``
+    defaults to 1024: LlamaIndex hands texts over in batches of that size, one at a time, and
+    the client then splits each batch into concurrent requests itself.
+    """
+
+    base_url: str = Field(default="http://127.0.0.1:8080", description="The server's address.")
+    api_key: Optional[str] = Field(default=None, description="The server's API key, if any.")
+    model: Optional[str] = Field(
+        default=None, description="The served model; None when the server serves one."
+    )
+    document_task: Optional[str] = Field(default=DOCUMENT_TASK, description="Task of texts.")
+    query_task: Optional[str] = Field(default=QUERY_TASK, description="Task of queries.")
+    dimensions: Optional[int] = Field(default=None, description="A Matryoshka size.")
+    timeout: float = Field(default=60.0, description="Seconds one request may take.")
+    max_concurrency: int = Field(default=8, description="Most requests in flight at once.")
+    transport: str = Field(default="http", description="'http' or 'grpc'.")
+    grpc_target: Optional[str] = Field(default=None, description="host:port for gRPC.")
+
+    _clients: IntegrationClients = PrivateAttr()
+
+    def __init__(self, **data: Any) -> None:
+        data.setdefault("model_name", data.get("model") or "embedrt")
+        data.setdefault("embed_batch_size", 1024)
+        super().__init__(**data)
+        self._clients = IntegrationClients(
+            self.model,
+            dict(
+                base_url=self.base_url,
+                api_key=self.api_key,
+                timeout=self.timeout,
+                max_concurrency=self.max_concurrency,
+                transport=self.transport,
+                grpc_target=self.grpc_target,
+            ),
+        )
+
+    @classmethod
+    def class_name(cls) -> str:
+        """The name LlamaIndex records for this class."""
+        return "EmbedrtEmbedding"
+
+    def _get_query_embedding(self, query: str) -> List[float]:
+        task = self._clients.task(self.query_task)
+        return self._clients.blocking.embed(
+            query, model=self.model, task=task, dimensions=self.dimensions
+        )
+
+    def _get_text_embedding(self, text: str) -> List[float]:
+        task = self._clients.task(self.document_task)
+        return self._clients.blocking.embed(
+            text, model=self.model, task=task, dimensions=self.dimensions
+        )
+
+    def _get_text_embeddings(self, texts: List[str]) -> List[List[float]]:
+        task = self._clients.task(self.document_task)
+        return self._clients.blocking.embed(
+            texts, model=self.model, task=task, dimensions=self.dimensions
+        )
+
+    async def _aget_query_embedding(self, query: str) -> List[float]:
+        task = await self._clients.atask(self.query_task)
+        return await self._clients.asynchronous.embed(
+            query, model=self.model, task=task, dimensions=self.dimensions
+        )
+
+    async def _aget_text_embedding(self, text: str) -> List[float]:
+        task = await self._clients.atask(self.document_task)
+        return await self._clients.asynchronous.embed(
+            text, model=self.model, task=task, dimensions=self.dimensions
+        )
+
+    async def _aget_text_embeddings(self, texts: List[str]) -> List[List[float]]:
+        task = await self._clients.atask(self.document_task)
+        return await self._clients.asynchronous.embed(
+            texts, model=self.model, task=task, dimensions=self.dimensions
+        )
