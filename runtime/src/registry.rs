@@ -126,6 +126,14 @@ impl Registry {
         self.models.iter().map(|(_, instance)| instance)
     }
 
+    /// Brings the gauges that are read rather than counted (the cache's bytes) up to date;
+    /// called before the metrics are rendered.
+    pub fn record_gauges(&self) {
+        if let Some(cache) = &self.cache {
+            cache.record_bytes();
+        }
+    }
+
     /// Answers `request` with the model it names.
     ///
     /// # Errors

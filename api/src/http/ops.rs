@@ -46,6 +46,9 @@ pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         axum::http::header::CONTENT_TYPE,
         "text/plain; version=0.0.4",
     )];
+    if let Some(registry) = state.current_registry() {
+        registry.record_gauges();
+    }
     (content_type, state.metrics.render()).into_response()
 }
 

@@ -107,7 +107,6 @@ impl EmbeddingCache {
             for (key, vector) in &entries {
                 memory.insert(*key, Arc::clone(vector));
             }
-            self.record_bytes();
         }
         if let Some(shared) = &self.shared {
             let shared = Arc::clone(shared);
@@ -116,7 +115,10 @@ impl EmbeddingCache {
         }
     }
 
-    fn record_bytes(&self) {
+    /// Sets the `embedrt_cache_bytes` gauge to what the in-process layer holds now, after its
+    /// pending evictions ran. Called when the metrics are scraped rather than on every store,
+    /// which kept that bookkeeping off the request path.
+    pub fn record_bytes(&self) {
         if let Some(memory) = &self.memory {
             metrics::gauge!(telemetry::CACHE_BYTES, "layer" => "memory").set(memory.bytes() as f64);
         }
