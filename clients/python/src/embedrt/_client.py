@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from array import array
 from concurrent.futures import ThreadPoolExecutor
@@ -69,6 +70,7 @@ class Client(ClientBase):
         else:
             self._transport = HttpTransport(base_url, api_key, timeout, max_concurrency)
         self._pool: Optional[ThreadPoolExecutor] = None
+        self._pool_lock = threading.Lock()
 
     @overload
     def embed(  # type: ignore[overload-overlap]
@@ -170,8 +172,9 @@ class Client(ClientBase):
         ranges = self._ranges(texts, options)
         if len(ranges) == 1:
             return self._send(texts, options)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.max_concurrency, "embedrt-client")
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_concurrency, "embedrt-client")
 
         def send(bounds: Tuple[int, int]) -> List[array[float]]:
             return self._send(texts[bounds[0] : bounds[1]], options)

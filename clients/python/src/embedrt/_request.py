@@ -38,30 +38,46 @@ class EmbedOptions:
         return body
 
 
+# The most UTF-8 bytes of text per request: half the server's default body limit
+# (`max_body_bytes`, 4 MiB), leaving room for JSON escaping.
+MAX_REQUEST_BYTES = 2 << 20
+
+
 def estimated_tokens(text: str) -> int:
     """A cheap upper-leaning guess of a text's token count (about 4 UTF-8 bytes per token,
     plus the special tokens), used to keep requests similar in work without a tokenizer."""
-    return len(text.encode("utf-8")) // 4 + 2
+    return _tokens_of_size(len(text.encode("utf-8")))
+
+
+def _tokens_of_size(size: int) -> int:
+    return size // 4 + 2
 
 
 def split(
     texts: Sequence[str], max_inputs: int, max_tokens: int, longest: Optional[int] = None
 ) -> List[Tuple[int, int]]:
     """Cuts ``texts`` into consecutive ``(start, end)`` ranges of at most ``max_inputs`` texts
-    and, unless one text alone exceeds it, at most ``max_tokens`` estimated tokens each.
+    and, unless one text alone exceeds them, at most ``max_tokens`` estimated tokens and
+    `MAX_REQUEST_BYTES` bytes each.
 
     ``longest`` is the model's input limit, when known: the server cuts longer texts to it, so
-    no text costs more."""
+    no text costs more tokens (its bytes still travel)."""
     ranges: List[Tuple[int, int]] = []
-    start, tokens = 0, 0
+    start, tokens, size = 0, 0, 0
     for index, text in enumerate(texts):
-        cost = estimated_tokens(text)
+        text_size = len(text.encode("utf-8"))
+        cost = _tokens_of_size(text_size)
         if longest:
             cost = min(cost, longest)
-        if index > start and (index - start >= max_inputs or tokens + cost > max_tokens):
+        if index > start and (
+            index - start >= max_inputs
+            or tokens + cost > max_tokens
+            or size + text_size > MAX_REQUEST_BYTES
+        ):
             ranges.append((start, index))
-            start, tokens = index, 0
+            start, tokens, size = index, 0, 0
         tokens += cost
+        size += text_size
     if start < len(texts):
         ranges.append((start, len(texts)))
     return ranges
