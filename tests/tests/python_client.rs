@@ -9,7 +9,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{build_dir, fixtures_dir, minilm_dir, repo_root, venv_python, TempDir};
+use common::{build_dir, fixtures_dir, minilm_dir, pip_install, repo_root, venv_python, TempDir};
 
 /// The client's dependencies and its test tools, pinned (the venv is `.assets/client-venv`).
 const REQUIREMENTS: [&str; 12] = [
@@ -42,21 +42,15 @@ fn python_client_test_suite() {
         .status()
         .unwrap();
     assert!(copied.success(), "copying clients/python failed");
-    let installed = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "--no-build-isolation",
-            "--force-reinstall",
-        ])
-        .arg(&copy.0)
-        .status()
-        .unwrap();
-    assert!(installed.success(), "pip install clients/python failed");
+    pip_install(
+        &python,
+        &[
+            "--no-deps".as_ref(),
+            "--no-build-isolation".as_ref(),
+            "--force-reinstall".as_ref(),
+            copy.0.as_os_str(),
+        ],
+    );
     let output = Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
         .current_dir(&package)

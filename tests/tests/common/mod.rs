@@ -471,20 +471,25 @@ pub fn venv_python(name: &str, requirements: &[&str]) -> PathBuf {
                 .unwrap();
             assert!(status.success(), "python3 -m venv failed");
         }
-        let status = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(requirements)
-            .status()
-            .unwrap();
-        assert!(status.success(), "pip install {requirements:?} failed");
+        pip_install(&python, requirements);
     }
     python
+}
+
+/// Runs `python -m pip install --quiet ARGS` and asserts that it succeeded.
+pub fn pip_install<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(python: &Path, args: &[S]) {
+    let status = Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "pip install {args:?} failed");
 }
 
 /// Sends `POST {url}/v1/embeddings` with `body(client, round)` from `clients` threads, back to
