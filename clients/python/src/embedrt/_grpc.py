@@ -9,8 +9,9 @@ from 4.23 on. The package's tests check that the file matches ``api/proto``.
 from __future__ import annotations
 
 from array import array
+from contextlib import contextmanager
 from importlib import resources
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 try:
     import grpc  # type: ignore[import-untyped]
@@ -75,18 +76,14 @@ class GrpcTransport:
 
     def embed(self, texts: Sequence[str], options: EmbedOptions) -> List[array[float]]:
         """Sends one ``Embed``; returns its vectors in order (errors as `HttpTransport.embed`)."""
-        try:
+        with _rpc_errors():
             response = self._calls.embed(_embed_request(texts, options), **self._calls.settings)
-        except grpc.RpcError as error:
-            raise _api_error(error) from None
         return _vectors(response)
 
     def models(self) -> List[Model]:
         """Lists the served models (``ListModels``)."""
-        try:
+        with _rpc_errors():
             response = self._calls.list_models(ListModelsRequest(), **self._calls.settings)
-        except grpc.RpcError as error:
-            raise _api_error(error) from None
         return [Model.from_proto(m) for m in response.models]
 
     def close(self) -> None:
@@ -111,19 +108,15 @@ class AsyncGrpcTransport:
     async def embed(self, texts: Sequence[str], options: EmbedOptions) -> List[array[float]]:
         """Sends one ``Embed``; returns its vectors in order (errors as `HttpTransport.embed`)."""
         calls = self._open()
-        try:
+        with _rpc_errors():
             response = await calls.embed(_embed_request(texts, options), **calls.settings)
-        except grpc.RpcError as error:
-            raise _api_error(error) from None
         return _vectors(response)
 
     async def models(self) -> List[Model]:
         """Lists the served models (``ListModels``)."""
         calls = self._open()
-        try:
+        with _rpc_errors():
             response = await calls.list_models(ListModelsRequest(), **calls.settings)
-        except grpc.RpcError as error:
-            raise _api_error(error) from None
         return [Model.from_proto(m) for m in response.models]
 
     async def close(self) -> None:
@@ -165,6 +158,15 @@ def _embed_request(texts: Sequence[str], options: EmbedOptions) -> Any:
 
 def _vectors(response: Any) -> List[array[float]]:
     return [array("f", embedding.values) for embedding in response.embeddings]
+
+
+@contextmanager
+def _rpc_errors() -> Iterator[None]:
+    """Turns a failed call's `grpc.RpcError` into `APIError`."""
+    try:
+        yield
+    except grpc.RpcError as error:
+        raise _api_error(error) from None
 
 
 def _api_error(error: Any) -> APIError:

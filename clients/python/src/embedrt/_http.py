@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import sys
 from array import array
-from typing import Any, Dict, List, Optional, Sequence
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import httpx
 
@@ -32,18 +33,14 @@ class HttpTransport:
             APIError: the server answered with an error.
             APIConnectionError: no answer came.
         """
-        try:
+        with _connection_errors():
             response = self._http.post(EMBED_PATH, json=options.http_body(texts))
-        except httpx.TransportError as error:
-            raise APIConnectionError(f"{type(error).__name__}: {error}") from error
         return _vectors(_answer(response))
 
     def models(self) -> List[Model]:
         """Lists the served models (``GET /v1/models``)."""
-        try:
+        with _connection_errors():
             response = self._http.get(MODELS_PATH)
-        except httpx.TransportError as error:
-            raise APIConnectionError(f"{type(error).__name__}: {error}") from error
         return _models(_answer(response))
 
     def close(self) -> None:
@@ -61,23 +58,28 @@ class AsyncHttpTransport:
 
     async def embed(self, texts: Sequence[str], options: EmbedOptions) -> List[array[float]]:
         """Sends one request; returns its vectors in order (errors as in `HttpTransport.embed`)."""
-        try:
+        with _connection_errors():
             response = await self._http.post(EMBED_PATH, json=options.http_body(texts))
-        except httpx.TransportError as error:
-            raise APIConnectionError(f"{type(error).__name__}: {error}") from error
         return _vectors(_answer(response))
 
     async def models(self) -> List[Model]:
         """Lists the served models (``GET /v1/models``)."""
-        try:
+        with _connection_errors():
             response = await self._http.get(MODELS_PATH)
-        except httpx.TransportError as error:
-            raise APIConnectionError(f"{type(error).__name__}: {error}") from error
         return _models(_answer(response))
 
     async def close(self) -> None:
         """Closes the pooled connections."""
         await self._http.aclose()
+
+
+@contextmanager
+def _connection_errors() -> Iterator[None]:
+    """Turns httpx's failures to get an answer into `APIConnectionError`."""
+    try:
+        yield
+    except httpx.TransportError as error:
+        raise APIConnectionError(f"{type(error).__name__}: {error}") from error
 
 
 def _client_settings(
