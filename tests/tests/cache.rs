@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{embed_until_stopped, jina_model, minilm_model, RedisServer, Server};
+use common::{jina_model, minilm_model, under_load, LoadOutcome, RedisServer, Server};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
@@ -227,22 +226,18 @@ fn redis_killed_mid_load_fails_no_request() {
         &format!("{}memory_bytes = 0\n", redis_cache(&redis)),
         &minilm_model("minilm", "onnx", ""),
     );
-    let stop = AtomicBool::new(false);
-    let (sent, failures) = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            std::thread::sleep(Duration::from_secs(3));
-            redis.kill();
-            std::thread::sleep(Duration::from_secs(4));
-            stop.store(true, Ordering::Relaxed);
-        });
-        // Half the inputs repeat across clients, half are new.
-        embed_until_stopped(&server.url, 20, &stop, |client, round| {
-            let input = [
-                format!("common sentence {}", round % 10),
-                format!("client {client} sentence {round}"),
-            ];
-            json!({ "model": "minilm", "input": input })
-        })
+    // Half the inputs repeat across clients, half are new.
+    let body = |client, round| {
+        let input = [
+            format!("common sentence {}", round % 10),
+            format!("client {client} sentence {round}"),
+        ];
+        json!({ "model": "minilm", "input": input })
+    };
+    let ((), LoadOutcome { sent, failures }) = under_load(&server.url, 20, body, || {
+        std::thread::sleep(Duration::from_secs(3));
+        redis.kill();
+        std::thread::sleep(Duration::from_secs(4));
     });
     assert!(
         failures.is_empty(),

@@ -492,10 +492,45 @@ pub fn pip_install<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(python: &Path, a
     assert!(status.success(), "pip install {args:?} failed");
 }
 
+/// What came of a load: requests sent and, for each one that did not get 200, what came back.
+pub struct LoadOutcome {
+    /// Requests sent.
+    pub sent: usize,
+    /// One line per request that did not get 200.
+    pub failures: Vec<String>,
+}
+
+/// Runs `during` on this thread while `clients` threads send `POST {url}/v1/embeddings` with
+/// `body(client, round)` back to back; the load stops when `during` returns or panics (a failed
+/// assertion in `during` then fails the test instead of leaving the load running forever).
+pub fn under_load<T>(
+    url: &str,
+    clients: usize,
+    body: impl Fn(usize, usize) -> serde_json::Value + Sync,
+    during: impl FnOnce() -> T,
+) -> (T, LoadOutcome) {
+    /// Sets the flag when dropped, on return and on unwinding alike.
+    struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let load = scope.spawn(|| embed_until_stopped(url, clients, &stop, &body));
+        let value = {
+            let _stop = StopOnDrop(&stop);
+            during()
+        };
+        let (sent, failures) = load.join().unwrap();
+        (value, LoadOutcome { sent, failures })
+    })
+}
+
 /// Sends `POST {url}/v1/embeddings` with `body(client, round)` from `clients` threads, back to
-/// back, until `stop` is set. Returns how many requests were sent and, for each one that did not
-/// get 200, what came back.
-pub fn embed_until_stopped(
+/// back, until `stop` is set. Returns how many requests were sent and what failed.
+fn embed_until_stopped(
     url: &str,
     clients: usize,
     stop: &std::sync::atomic::AtomicBool,
