@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 from conftest import Server
@@ -34,7 +33,3 @@ def assert_same_rows(got: np.ndarray, want: np.ndarray) -> None:
     np.testing.assert_allclose(got, want, atol=2e-5)
     similarity = got @ want.T
     assert (similarity.argmax(1) == np.arange(len(want))).all()
-
-
-def decode(encoded: str) -> List[float]:
-    return np.frombuffer(base64.b64decode(encoded), dtype="<f4").tolist()

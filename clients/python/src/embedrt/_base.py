@@ -6,7 +6,7 @@ from __future__ import annotations
 from array import array
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
-from ._models import Model
+from ._models import Model, find_model
 from ._request import DEFAULT_MAX_INPUTS, EmbedOptions, split
 from ._retry import RetryPolicy
 
@@ -54,10 +54,7 @@ class ClientBase:
 
     def _model_named(self, name: Optional[str]) -> Optional[Model]:
         """The listed model that ``name`` designates (the only one when ``name`` is None)."""
-        models = self._models or []
-        if name is None:
-            return models[0] if len(models) == 1 else None
-        return next((m for m in models if name in m.names), None)
+        return find_model(self._models or [], name)
 
     def _request_size(self, options: EmbedOptions) -> int:
         """The most texts one request of ``options`` carries: ``batch_size``, or the model's

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional
 
 from ._async_client import AsyncClient
 from ._client import Client
-from ._models import Model
+from ._models import Model, find_model
 
 DOCUMENT_TASK = "retrieval.passage"
 QUERY_TASK = "retrieval.query"
@@ -16,13 +16,8 @@ QUERY_TASK = "retrieval.query"
 def served_task(models: List[Model], model: Optional[str], task: Optional[str]) -> Optional[str]:
     """Returns ``task`` when the model that ``model`` names (or the only one served, for
     ``None``) lists it among its tasks, else ``None``: models without tasks get none."""
-    if task is None:
-        return None
-    if model is None:
-        chosen = models[0] if len(models) == 1 else None
-    else:
-        chosen = next((m for m in models if model in m.names), None)
-    return task if chosen is not None and task in chosen.tasks else None
+    chosen = find_model(models, model)
+    return task if task is not None and chosen is not None and task in chosen.tasks else None
 
 
 class IntegrationClients:

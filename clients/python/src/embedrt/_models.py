@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Mapping, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["Model", "Variant"]
+__all__ = ["Model", "Variant", "find_model"]
 
 
 @dataclass(frozen=True)
@@ -103,3 +103,11 @@ class Model:
                 for v in message.variants
             ),
         )
+
+
+def find_model(models: Sequence[Model], name: Optional[str]) -> Optional[Model]:
+    """The model of ``models`` that ``name`` designates (by id or alias), or, for ``None``, the
+    only one when exactly one is served (the server's own rule for a request without a model)."""
+    if name is None:
+        return models[0] if len(models) == 1 else None
+    return next((m for m in models if name in m.names), None)
