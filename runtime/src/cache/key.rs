@@ -105,10 +105,12 @@ impl CacheKey {
 
     /// The key as Redis stores it: `embedrt:` and 64 hex digits.
     pub fn redis_key(&self) -> String {
+        use std::fmt::Write;
         let mut key = String::with_capacity(8 + 64);
         key.push_str("embedrt:");
         for byte in self.0 {
-            key.push_str(&format!("{byte:02x}"));
+            // Writing into the String itself: no allocation per byte.
+            let _ = write!(key, "{byte:02x}");
         }
         key
     }
