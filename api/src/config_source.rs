@@ -1,11 +1,11 @@
 //! Where the configuration comes from: the file and the command line's overrides, so that a reload
-//! reads it again the same way.
+//! reads and resolves it again the same way.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use embedrt_runtime::Config;
+use embedrt_runtime::config::{ConfigError, Overrides, Plan};
 
 /// The config file and the command line's overrides.
 #[derive(Clone, Debug)]
@@ -19,27 +19,25 @@ pub struct ConfigSource {
 }
 
 impl ConfigSource {
-    /// Reads and checks the file, with the command line's overrides and the default plugin folder
-    /// (the one the `embedrt` executable is in).
+    /// Reads the file and resolves it into the plan to serve, with the command line's overrides
+    /// and the default plugin folder (the one the `embedrt` executable is in).
     ///
     /// # Errors
     ///
-    /// When the file cannot be read or is invalid; the message names the key at fault.
-    pub fn read(&self) -> Result<Config> {
-        let mut config = Config::from_file(&self.path)?;
-        if let Some(http) = self.http {
-            config.server.http = http;
-        }
-        if let Some(grpc) = self.grpc {
-            config.server.grpc = Some(grpc);
-        }
-        if config.server.plugin_dirs.is_empty() {
-            let exe = std::env::current_exe().context("cannot locate the embedrt executable")?;
-            config
-                .server
-                .plugin_dirs
-                .extend(exe.parent().map(PathBuf::from));
-        }
-        Ok(config)
+    /// When the file cannot be read, is invalid or cannot be served; the message names the key
+    /// at fault.
+    pub fn read(&self) -> Result<Plan> {
+        let exe = std::env::current_exe().context("cannot locate the embedrt executable")?;
+        let overrides = Overrides {
+            http: self.http,
+            grpc: self.grpc,
+            default_plugin_dir: exe.parent().map(PathBuf::from),
+        };
+        Plan::from_file(&self.path, &overrides).map_err(|error| match error {
+            read @ ConfigError::Read { .. } => anyhow::Error::new(read),
+            other => {
+                anyhow::Error::new(other).context(format!("invalid config {}", self.path.display()))
+            }
+        })
     }
 }

@@ -55,13 +55,13 @@ fn run(cli: Cli) -> Result<()> {
         http,
         grpc,
     };
-    let config = source.read()?;
+    let plan = source.read()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.server.async_threads)
+        .worker_threads(plan.server.async_threads)
         .thread_name("embedrt-io")
         .enable_all()
         .build()?;
-    let served = runtime.block_on(embedrt_api::server::serve(source, config));
+    let served = runtime.block_on(embedrt_api::server::serve(source, plan));
     // Every task, and the models they held, is gone with the runtime; wait until each model's
     // queue is answered and its backend dropped.
     drop(runtime);

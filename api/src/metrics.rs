@@ -19,6 +19,10 @@ const BATCH_TOKENS: &[f64] = &[16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536
 const COSINES: &[f64] = &[0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999, 1.0];
 
 /// Installs the process-wide recorder and returns the handle that renders `/metrics`.
+///
+/// # Errors
+///
+/// When a bucket list is empty or a recorder is already installed.
 pub fn install() -> Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)?

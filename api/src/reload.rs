@@ -18,11 +18,11 @@ use crate::state::AppState;
 /// configuration then stays.
 pub async fn reload(state: &Arc<AppState>) -> Result<ReloadReport> {
     let _one_at_a_time = state.reload_lock.lock().await;
-    let config = state.source.read()?;
+    let plan = state.source.read()?;
     let current = state
         .current_registry()
         .context("models are still loading")?;
-    let (next, report) = tokio::task::spawn_blocking(move || current.reload(&config)).await??;
+    let (next, report) = tokio::task::spawn_blocking(move || current.reload(&plan)).await??;
     state.set_registry(Arc::new(next));
     tracing::info!(loaded = ?report.loaded, kept = ?report.kept, removed = ?report.removed, "configuration reloaded");
     Ok(report)

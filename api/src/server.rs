@@ -6,40 +6,42 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use embedrt_runtime::{Config, Registry};
+use embedrt_runtime::config::Plan;
+use embedrt_runtime::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
 use crate::config_source::ConfigSource;
-use crate::grpc::MessageLimits;
 use crate::state::AppState;
 
-/// Serves `config` (read from `source`) until SIGINT/SIGTERM, or until a model fails to load at
+/// Serves `plan` (read from `source`) until SIGINT/SIGTERM, or until a model fails to load at
 /// startup (an error).
 ///
 /// The listeners open before models load, so `/health` answers at once and `/ready` (or gRPC
 /// health) tells when the models are there. On shutdown, both front ends stop accepting,
 /// in-flight requests finish and queued inputs are answered.
-pub async fn serve(source: ConfigSource, config: Config) -> Result<()> {
-    let http_listener = bind(config.server.http, "HTTP API").await?;
-    let grpc_listener = match config.server.grpc {
+///
+/// # Errors
+///
+/// When a listener cannot be bound, the metrics exporter cannot be installed, a model fails to
+/// load at startup, or a server fails.
+pub async fn serve(source: ConfigSource, plan: Plan) -> Result<()> {
+    let listeners = plan.server.listeners;
+    let http_listener = bind(listeners.http, "HTTP API").await?;
+    let grpc_listener = match listeners.grpc {
         Some(address) => Some(bind(address, "gRPC API").await?),
         None => None,
     };
-    let max_body_bytes = config.server.max_body_bytes;
-    let config_drain_delay_ms = config.server.drain_delay_ms;
-    let grpc_limits = MessageLimits {
-        request_bytes: config.server.grpc_max_request_bytes,
-        response_bytes: config.server.grpc_max_response_bytes,
-    };
+    let limits = plan.server.limits;
+    let drain_delay = plan.server.drain_delay;
     let state = Arc::new(AppState::new(
         crate::metrics::install()?,
         source,
-        &config.server,
-    )?);
+        &plan.server,
+    ));
     let (failed_tx, failed_rx) = oneshot::channel::<anyhow::Error>();
     let loader_state = Arc::clone(&state);
-    tokio::task::spawn_blocking(move || match Registry::load(&config) {
+    tokio::task::spawn_blocking(move || match Registry::load(&plan) {
         Ok(registry) => {
             loader_state.set_registry(Arc::new(registry));
             tracing::info!("all models loaded; ready");
@@ -51,7 +53,6 @@ pub async fn serve(source: ConfigSource, config: Config) -> Result<()> {
     crate::reload::on_sighup(Arc::clone(&state));
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let drain_delay = std::time::Duration::from_millis(config_drain_delay_ms);
     let watcher_state = Arc::clone(&state);
     let watcher = tokio::spawn(async move {
         let failure = tokio::select! {
@@ -71,13 +72,13 @@ pub async fn serve(source: ConfigSource, config: Config) -> Result<()> {
         let _ = stop_tx.send(true);
         failure
     });
-    let router = crate::http::router(Arc::clone(&state), max_body_bytes);
+    let router = crate::http::router(Arc::clone(&state), limits.max_body_bytes);
     let http = axum::serve(http_listener, router)
         .with_graceful_shutdown(crate::shutdown::until_stopped(stop_rx.clone()));
     let grpc = async {
         match grpc_listener {
             Some(listener) => {
-                crate::grpc::serve(listener, Arc::clone(&state), grpc_limits, stop_rx).await
+                crate::grpc::serve(listener, Arc::clone(&state), limits, stop_rx).await
             }
             None => Ok(()),
         }

@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::http::{header, HeaderMap};
-use embedrt_runtime::config::ServerConfig;
+use embedrt_runtime::config::{AdminAccess, ServerPlan};
 use embedrt_runtime::{EmbedError, Registry};
 use metrics_exporter_prometheus::PrometheusHandle;
+use subtle::ConstantTimeEq;
 
 use crate::config_source::ConfigSource;
 
@@ -22,13 +23,22 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The config file, read again on reload.
     pub source: ConfigSource,
-    admin_key: Option<String>,
+    admin: AdminAccess,
     api_keys: Vec<String>,
     sticky_header: Option<String>,
     /// Reloads run one at a time.
     pub reload_lock: tokio::sync::Mutex<()>,
     /// Set when shutdown begins: readiness says so, so balancers stop sending.
     draining: AtomicBool,
+}
+
+/// Why a caller may not use the admin endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminRefusal {
+    /// The endpoint is off (`admin = "off"`).
+    Off,
+    /// The admin key is missing or wrong.
+    WrongKey,
 }
 
 /// Whether the server can answer embedding requests.
@@ -47,33 +57,17 @@ pub enum Readiness {
 impl AppState {
     /// State that renders `/metrics` with `metrics` and reloads from `source`; models come later.
     /// `server` gives the keys and the sticky header.
-    ///
-    /// # Errors
-    ///
-    /// When the sticky header is no valid header name.
-    pub fn new(
-        metrics: PrometheusHandle,
-        source: ConfigSource,
-        server: &ServerConfig,
-    ) -> anyhow::Result<Self> {
-        let sticky_header = match &server.sticky_header {
-            Some(name) => Some(
-                header::HeaderName::try_from(name.to_ascii_lowercase())
-                    .map_err(|e| anyhow::anyhow!("`server.sticky_header`: {e}"))?
-                    .to_string(),
-            ),
-            None => None,
-        };
-        Ok(Self {
+    pub fn new(metrics: PrometheusHandle, source: ConfigSource, server: &ServerPlan) -> Self {
+        Self {
             registry: RwLock::new(None),
             metrics,
             source,
-            admin_key: server.admin_key.clone(),
-            api_keys: server.api_keys.clone(),
-            sticky_header,
+            admin: server.access.admin.clone(),
+            api_keys: server.access.api_keys.clone(),
+            sticky_header: server.sticky_header.clone(),
             reload_lock: tokio::sync::Mutex::new(()),
             draining: AtomicBool::new(false),
-        })
+        }
     }
 
     /// Marks the server as shutting down: from now on readiness is [`Readiness::Draining`].
@@ -125,18 +119,43 @@ impl AppState {
     }
 
     /// Whether a caller with `headers` may use the embedding API: anyone when no API keys are
-    /// configured, else `Authorization: Bearer <key>` with one of them.
+    /// configured, else `Authorization: Bearer <key>` with one of them. Every key is compared,
+    /// each in constant time, so the time taken says nothing about how much of one matched.
     pub fn accepts_api_key(&self, headers: &HeaderMap) -> bool {
-        self.api_keys.is_empty()
-            || bearer(headers).is_some_and(|given| self.api_keys.iter().any(|k| k == given))
+        if self.api_keys.is_empty() {
+            return true;
+        }
+        let Some(given) = bearer(headers) else {
+            return false;
+        };
+        let matched = self
+            .api_keys
+            .iter()
+            .fold(subtle::Choice::from(0), |matched, key| {
+                matched | key.as_bytes().ct_eq(given.as_bytes())
+            });
+        matched.into()
     }
 
-    /// Whether a caller with `headers` may use the admin endpoints: anyone when no admin key is
-    /// configured, else `Authorization: Bearer <admin_key>`.
-    pub fn accepts_admin_key(&self, headers: &HeaderMap) -> bool {
-        match &self.admin_key {
-            None => true,
-            Some(key) => bearer(headers) == Some(key.as_str()),
+    /// Whether a caller with `headers` may use the admin endpoint, as the plan's
+    /// [`AdminAccess`] says; the key is compared in constant time.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminRefusal::Off`] when the endpoint is off, [`AdminRefusal::WrongKey`] without the
+    /// right `Authorization: Bearer <admin_key>`.
+    pub fn check_admin(&self, headers: &HeaderMap) -> Result<(), AdminRefusal> {
+        match &self.admin {
+            AdminAccess::Open => Ok(()),
+            AdminAccess::Off => Err(AdminRefusal::Off),
+            AdminAccess::Key(key) => {
+                let given = bearer(headers).unwrap_or_default();
+                if bool::from(key.as_bytes().ct_eq(given.as_bytes())) {
+                    Ok(())
+                } else {
+                    Err(AdminRefusal::WrongKey)
+                }
+            }
         }
     }
 

@@ -8,7 +8,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use embedrt_runtime::backend_core::guest::BackendPlugin;
 use embedrt_runtime::backend_core::{BackendSettings, LoadDocument};
 use embedrt_runtime::tokenize::TextTokenizer;
-use embedrt_runtime::{Backend, Batch, ModelCard};
+use embedrt_runtime::{AdapterId, Backend, Batch, ModelCard};
 
 fn engines() -> Vec<(&'static str, Box<dyn Backend>)> {
     let dir = PathBuf::from(concat!(
@@ -35,7 +35,8 @@ fn engine_batch(c: &mut Criterion) {
         "/../.assets/models/all-MiniLM-L6-v2"
     ));
     let card = ModelCard::load(&dir).unwrap();
-    let tokenizer = TextTokenizer::load(&card.path, card.max_tokens, card.vocab_size).unwrap();
+    let tokenizer =
+        TextTokenizer::load(&card.path, card.max_input_tokens, card.vocab_size).unwrap();
     let sentences: Vec<Vec<u32>> = include_str!("../data/sentences.txt")
         .lines()
         .take(64)
@@ -45,8 +46,11 @@ fn engine_batch(c: &mut Criterion) {
     group.sample_size(10);
     for (name, mut engine) in engines() {
         for size in [1, 8, 32, 64] {
-            let batch =
-                Batch::from_sequences(sentences[..size].iter().map(|ids| (ids.as_slice(), 0)));
+            let batch = Batch::from_sequences(
+                sentences[..size]
+                    .iter()
+                    .map(|ids| (ids.as_slice(), AdapterId::BASE)),
+            );
             group.throughput(Throughput::Elements(size as u64));
             group.bench_with_input(BenchmarkId::new(name, size), &batch, |b, batch| {
                 b.iter(|| engine.embed(batch).unwrap())

@@ -16,7 +16,8 @@ fn model_dir() -> PathBuf {
 
 fn tokenize(c: &mut Criterion) {
     let card = ModelCard::load(&model_dir()).expect("run scripts/setup.sh first");
-    let tokenizer = TextTokenizer::load(&card.path, card.max_tokens, card.vocab_size).unwrap();
+    let tokenizer =
+        TextTokenizer::load(&card.path, card.max_input_tokens, card.vocab_size).unwrap();
     let sentence = "The search service indexes thousands of product descriptions before lunch.";
     let passage =
         "Embeddings map text to vectors so that similar meanings land close together. ".repeat(20);

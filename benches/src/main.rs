@@ -5,7 +5,7 @@
 //! it works against any server that speaks `POST /v1/embeddings` (embedrt, Infinity, TEI, vLLM);
 //! over gRPC it calls embedrt's `Embed`, or keeps one `EmbedStream` per client.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,12 +77,54 @@ struct Args {
     /// A label for the summary (engine, server).
     #[arg(long, default_value = "")]
     label: String,
+    /// `KEY=VALUE` facts about the run for the summary's `tags` (the server, its engine, the
+    /// setting measured), which `benches/table.py` prints as columns; repeatable.
+    #[arg(long = "tag", value_parser = parse_tag)]
+    tags: Vec<(String, String)>,
+    /// The server's process id (on this machine): the summary then has the CPU time that
+    /// process spent during the measured run, per input answered.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// `KEY=VALUE` as a pair.
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .ok_or_else(|| format!("a tag is KEY=VALUE, got {text:?}"))
+}
+
+/// The user and system CPU time process `pid` has spent, from `/proc/PID/stat`.
+///
+/// # Errors
+///
+/// When the file cannot be read or parsed (the process is gone, or this is not Linux).
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("cannot read the CPU time of process {pid}"))?;
+    // The fields after the parenthesised name: utime is field 14 and stime 15 (1-based).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("/proc/{pid}/stat has no field {}", i + 3))
+    };
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(Duration::from_secs_f64(
+        (ticks(11)? + ticks(12)?) as f64 / per_second,
+    ))
 }
 
 /// What one run measured.
 #[derive(Debug, Serialize)]
 struct Summary {
     label: String,
+    tags: BTreeMap<String, String>,
     concurrency: usize,
     batch: usize,
     seconds: f64,
@@ -94,6 +136,9 @@ struct Summary {
     p95_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// With `--server-pid`: the server's CPU milliseconds per input answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_cpu_ms_per_input: Option<f64>,
 }
 
 /// One client's tally.
@@ -129,9 +174,14 @@ async fn main() -> Result<()> {
     };
 
     run_clients(&args, &connection, &texts, args.warmup).await?;
+    let cpu_before = args.server_pid.map(cpu_time).transpose()?;
     let started = Instant::now();
     let tallies = run_clients(&args, &connection, &texts, args.duration).await?;
     let seconds = started.elapsed().as_secs_f64();
+    let server_cpu = match (args.server_pid, cpu_before) {
+        (Some(pid), Some(before)) => Some(cpu_time(pid)? - before),
+        _ => None,
+    };
 
     let mut latencies = Histogram::<u64>::new(3)?;
     let mut errors = 0;
@@ -141,19 +191,23 @@ async fn main() -> Result<()> {
     }
     let requests = latencies.len();
     let ms = |us: u64| us as f64 / 1000.0;
+    let inputs = requests as usize * args.batch;
     let summary = Summary {
         label: args.label.clone(),
+        tags: args.tags.iter().cloned().collect(),
         concurrency: args.concurrency,
         batch: args.batch,
         seconds,
         requests,
         errors,
         requests_per_s: requests as f64 / seconds,
-        inputs_per_s: (requests as usize * args.batch) as f64 / seconds,
+        inputs_per_s: inputs as f64 / seconds,
         p50_ms: ms(latencies.value_at_quantile(0.50)),
         p95_ms: ms(latencies.value_at_quantile(0.95)),
         p99_ms: ms(latencies.value_at_quantile(0.99)),
         max_ms: ms(latencies.max()),
+        server_cpu_ms_per_input: server_cpu
+            .map(|cpu| cpu.as_secs_f64() * 1000.0 / inputs.max(1) as f64),
     };
     println!(
         "{} c={} b={}: {:.1} req/s, {:.1} inputs/s, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors / {} requests",

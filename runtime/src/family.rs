@@ -28,8 +28,8 @@ pub struct Traits {
     /// `Some`: the family's own pipeline always normalizes (or never); `None`: `modules.json`
     /// decides.
     pub normalize: Option<bool>,
-    /// The family's documented context, when shorter than its position table.
-    pub max_tokens: Option<usize>,
+    /// The family's documented context in tokens, when shorter than its position table.
+    pub max_input_tokens: Option<usize>,
     /// Task adapters in adapter order, each with its instruction prefix (often empty).
     pub adapters: Vec<(String, String)>,
     /// The task requests get when neither they nor the config name one.
@@ -53,7 +53,7 @@ pub static FAMILIES: &[Family] = &[
             Ok(Traits {
                 pooling: Pooling::Mean,
                 normalize: None,
-                max_tokens: None,
+                max_input_tokens: None,
                 adapters: Vec::new(),
                 default_task: None,
                 matryoshka_dimensions: Vec::new(),
@@ -109,7 +109,7 @@ fn jina_v3(config: &Value) -> Result<Traits> {
     Ok(Traits {
         pooling,
         normalize: Some(true),
-        max_tokens: Some(8192),
+        max_input_tokens: Some(8192),
         adapters,
         default_task: Some("text-matching"),
         matryoshka_dimensions: serde_json::from_value(list("matryoshka_dimensions"))

@@ -17,6 +17,8 @@ use embedrt_backend_core::{FileSet, WeightFiles};
 use hf_hub::api::sync::{Api, ApiBuilder};
 use hf_hub::Cache;
 
+use crate::config::ModelSource;
+
 /// Files every model needs.
 const REQUIRED: &[&str] = &["config.json", "tokenizer.json"];
 /// Files that refine the model card when the repository has them.
@@ -45,26 +47,25 @@ pub fn is_hub_id(path: &Path) -> bool {
         })
 }
 
-/// The local folder of the model `path`: `path` itself when it is a folder; else the cache
-/// snapshot of hub id `path` holding the files every model needs plus, for each of `needs` (one
-/// entry per variant: its backend's name and the weight files it asked for), the first
-/// alternative the repository has and its listed companions, downloaded when missing.
+/// The local folder of the model `source`: the folder itself; for a hub repository, the cache
+/// snapshot holding the files every model needs plus, for each of `needs` (one entry per
+/// variant: its backend's name and the weight files it asked for), the first alternative the
+/// repository has and its listed companions, downloaded when missing.
 ///
 /// # Errors
 ///
-/// When `path` is neither a folder nor a hub id, or anything needed cannot be had; the message
+/// When a local folder is not there, or anything a hub model needs cannot be had; the message
 /// names every missing file and why (offline, not in the repository, the download's error).
-pub fn resolve(path: &Path, needs: &[(String, WeightFiles)]) -> Result<PathBuf> {
-    if path.is_dir() {
-        return Ok(path.to_path_buf());
-    }
-    if !is_hub_id(path) {
-        bail!(
+pub fn resolve(source: &ModelSource, needs: &[(String, WeightFiles)]) -> Result<PathBuf> {
+    let id = match source {
+        ModelSource::Local(path) if path.is_dir() => return Ok(path.clone()),
+        ModelSource::Local(path) => bail!(
             "{} is not a model folder (and not a hub id like `owner/name`)",
             path.display()
-        );
-    }
-    let repository = Repository::open(path.to_str().unwrap_or_default())?;
+        ),
+        ModelSource::Hub(id) => id,
+    };
+    let repository = Repository::open(id)?;
     let mut missing = Vec::new();
     let mut dir = None;
     for file in REQUIRED {
@@ -223,7 +224,8 @@ mod tests {
 
     #[test]
     fn a_missing_folder_that_is_no_hub_id_is_an_error() {
-        let err = resolve(Path::new("/no/such/model"), &[]).unwrap_err();
+        let source = ModelSource::Local(PathBuf::from("/no/such/model"));
+        let err = resolve(&source, &[]).unwrap_err();
         assert!(err.to_string().contains("not a model folder"), "{err}");
     }
 }

@@ -1,6 +1,6 @@
 //! embedrt's core: everything between a parsed request and a backend.
 //!
-//! - [`config`]: the TOML file, validated at startup;
+//! - [`config`]: the TOML file as written ([`Config`]) and the [`Plan`] it resolves to once;
 //! - [`cache`]: vectors of inputs already embedded, in memory and in a shared Redis;
 //! - [`family`] and [`model`]: which model families embedrt serves, and what a model folder says
 //!   about its model ([`ModelCard`]);
@@ -33,13 +33,13 @@ pub mod telemetry;
 pub mod tokenize;
 pub mod variant;
 
-pub use config::Config;
+pub use config::{Config, Plan};
 pub use embedrt_backend_core as backend_core;
 pub use embedrt_backend_core::{
-    Backend, BackendError, Batch, Capabilities, Embeddings, TokenStates,
+    AdapterId, Backend, BackendError, Batch, Capabilities, Embeddings, TokenStates,
 };
 pub use instance::{ModelInfo, ModelInstance, VariantInfo};
-pub use model::ModelCard;
+pub use model::{ModelCard, ResolvedTask, TaskId};
 pub use registry::{Registry, ReloadReport};
 pub use request::{
     EmbedError, EmbedRequest, EmbedResponse, Input, TokenizeRequest, TokenizeResponse,

@@ -3,9 +3,10 @@
 //! the generic files do not say.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use embedrt_backend_core::{ModelSpec, Pooling};
+use embedrt_backend_core::{AdapterId, ModelSpec, Pooling};
 use serde_json::Value;
 
 use crate::family;
@@ -22,16 +23,16 @@ pub struct ModelCard {
     /// Number of token ids the model knows.
     pub vocab_size: usize,
     /// Longest input in tokens, special tokens included (the sentence-transformers limit when set).
-    pub max_tokens: usize,
+    pub max_input_tokens: usize,
     /// How token states are pooled.
     pub pooling: Pooling,
     /// Whether the model's own pipeline L2-normalizes its output.
     pub normalize: bool,
     /// The id used to pad batches.
     pub pad_token_id: u32,
-    /// The tasks requests may name: task id `k + 1` is `tasks[k]`, id 0 (`none`) the base model
-    /// without instruction. Adapter tasks come first, in adapter order, then the
-    /// sentence-transformers prompts that name no adapter, in name order.
+    /// The tasks requests may name besides `none` (the base model without instruction): adapter
+    /// tasks first, in adapter order, then the sentence-transformers prompts that name no
+    /// adapter, in name order.
     pub tasks: Vec<Task>,
     /// The task of requests that name none, when the model or its family has one.
     pub default_task: Option<String>,
@@ -44,42 +45,67 @@ pub struct ModelCard {
 pub struct Task {
     /// The name requests use, e.g. `retrieval.query`.
     pub name: String,
-    /// The task adapter it runs with (its index in adapter order), if any.
-    pub adapter: Option<u32>,
+    /// The weights it runs with: one of the family's task adapters, or the base weights (a
+    /// prompt).
+    pub adapter: AdapterId,
     /// The instruction (prompt) prepended to every input of the task; often empty.
-    pub instruction: String,
+    pub instruction: Arc<str>,
+}
+
+/// A task's id among one model's tasks: [`TaskId::NONE`] is `none` (the base model without
+/// instruction), the others follow [`ModelCard::tasks`]. This is the card's id space, not the
+/// backend's: a prompt-only task has an id of its own but runs on [`AdapterId::BASE`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TaskId(usize);
+
+impl TaskId {
+    /// `none`: the base weights, no instruction.
+    pub const NONE: TaskId = TaskId(0);
+}
+
+/// A task as the request path runs it: the weights and the instruction before each input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedTask {
+    /// The weights.
+    pub adapter: AdapterId,
+    /// The instruction prepended to every input ("" for none).
+    pub instruction: Arc<str>,
 }
 
 /// The task name that selects the base weights (no adapter, no instruction).
 pub const BASE_TASK: &str = "none";
 
 impl ModelCard {
-    /// The task id of `name` (`"none"` is 0), if the model has that task.
-    pub fn task_id(&self, name: &str) -> Option<u32> {
+    /// The id of task `name` (`"none"` is [`TaskId::NONE`]), if the model has that task.
+    pub fn task_id(&self, name: &str) -> Option<TaskId> {
         if name == BASE_TASK {
-            return Some(0);
+            return Some(TaskId::NONE);
         }
         self.tasks
             .iter()
             .position(|t| t.name == name)
-            .map(|k| k as u32 + 1)
+            .map(|k| TaskId(k + 1))
     }
 
-    /// The task of id `id` (`None` for 0, the base model).
-    fn task(&self, id: u32) -> Option<&Task> {
-        id.checked_sub(1).and_then(|k| self.tasks.get(k as usize))
-    }
-
-    /// The instruction prepended to inputs of task `id` ("" for none).
-    pub fn instruction(&self, id: u32) -> &str {
-        self.task(id).map_or("", |task| task.instruction.as_str())
-    }
-
-    /// The task id a backend runs task `id` with: `k + 1` for adapter `k`, 0 for the base weights.
-    pub fn backend_task(&self, id: u32) -> u32 {
-        self.task(id)
-            .and_then(|task| task.adapter)
-            .map_or(0, |k| k + 1)
+    /// The weights and instruction of task `id`.
+    ///
+    /// # Panics
+    ///
+    /// When `id` is none of this card's (it came from another model's card).
+    pub fn task(&self, id: TaskId) -> ResolvedTask {
+        match id.0.checked_sub(1) {
+            None => ResolvedTask {
+                adapter: AdapterId::BASE,
+                instruction: Arc::from(""),
+            },
+            Some(k) => {
+                let task = &self.tasks[k];
+                ResolvedTask {
+                    adapter: task.adapter,
+                    instruction: Arc::clone(&task.instruction),
+                }
+            }
+        }
     }
 
     /// The task names, in task-id order.
@@ -89,10 +115,10 @@ impl ModelCard {
 
     /// What a backend is told about this model.
     pub fn spec(&self) -> ModelSpec {
-        let mut adapters: Vec<(u32, &str)> = self
+        let mut adapters: Vec<(usize, &str)> = self
             .tasks
             .iter()
-            .filter_map(|t| t.adapter.map(|k| (k, t.name.as_str())))
+            .filter_map(|t| t.adapter.index().map(|k| (k, t.name.as_str())))
             .collect();
         adapters.sort_unstable();
         ModelSpec {
@@ -100,7 +126,7 @@ impl ModelCard {
             architecture: self.architecture.to_string(),
             hidden_size: self.hidden_size,
             vocab_size: self.vocab_size,
-            max_tokens: self.max_tokens,
+            max_input_tokens: self.max_input_tokens,
             pooling: self.pooling,
             normalize: self.normalize,
             pad_token_id: self.pad_token_id,
@@ -130,10 +156,10 @@ impl ModelCard {
         let family = family::detect(&config)?;
         let traits = (family.traits)(&config)?;
         let max_positions = usize_field(&config, "max_position_embeddings")?;
-        let max_tokens = declared_max_tokens(path)?
+        let max_input_tokens = declared_max_tokens(path)?
             .unwrap_or(max_positions)
             .min(max_positions)
-            .min(traits.max_tokens.unwrap_or(usize::MAX));
+            .min(traits.max_input_tokens.unwrap_or(usize::MAX));
         let prompts = Prompts::read(path)?;
         let mut tasks: Vec<Task> = traits
             .adapters
@@ -147,8 +173,8 @@ impl ModelCard {
                 };
                 Task {
                     name,
-                    adapter: Some(k as u32),
-                    instruction,
+                    adapter: AdapterId::adapter(k),
+                    instruction: Arc::from(instruction),
                 }
             })
             .collect();
@@ -156,8 +182,8 @@ impl ModelCard {
             if !tasks.iter().any(|t| t.name == name) && name != BASE_TASK {
                 tasks.push(Task {
                     name,
-                    adapter: None,
-                    instruction,
+                    adapter: AdapterId::BASE,
+                    instruction: Arc::from(instruction),
                 });
             }
         }
@@ -166,7 +192,7 @@ impl ModelCard {
             architecture: family.architecture,
             hidden_size: usize_field(&config, "hidden_size")?,
             vocab_size: usize_field(&config, "vocab_size")?,
-            max_tokens,
+            max_input_tokens,
             pooling: pooling(path)?.unwrap_or(traits.pooling),
             normalize: match traits.normalize {
                 Some(always) => always,
@@ -345,7 +371,7 @@ mod tests {
         );
         let card = ModelCard::load(&dir).unwrap();
         assert_eq!(
-            (card.hidden_size, card.vocab_size, card.max_tokens),
+            (card.hidden_size, card.vocab_size, card.max_input_tokens),
             (8, 100, 256)
         );
         assert_eq!(card.pooling, Pooling::Cls);
@@ -372,9 +398,18 @@ mod tests {
             ["passage", "query"],
             "prompts in name order"
         );
-        assert_eq!(card.task_id("query"), Some(2));
-        assert_eq!(card.instruction(2), "query: ");
-        assert_eq!(card.backend_task(2), 0, "a prompt runs on the base weights");
+        let query = card.task(card.task_id("query").unwrap());
+        assert_eq!(&*query.instruction, "query: ");
+        assert_eq!(
+            query.adapter,
+            AdapterId::BASE,
+            "a prompt runs on the base weights"
+        );
+        assert_ne!(
+            card.task_id("query"),
+            card.task_id("none"),
+            "yet has an id of its own"
+        );
         assert_eq!(card.default_task.as_deref(), Some("query"));
         assert_eq!(card.pooling, Pooling::LastToken);
         assert!(card.spec().tasks.is_empty());
@@ -389,19 +424,24 @@ mod tests {
         .unwrap();
         assert_eq!(card.architecture, architecture::JINA_V3);
         assert_eq!(card.tasks.len(), 5);
-        assert_eq!(card.task_id("none"), Some(0));
-        assert_eq!(card.task_id("retrieval.query"), Some(1));
-        assert_eq!(card.task_id("text-matching"), Some(5));
+        assert_eq!(card.task_id("none"), Some(TaskId::NONE));
+        let task = |name: &str| card.task(card.task_id(name).unwrap());
+        assert_eq!(task("retrieval.query").adapter, AdapterId::adapter(0));
         assert_eq!(card.task_id("summarization"), None);
         assert_eq!(
-            card.instruction(2),
+            &*task("retrieval.passage").instruction,
             "Represent the document for retrieval: "
         );
-        assert_eq!(card.instruction(0), "");
-        assert_eq!(card.backend_task(5), 5, "adapter k runs as task k + 1");
+        assert_eq!(&*task("none").instruction, "");
+        assert_eq!(task("none").adapter, AdapterId::BASE);
+        assert_eq!(
+            task("text-matching").adapter,
+            AdapterId::adapter(4),
+            "the fifth adapter"
+        );
         assert_eq!(card.matryoshka_dimensions, vec![8, 16, 32]);
         assert_eq!(
-            (card.max_tokens, card.pad_token_id, card.pooling),
+            (card.max_input_tokens, card.pad_token_id, card.pooling),
             (8192, 1, Pooling::Mean)
         );
         assert!(card.normalize);

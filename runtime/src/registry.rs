@@ -8,16 +8,16 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use crate::cache::EmbeddingCache;
-use crate::config::{Config, ModelConfig};
+use crate::config::{ModelPlan, Plan};
 use crate::instance::ModelInstance;
-use crate::plugin::host::PluginHost;
+use crate::plugin::PluginHost;
 use crate::request::{EmbedError, EmbedRequest, EmbedResponse, TokenizeRequest, TokenizeResponse};
 use crate::tokenize::WorkerPool;
 
 /// Every served model, ready to answer requests.
 pub struct Registry {
-    /// Each model with the configuration it was loaded from, in configuration order.
-    models: Vec<(ModelConfig, Arc<ModelInstance>)>,
+    /// Each model with the plan it was loaded from, in configuration order.
+    models: Vec<(ModelPlan, Arc<ModelInstance>)>,
     by_name: HashMap<String, Arc<ModelInstance>>,
     tokenizers: Arc<WorkerPool>,
     /// The embedding cache the models share (kept across reloads), if configured.
@@ -36,28 +36,28 @@ pub struct ReloadReport {
 }
 
 impl Registry {
-    /// Loads and warms up every model of `config`, with plugins from its `plugin_dirs`.
+    /// Loads and warms up every model of `plan`, with plugins from its `plugin_dirs`.
     ///
     /// # Errors
     ///
     /// When a model fails to load (the message names it), the tokenizer pool cannot start, or
-    /// the cache settings are unusable.
-    pub fn load(config: &Config) -> Result<Self> {
-        let pool = Arc::new(WorkerPool::new("tokenize", config.tokenizer_threads())?);
-        let cache = EmbeddingCache::new(&config.cache)?.map(Arc::new);
-        Ok(Self::build(config, None, pool, cache)?.0)
+    /// the cache cannot be set up.
+    pub fn load(plan: &Plan) -> Result<Self> {
+        let pool = Arc::new(WorkerPool::new("tokenize", plan.server.tokenizer_threads)?);
+        let cache = EmbeddingCache::new(&plan.cache)?.map(Arc::new);
+        Ok(Self::build(plan, None, pool, cache)?.0)
     }
 
-    /// A registry for `config` that reuses this one's instances wherever a model's configuration
-    /// is unchanged, and loads (and warms up) the rest. On error nothing changes. The tokenizer
+    /// A registry for `plan` that reuses this one's instances wherever a model's plan is
+    /// unchanged, and loads (and warms up) the rest. On error nothing changes. The tokenizer
     /// pool and the cache stay as they are (their settings take effect on a restart).
     ///
     /// # Errors
     ///
     /// When a new or changed model fails to load.
-    pub fn reload(&self, config: &Config) -> Result<(Self, ReloadReport)> {
+    pub fn reload(&self, plan: &Plan) -> Result<(Self, ReloadReport)> {
         let (registry, mut report) = Self::build(
-            config,
+            plan,
             Some(self),
             Arc::clone(&self.tokenizers),
             self.cache.clone(),
@@ -66,21 +66,21 @@ impl Registry {
             .models
             .iter()
             .map(|(model, _)| model.name.clone())
-            .filter(|name| !config.models.iter().any(|m| &m.name == name))
+            .filter(|name| !plan.models.iter().any(|m| &m.name == name))
             .collect();
         Ok((registry, report))
     }
 
     fn build(
-        config: &Config,
+        plan: &Plan,
         previous: Option<&Registry>,
         tokenizers: Arc<WorkerPool>,
         cache: Option<Arc<EmbeddingCache>>,
     ) -> Result<(Self, ReloadReport)> {
-        let plugins = PluginHost::new(config.server.plugin_dirs.clone());
+        let plugins = PluginHost::new(plan.server.plugin_dirs.clone());
         let mut report = ReloadReport::default();
-        let mut models = Vec::with_capacity(config.models.len());
-        for model in &config.models {
+        let mut models = Vec::with_capacity(plan.models.len());
+        for model in &plan.models {
             let same = previous.and_then(|p| p.models.iter().find(|(old, _)| old == model));
             let instance = match same {
                 Some((_, instance)) => {
@@ -88,7 +88,7 @@ impl Registry {
                     Arc::clone(instance)
                 }
                 None => {
-                    tracing::info!(model = %model.name, path = %model.path.display(), "loading");
+                    tracing::info!(model = %model.name, source = ?model.source, "loading");
                     report.loaded.push(model.name.clone());
                     let instance = ModelInstance::load(model, &plugins)?;
                     Arc::new(match &cache {

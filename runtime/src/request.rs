@@ -24,8 +24,9 @@ pub struct EmbedRequest {
     /// The task (adapter) to run, e.g. `retrieval.query`, or `none` for the base weights; the
     /// model's default when `None`. Only for models with adapters.
     pub task: Option<String>,
-    /// L2-normalize the vectors; the model's own default when `None`.
-    pub normalized: Option<bool>,
+    /// L2-normalize the vectors; the model's own default when `None`. (Jina's HTTP field is
+    /// `normalized`, the gRPC field `normalize`.)
+    pub normalize: Option<bool>,
     /// Treat the inputs as consecutive chunks of one document, encoded in one pass, and return
     /// one vector per chunk.
     pub late_chunking: bool,
@@ -42,7 +43,7 @@ impl EmbedRequest {
             dimensions: None,
             truncate: None,
             task: None,
-            normalized: None,
+            normalize: None,
             late_chunking: false,
             user: None,
         }
@@ -60,6 +61,20 @@ pub struct TokenizeRequest {
     pub task: Option<String>,
     /// Cut over-long texts (true) or reject them (false); the model's default when `None`.
     pub truncate: Option<bool>,
+}
+
+impl From<TokenizeRequest> for EmbedRequest {
+    /// The embedding request whose token ids `request` asks for: its texts, task and truncation.
+    fn from(request: TokenizeRequest) -> Self {
+        EmbedRequest {
+            task: request.task,
+            truncate: request.truncate,
+            ..EmbedRequest::new(
+                request.model,
+                request.texts.into_iter().map(Input::Text).collect(),
+            )
+        }
+    }
 }
 
 /// The answer to a [`TokenizeRequest`].

@@ -3,6 +3,8 @@
 
 use metrics::Label;
 
+use crate::request::EmbedError;
+
 /// Requests answered, by `status` (`ok`, `invalid`, `overloaded`, `unavailable`, `internal`).
 pub const REQUESTS: &str = "embedrt_requests_total";
 /// Whole request time inside the runtime (tokenization, queue, inference, post-processing).
@@ -59,5 +61,20 @@ impl VariantLabels {
         let mut labels = self.0.clone();
         labels.push(Label::new(key, value));
         labels
+    }
+}
+
+/// The `status` label of [`REQUESTS`] for a request's outcome.
+pub fn status_label<T>(result: &Result<T, EmbedError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(
+            EmbedError::InvalidRequest { .. }
+            | EmbedError::TooManyInputs { .. }
+            | EmbedError::MissingModel,
+        ) => "invalid",
+        Err(EmbedError::Overloaded(_)) => "overloaded",
+        Err(EmbedError::Unavailable(_) | EmbedError::ModelNotFound(_)) => "unavailable",
+        Err(EmbedError::Internal(_)) => "internal",
     }
 }

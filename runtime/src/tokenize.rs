@@ -47,7 +47,7 @@ pub enum TokenizeError {
 /// (not the limit its `tokenizer.json` may carry).
 pub struct TextTokenizer {
     inner: Tokenizer,
-    max_tokens: usize,
+    max_input_tokens: usize,
     vocab_size: usize,
     /// The special tokens the template puts before and after a single sequence.
     frame: (Vec<u32>, Vec<u32>),
@@ -63,9 +63,13 @@ pub struct ChunkedDocument {
 }
 
 impl TextTokenizer {
-    /// Loads `tokenizer.json` from `model_dir`; inputs longer than `max_tokens` are truncated or
-    /// rejected, and ids at or past `vocab_size` are rejected.
-    pub fn load(model_dir: &Path, max_tokens: usize, vocab_size: usize) -> Result<Self> {
+    /// Loads `tokenizer.json` from `model_dir`; inputs longer than `max_input_tokens` are
+    /// truncated or rejected, and ids at or past `vocab_size` are rejected.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read or is no tokenizer.
+    pub fn load(model_dir: &Path, max_input_tokens: usize, vocab_size: usize) -> Result<Self> {
         let path = model_dir.join("tokenizer.json");
         let mut inner = Tokenizer::from_file(&path)
             .map_err(|e| anyhow!("cannot load {}: {e}", path.display()))?;
@@ -83,15 +87,20 @@ impl TextTokenizer {
         let frame = (ids[..head].to_vec(), ids[ids.len() - tail..].to_vec());
         Ok(Self {
             inner,
-            max_tokens,
+            max_input_tokens,
             vocab_size,
             frame,
         })
     }
 
     /// Builds one late-chunking document: each chunk tokenized without special tokens, after
-    /// `instruction`, inside the model's special tokens. Fails when the whole document does not fit
-    /// (late chunking needs it in one pass) or a chunk has no token.
+    /// `instruction`, inside the model's special tokens.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenizeError::DocumentTooLong`] when the whole document does not fit (late chunking
+    /// needs it in one pass), [`TokenizeError::Empty`] for a chunk without a token,
+    /// [`TokenizeError::Failed`] when the tokenizer fails.
     pub fn encode_document(
         &self,
         instruction: &str,
@@ -121,29 +130,34 @@ impl TextTokenizer {
             spans.push(start..ids.len());
         }
         ids.extend_from_slice(&self.frame.1);
-        if ids.len() > self.max_tokens {
+        if ids.len() > self.max_input_tokens {
             return Err(TokenizeError::DocumentTooLong {
                 tokens: ids.len(),
-                max: self.max_tokens,
+                max: self.max_input_tokens,
             });
         }
         Ok(ChunkedDocument { ids, spans })
     }
 
     /// Token ids of `text` with the model's special tokens; cut to the limit when `truncate` is set.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenizeError::TooLong`] for a text over the limit without `truncate`,
+    /// [`TokenizeError::Failed`] when the tokenizer fails.
     pub fn encode(&self, text: &str, truncate: bool) -> Result<Vec<u32>, TokenizeError> {
         let failed = |e: tokenizers::Error| TokenizeError::Failed(e.to_string());
         let mut encoding = self.inner.encode(text, false).map_err(failed)?;
         let tokens = encoding.len() + self.special_tokens();
-        if tokens > self.max_tokens {
+        if tokens > self.max_input_tokens {
             if !truncate {
                 return Err(TokenizeError::TooLong {
                     tokens,
-                    max: self.max_tokens,
+                    max: self.max_input_tokens,
                 });
             }
             encoding.truncate(
-                self.max_tokens.saturating_sub(self.special_tokens()),
+                self.max_input_tokens.saturating_sub(self.special_tokens()),
                 0,
                 TruncationDirection::Right,
             );
@@ -155,7 +169,13 @@ impl TextTokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
-    /// Checks caller-supplied token ids (used as they are, without added special tokens).
+    /// Checks caller-supplied token ids (used as they are, without added special tokens); cuts
+    /// them to the limit when `truncate` is set.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenizeError::Empty`] for no ids, [`TokenizeError::UnknownTokenId`] for an id outside
+    /// the vocabulary, [`TokenizeError::TooLong`] for too many ids without `truncate`.
     pub fn check_ids(&self, mut ids: Vec<u32>, truncate: bool) -> Result<Vec<u32>, TokenizeError> {
         if ids.is_empty() {
             return Err(TokenizeError::Empty);
@@ -166,14 +186,14 @@ impl TextTokenizer {
                 vocab_size: self.vocab_size,
             });
         }
-        if ids.len() > self.max_tokens {
+        if ids.len() > self.max_input_tokens {
             if !truncate {
                 return Err(TokenizeError::TooLong {
                     tokens: ids.len(),
-                    max: self.max_tokens,
+                    max: self.max_input_tokens,
                 });
             }
-            ids.truncate(self.max_tokens);
+            ids.truncate(self.max_input_tokens);
         }
         Ok(ids)
     }
@@ -183,9 +203,9 @@ impl TextTokenizer {
         self.frame.0.len() + self.frame.1.len()
     }
 
-    /// The model's limit in tokens.
-    pub fn max_tokens(&self) -> usize {
-        self.max_tokens
+    /// The longest input in tokens, special tokens included.
+    pub fn max_input_tokens(&self) -> usize {
+        self.max_input_tokens
     }
 }
 
@@ -196,6 +216,10 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     /// Starts `threads` worker threads named `name-N`.
+    ///
+    /// # Errors
+    ///
+    /// When the threads cannot be started.
     pub fn new(name: &str, threads: usize) -> Result<Self> {
         let name = name.to_string();
         let pool = rayon::ThreadPoolBuilder::new()
@@ -207,7 +231,9 @@ impl WorkerPool {
 
     /// Runs `job` on the pool and waits for its result without blocking the async runtime.
     ///
-    /// A job that panics yields [`JobPanicked`]; the pool and the process carry on.
+    /// # Errors
+    ///
+    /// [`JobPanicked`] when the job panics; the pool and the process carry on.
     pub async fn run<R: Send + 'static>(
         &self,
         job: impl FnOnce() -> R + Send + 'static,

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result};
 use embedrt_backend_core::{Backend, BackendError, Capabilities, DType, Device};
 
-use crate::config::VariantConfig;
+use crate::config::{Role, VariantPlan};
 use crate::request::EmbedError;
-use crate::scheduler::{BatchingConfig, Scheduler, Sequence, SequenceResult, SubmitError};
+use crate::scheduler::{BatchPolicy, Scheduler, Sequence, SequenceResult, SubmitError};
 use crate::telemetry::{self, VariantLabels};
 
 /// One backend serving a model, with its own queue.
@@ -24,30 +24,36 @@ pub struct Variant {
 
 impl Variant {
     /// Starts serving `replicas` (the same model loaded one or more times) as the variant
-    /// `config` of model `model`, with one queue and an inference thread per replica.
+    /// `plan` of model `model`, with one queue batched by `batching` and an inference thread per
+    /// replica.
     ///
     /// # Errors
     ///
     /// When an inference thread cannot be started.
     pub fn start(
         model: &str,
-        config: &VariantConfig,
+        plan: &VariantPlan,
         replicas: Vec<Box<dyn Backend>>,
-        batching: BatchingConfig,
+        batching: BatchPolicy,
     ) -> Result<Self> {
-        let device = config.device.to_string();
-        let labels = VariantLabels::new(model, config.name(), &config.backend, &device);
-        let thread = format!("{model}-{}", config.name());
+        let device = plan.settings.device;
+        let labels = VariantLabels::new(model, &plan.name, &plan.backend, &device.to_string());
+        let thread = format!("{model}-{}", plan.name);
         let scheduler = Scheduler::start(&thread, replicas, batching, labels.clone())
             .with_context(|| format!("cannot start the inference threads of {thread}"))?;
         metrics::gauge!(telemetry::MODEL_LOADED, labels.labels()).increment(1.0);
+        let (weight, shadow) = match plan.role {
+            Role::Serving { weight } => (weight, None),
+            // A shadow takes no share of the traffic.
+            Role::Shadow { sample_rate } => (0, Some(sample_rate)),
+        };
         Ok(Self {
-            name: config.name().to_string(),
-            backend: config.backend.clone(),
-            device: config.device,
+            name: plan.name.clone(),
+            backend: plan.backend.clone(),
+            device,
             scheduler,
-            weight: config.weight,
-            shadow: config.shadow.then_some(config.sample_rate),
+            weight,
+            shadow,
             labels,
         })
     }
@@ -72,16 +78,16 @@ impl Variant {
         self.capabilities().dtype
     }
 
-    /// The engine and number format, as the cache files this variant's vectors (`onnx/int8`):
-    /// variants that share them compute the same vectors.
-    pub fn engine_tag(&self) -> String {
+    /// The backend and number format, as the cache files this variant's vectors under
+    /// (`onnx/int8`): variants that share them compute the same vectors.
+    pub fn backend_tag(&self) -> String {
         let dtype = self
             .dtype()
             .map_or("default".to_string(), |d| d.to_string());
         format!("{}/{dtype}", self.backend)
     }
 
-    /// Its share of the traffic among the serving variants.
+    /// Its share of the traffic among the serving variants (0 for a shadow).
     pub fn weight(&self) -> u32 {
         self.weight
     }

@@ -3,29 +3,19 @@
 //! bounded under 100,000 distinct inputs, per-model opt-out) and the Redis layer against a real
 //! `redis-server` (two processes share it; killing it mid-load fails no request).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{jina_model, minilm_model, under_load, LoadOutcome, RedisServer, Server};
-use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
-/// `[cache]` with an in-process layer of `bytes`.
-fn memory_cache(bytes: u64) -> String {
-    format!("[cache]\nmemory_bytes = {bytes}\n")
-}
+use crate::common::redis::RedisServer;
+use crate::common::{
+    alone, assert_each_pair, cosine, embeddings_of, ok, under_load, LoadOutcome, Model, Server,
+};
 
 /// POSTs `body` to `/v1/embeddings` and returns the parsed answer (asserting 200).
-fn embed(client: &Client, server: &Server, body: Value) -> Value {
-    let response = client
-        .post(format!("{}/v1/embeddings", server.url))
-        .json(&body)
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), 200, "{body}");
-    response.json().unwrap()
+fn embed(server: &Server, body: Value) -> Value {
+    ok(server.embed(body))
 }
 
 /// The raw bytes of each base64-encoded vector of an answer, in order.
@@ -65,13 +55,17 @@ fn misses(server: &Server, layer: &str, model: &str) -> f64 {
 
 #[test]
 fn memory_layer_serves_repeats_exactly_in_order_for_every_dimension() {
-    let server = Server::start(&memory_cache(64 << 20), &minilm_model("minilm", "onnx", ""));
-    let plain = Server::start("", &minilm_model("minilm", "onnx", ""));
-    let client = Client::new();
+    let server = Server::builder()
+        .cache("memory_bytes", 64i64 << 20)
+        .model(Model::minilm("minilm").on("onnx"))
+        .start();
+    let plain = Server::builder()
+        .model(Model::minilm("minilm").on("onnx"))
+        .start();
     let body =
         |input: &[&str]| json!({ "model": "minilm", "input": input, "encoding_format": "base64" });
 
-    let first = embed(&client, &server, body(&["alpha", "beta"]));
+    let first = embed(&server, body(&["alpha", "beta"]));
     assert_eq!(
         (
             misses(&server, "memory", "minilm"),
@@ -82,24 +76,23 @@ fn memory_layer_serves_repeats_exactly_in_order_for_every_dimension() {
     let first = raw_vectors(&first);
 
     // Two of three inputs cached: only "gamma" runs; the order and the token count hold.
-    let mixed = embed(&client, &server, body(&["beta", "gamma", "alpha"]));
+    let mixed = embed(&server, body(&["beta", "gamma", "alpha"]));
     assert_eq!(hits(&server, "memory", "minilm"), 2.0);
     assert_eq!(misses(&server, "memory", "minilm"), 3.0);
     let vectors = raw_vectors(&mixed);
     assert_eq!(vectors[0], first[1], "beta, byte for byte");
     assert_eq!(vectors[2], first[0], "alpha, byte for byte");
-    let uncached = embed(&client, &plain, body(&["beta", "gamma", "alpha"]));
+    let uncached = embed(&plain, body(&["beta", "gamma", "alpha"]));
     assert_eq!(
         mixed["usage"], uncached["usage"],
         "usage counts every input"
     );
-    for (got, want) in vectors.iter().zip(raw_vectors(&uncached)) {
-        assert!(common::cosine(&floats(got), &floats(&want)) > 0.99999);
-    }
+    assert_each_pair(&vectors, raw_vectors(&uncached), |_, got, want| {
+        assert!(cosine(&floats(got), &floats(&want)) > 0.99999);
+    });
 
     // One entry serves every Matryoshka size: the cached vector, cut and normalized again.
     let short = embed(
-        &client,
         &server,
         json!({ "model": "minilm", "input": ["alpha"], "dimensions": 64, "encoding_format": "base64" }),
     );
@@ -115,13 +108,17 @@ fn memory_layer_serves_repeats_exactly_in_order_for_every_dimension() {
 
 #[test]
 fn tasks_are_cached_apart() {
-    let server = Server::start(&memory_cache(16 << 20), &jina_model("jina", "onnx"));
-    let plain = Server::start("", &jina_model("jina", "onnx"));
-    let client = Client::new();
+    let server = Server::builder()
+        .cache("memory_bytes", 16i64 << 20)
+        .model(Model::jina("jina").on("onnx"))
+        .start();
+    let plain = Server::builder()
+        .model(Model::jina("jina").on("onnx"))
+        .start();
     let body = |task: &str| json!({ "model": "jina", "input": ["the same text"], "task": task });
     for server in [&server, &server, &plain] {
-        let query = embed(&client, server, body("retrieval.query"));
-        let passage = embed(&client, server, body("retrieval.passage"));
+        let query = embed(server, body("retrieval.query"));
+        let passage = embed(server, body("retrieval.passage"));
         assert_ne!(
             query["data"][0]["embedding"],
             passage["data"][0]["embedding"]
@@ -132,26 +129,28 @@ fn tasks_are_cached_apart() {
         2.0,
         "the second round hit, per task"
     );
-    let cached = embed(&client, &server, body("retrieval.passage"));
-    let fresh = embed(&client, &plain, body("retrieval.passage"));
+    let cached = embed(&server, body("retrieval.passage"));
+    let fresh = embed(&plain, body("retrieval.passage"));
     let (a, b) = (
-        common::embeddings_of(&cached).remove(0),
-        common::embeddings_of(&fresh).remove(0),
+        embeddings_of(&cached).remove(0),
+        embeddings_of(&fresh).remove(0),
     );
-    assert!(common::cosine(&a, &b) > 0.99999);
+    assert!(cosine(&a, &b) > 0.99999);
 }
 
 #[test]
 fn memory_layer_stays_within_its_bound_and_models_may_opt_out() {
-    let bound = 1_000_000u64;
-    let models = minilm_model("echo", "echo", "") + &minilm_model("off", "echo", "cache = false");
-    let server = Server::start(&memory_cache(bound), &models);
-    let client = Client::new();
+    let bound = 1_000_000i64;
+    let server = Server::builder()
+        .cache("memory_bytes", bound)
+        .model(Model::minilm("echo").on("echo"))
+        .model(Model::minilm("off").on("echo").set("cache", false))
+        .start();
     for chunk in 0..50 {
         let input: Vec<String> = (0..2000)
             .map(|i| format!("distinct input {chunk} {i}"))
             .collect();
-        embed(&client, &server, json!({ "model": "echo", "input": input }));
+        embed(&server, json!({ "model": "echo", "input": input }));
     }
     assert_eq!(misses(&server, "memory", "echo"), 100_000.0);
     let held = server.metric("embedrt_cache_bytes", &[("layer", "memory")]);
@@ -163,7 +162,6 @@ fn memory_layer_stays_within_its_bound_and_models_may_opt_out() {
     // for again and again is kept, then served.
     for _ in 0..8 {
         embed(
-            &client,
             &server,
             json!({ "model": "echo", "input": ["asked for again"] }),
         );
@@ -171,7 +169,7 @@ fn memory_layer_stays_within_its_bound_and_models_may_opt_out() {
     assert!(hits(&server, "memory", "echo") >= 1.0);
 
     for _ in 0..2 {
-        embed(&client, &server, json!({ "model": "off", "input": ["x"] }));
+        embed(&server, json!({ "model": "off", "input": ["x"] }));
     }
     assert_eq!(
         hits(&server, "memory", "off") + misses(&server, "memory", "off"),
@@ -180,32 +178,30 @@ fn memory_layer_stays_within_its_bound_and_models_may_opt_out() {
     );
 }
 
-/// `[cache]` with only the Redis layer at `redis`.
-fn redis_cache(redis: &RedisServer) -> String {
-    format!(
-        "[cache]\nredis_url = \"{}\"\nredis_timeout_ms = 200\n",
-        redis.url()
-    )
+/// A server of all-MiniLM-L6-v2 on onnx with only the Redis layer, at `redis`.
+fn with_redis(redis: &RedisServer) -> crate::common::server::ServerBuilder {
+    Server::builder()
+        .cache("redis_url", redis.url())
+        .cache("redis_timeout_ms", 200)
+        .model(Model::minilm("minilm").on("onnx"))
 }
 
 #[test]
 fn two_processes_share_vectors_through_redis() {
     let redis = RedisServer::start();
-    let models = minilm_model("minilm", "onnx", "");
-    let first = Server::start(&redis_cache(&redis), &models);
-    let second = Server::start(&redis_cache(&redis), &models);
-    let client = Client::new();
+    let first = with_redis(&redis).start();
+    let second = with_redis(&redis).start();
     let input: Vec<String> = (0..20)
         .map(|i| format!("shared sentence number {i}"))
         .collect();
     let body = json!({ "model": "minilm", "input": input, "encoding_format": "base64" });
 
-    let computed = raw_vectors(&embed(&client, &first, body.clone()));
+    let computed = raw_vectors(&embed(&first, body.clone()));
     assert_eq!(misses(&first, "redis", "minilm"), 20.0);
     // The first process writes to Redis off the request path: wait until all 20 are there.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let served = embed(&client, &second, body.clone());
+        let served = embed(&second, body.clone());
         if hits(&second, "redis", "minilm") >= 20.0 {
             assert_eq!(
                 raw_vectors(&served),
@@ -221,11 +217,9 @@ fn two_processes_share_vectors_through_redis() {
 
 #[test]
 fn redis_killed_mid_load_fails_no_request() {
+    let _alone = alone(); // 20 clients for 7 s
     let mut redis = RedisServer::start();
-    let server = Server::start(
-        &format!("{}memory_bytes = 0\n", redis_cache(&redis)),
-        &minilm_model("minilm", "onnx", ""),
-    );
+    let server = with_redis(&redis).cache("memory_bytes", 0).start();
     // Half the inputs repeat across clients, half are new.
     let body = |client, round| {
         let input = [

@@ -7,6 +7,8 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
+use crate::common::process::stdout_of;
+
 /// Crates no backend plugin may depend on, by any path.
 const NEVER: &[&str] = &[
     "embedrt-runtime",
@@ -21,24 +23,18 @@ const NEVER: &[&str] = &[
 
 /// Runs `cargo tree` with `args` and returns the package names it prints.
 fn tree(args: &[&str]) -> BTreeSet<String> {
-    let output = Command::new(env!("CARGO"))
-        .args([
-            "tree", "--frozen", "-e", "normal", "--prefix", "none", "--format", "{p}",
-        ])
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "cargo tree {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
+    stdout_of(
+        Command::new(env!("CARGO"))
+            .args([
+                "tree", "--frozen", "-e", "normal", "--prefix", "none", "--format", "{p}",
+            ])
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+    )
+    .lines()
+    .filter_map(|line| line.split_whitespace().next())
+    .map(str::to_string)
+    .collect()
 }
 
 /// The crates that depend directly on `dependency` within `plugin`'s tree.

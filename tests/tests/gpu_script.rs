@@ -2,14 +2,13 @@
 //! script itself is tested: it starts each engine's server, checks every reference vector and runs
 //! the 60-client load; and its checker fails an engine whose vectors are off.
 
-mod common;
-
 use std::process::Command;
 
-use common::{build_dir, fixtures_dir, jina_model, minilm_dir, minilm_model, repo_root, Server};
+use crate::common::{alone, build_dir, fixtures_dir, minilm_dir, repo_root, Model, Server};
 
 #[test]
 fn the_gpu_check_passes_every_cpu_engine_in_full_and_half_precision() {
+    let _alone = alone(); // its own servers, and 60 clients
     let output = Command::new(repo_root().join("scripts/test-gpu.sh"))
         .args(["--device", "cpu", "--seconds", "1", "--engines"])
         .arg("candle-f32 candle-f16 onnx-f32")
@@ -42,10 +41,10 @@ fn the_gpu_check_passes_every_cpu_engine_in_full_and_half_precision() {
 #[test]
 fn the_checker_fails_an_engine_whose_vectors_are_off() {
     // `minilm` answered by the echo backend: right width, wrong vectors.
-    let server = Server::start(
-        "",
-        &(minilm_model("minilm", "echo", "") + &jina_model("jina", "candle")),
-    );
+    let server = Server::builder()
+        .model(Model::minilm("minilm").on("echo"))
+        .model(Model::jina("jina").on("candle"))
+        .start();
     let output = Command::new("python3")
         .arg(repo_root().join("scripts/check_engine.py"))
         .args(["--url", &server.url, "--label", "echo"])

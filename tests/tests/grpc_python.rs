@@ -2,11 +2,8 @@
 //! `grpcio-tools` at test time, calls `Embed` and `EmbedStream`, and the standard health and
 //! reflection services answer `grpcio-health-checking` and `grpcio-reflection`.
 
-mod common;
-
-use common::{
-    fixtures_dir, minilm_model, repo_root, run_python_client, test_python, Server, TempDir,
-};
+use crate::common::python::{run_python_client, test_python};
+use crate::common::{fixtures_dir, repo_root, Model, Server, TempDir};
 
 /// The pinned gRPC packages (one release line).
 const GRPC: [&str; 4] = [
@@ -19,7 +16,9 @@ const GRPC: [&str; 4] = [
 #[test]
 fn python_grpcio_client_with_generated_stubs() {
     let python = test_python(&GRPC);
-    let server = Server::start("", &minilm_model("all-MiniLM-L6-v2", "onnx", ""));
+    let server = Server::builder()
+        .model(Model::minilm("all-MiniLM-L6-v2").on("onnx"))
+        .start();
     let stubs = TempDir::new("grpc-stubs");
     let expected = fixtures_dir().join("all-MiniLM-L6-v2/expected.json");
     let proto_root = repo_root().join("api/proto");
@@ -31,7 +30,7 @@ fn python_grpcio_client_with_generated_stubs() {
             "all-MiniLM-L6-v2".as_ref(),
             expected.as_ref(),
             proto_root.as_ref(),
-            stubs.0.as_ref(),
+            stubs.path().as_ref(),
         ],
     );
 }

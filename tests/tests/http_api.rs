@@ -1,69 +1,40 @@
 //! The OpenAI-compatible HTTP API, driven by a real HTTP client against the running server: every
 //! input shape, encodings, dimensions, and every kind of bad input.
 
-mod common;
-
 use std::sync::OnceLock;
 
 use base64::Engine as _;
-use common::{concurrently, cosine, minilm_model, Server};
-use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};
 
-/// One server shared by the tests of this file: all-MiniLM-L6-v2 on ONNX Runtime with small limits.
+use crate::common::{concurrently, cosine, error, ok, Model, Server};
+
+/// One server shared by the tests of this module: all-MiniLM-L6-v2 on ONNX Runtime with small
+/// limits.
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let models = minilm_model("minilm", "onnx", "max_inputs_per_request = 4")
-            + &minilm_model("strict", "onnx", "truncate = false");
-        Server::start("max_body_bytes = 65536", &models)
+        Server::builder()
+            .server("max_body_bytes", 65536)
+            .model(
+                Model::minilm("minilm")
+                    .on("onnx")
+                    .set("max_inputs_per_request", 4),
+            )
+            .model(Model::minilm("strict").on("onnx").set("truncate", false))
+            .shared()
+            .start()
     })
-}
-
-fn post(body: Value) -> Response {
-    post_raw(body.to_string())
-}
-
-fn post_raw(body: String) -> Response {
-    Client::new()
-        .post(format!("{}/v1/embeddings", server().url))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .unwrap()
-}
-
-fn ok(body: Value) -> Value {
-    let response = post(body);
-    assert_eq!(response.status(), 200);
-    response.json().unwrap()
 }
 
 fn embedding(response: &Value, i: usize) -> Vec<f32> {
     serde_json::from_value(response["data"][i]["embedding"].clone()).unwrap()
 }
 
-/// Asserts an OpenAI-shaped error with `status` and returns its `error` object.
-fn error(response: Response, status: u16) -> Value {
-    assert_eq!(response.status(), status);
-    let body: Value = response.json().unwrap();
-    let error = body["error"].clone();
-    assert!(
-        error["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-    assert!(
-        error["type"].is_string() && error["code"].is_string(),
-        "{body}"
-    );
-    assert!(error.get("param").is_some(), "{body}");
-    error
-}
-
 #[test]
 fn every_input_shape_gives_the_same_vectors_in_order() {
-    let texts =
-        ok(json!({ "model": "minilm", "input": ["hello", "a longer sentence about foxes"] }));
+    let server = server();
+    let texts = ok(server
+        .embed(json!({ "model": "minilm", "input": ["hello", "a longer sentence about foxes"] })));
     assert_eq!(texts["object"], "list");
     assert_eq!(texts["data"][0]["object"], "embedding");
     assert_eq!(
@@ -76,25 +47,27 @@ fn every_input_shape_gives_the_same_vectors_in_order() {
     let hello = embedding(&texts, 0);
     assert_eq!(hello.len(), 384);
 
-    let single = ok(json!({ "model": "minilm", "input": "hello" }));
+    let single = ok(server.embed(json!({ "model": "minilm", "input": "hello" })));
     assert!(cosine(&embedding(&single, 0), &hello) > 0.99999);
     // "hello" is [CLS] hello [SEP] = 101 7592 102 in this vocabulary.
-    let ids = ok(json!({ "model": "minilm", "input": [101, 7592, 102] }));
+    let ids = ok(server.embed(json!({ "model": "minilm", "input": [101, 7592, 102] })));
     assert!(cosine(&embedding(&ids, 0), &hello) > 0.99999);
-    let id_lists = ok(json!({ "model": "minilm", "input": [[101, 102], [101, 7592, 102]] }));
+    let id_lists =
+        ok(server.embed(json!({ "model": "minilm", "input": [[101, 102], [101, 7592, 102]] })));
     assert!(cosine(&embedding(&id_lists, 1), &hello) > 0.99999);
     assert!(cosine(&embedding(&id_lists, 0), &hello) < 0.99);
     // Order is kept: the second of two is the second.
-    let reversed =
-        ok(json!({ "model": "minilm", "input": ["a longer sentence about foxes", "hello"] }));
+    let reversed = ok(server
+        .embed(json!({ "model": "minilm", "input": ["a longer sentence about foxes", "hello"] })));
     assert!(cosine(&embedding(&reversed, 1), &hello) > 0.99999);
 }
 
 #[test]
 fn base64_is_little_endian_f32_of_the_float_vector() {
-    let float = ok(json!({ "model": "minilm", "input": "base64 check" }));
-    let encoded =
-        ok(json!({ "model": "minilm", "input": "base64 check", "encoding_format": "base64" }));
+    let server = server();
+    let float = ok(server.embed(json!({ "model": "minilm", "input": "base64 check" })));
+    let encoded = ok(server
+        .embed(json!({ "model": "minilm", "input": "base64 check", "encoding_format": "base64" })));
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded["data"][0]["embedding"].as_str().unwrap())
         .unwrap();
@@ -107,9 +80,13 @@ fn base64_is_little_endian_f32_of_the_float_vector() {
 
 #[test]
 fn dimensions_truncate_then_normalize() {
-    let full = embedding(&ok(json!({ "model": "minilm", "input": "matryoshka" })), 0);
+    let server = server();
+    let full = embedding(
+        &ok(server.embed(json!({ "model": "minilm", "input": "matryoshka" }))),
+        0,
+    );
     let short = embedding(
-        &ok(json!({ "model": "minilm", "input": "matryoshka", "dimensions": 64 })),
+        &ok(server.embed(json!({ "model": "minilm", "input": "matryoshka", "dimensions": 64 }))),
         0,
     );
     assert_eq!(short.len(), 64);
@@ -118,23 +95,31 @@ fn dimensions_truncate_then_normalize() {
     assert!(cosine(&short, &full[..64]) > 0.99999);
     for bad in [0, 385] {
         let err = error(
-            post(json!({ "model": "minilm", "input": "x", "dimensions": bad })),
+            server.embed(json!({ "model": "minilm", "input": "x", "dimensions": bad })),
             400,
         );
         assert_eq!(err["param"], "dimensions");
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap()
+                .contains("between 1 and 384"),
+            "{err}"
+        );
     }
 }
 
 #[test]
 fn long_inputs_are_truncated_or_rejected() {
+    let server = server();
     let long = "word ".repeat(600);
-    let cut = ok(json!({ "model": "minilm", "input": long }));
+    let cut = ok(server.embed(json!({ "model": "minilm", "input": long })));
     assert_eq!(
         cut["usage"]["prompt_tokens"], 256,
         "cut at the model's real limit"
     );
     let err = error(
-        post(json!({ "model": "minilm", "input": long, "truncate": false })),
+        server.embed(json!({ "model": "minilm", "input": long, "truncate": false })),
         400,
     );
     assert!(
@@ -142,10 +127,13 @@ fn long_inputs_are_truncated_or_rejected() {
         "{err}"
     );
     // A model configured with truncate = false rejects unless the request allows it.
-    error(post(json!({ "model": "strict", "input": long })), 400);
-    ok(json!({ "model": "strict", "input": long, "truncate": true }));
+    error(
+        server.embed(json!({ "model": "strict", "input": long })),
+        400,
+    );
+    ok(server.embed(json!({ "model": "strict", "input": long, "truncate": true })));
     let err = error(
-        post(json!({ "model": "minilm", "input": vec![101u32; 300], "truncate": false })),
+        server.embed(json!({ "model": "minilm", "input": vec![101u32; 300], "truncate": false })),
         400,
     );
     assert!(
@@ -156,35 +144,42 @@ fn long_inputs_are_truncated_or_rejected() {
 
 #[test]
 fn malformed_requests_get_openai_errors() {
-    error(post_raw("{\"model\": \"minilm\", ".into()), 400);
-    error(post_raw("[1, 2]".into()), 422);
-    assert_eq!(
-        error(post(json!({ "model": "minilm", "input": 42 })), 422)["param"],
-        "input"
+    let server = server();
+    error(
+        server.post_raw("/v1/embeddings", "{\"model\": \"minilm\", ".into()),
+        400,
     );
+    error(server.post_raw("/v1/embeddings", "[1, 2]".into()), 422);
     assert_eq!(
-        error(post(json!({ "model": "minilm", "input": ["a", 1] })), 422)["param"],
+        error(server.embed(json!({ "model": "minilm", "input": 42 })), 422)["param"],
         "input"
     );
     assert_eq!(
         error(
-            post(json!({ "model": "minilm", "input": "x", "dimensions": "8" })),
+            server.embed(json!({ "model": "minilm", "input": ["a", 1] })),
+            422
+        )["param"],
+        "input"
+    );
+    assert_eq!(
+        error(
+            server.embed(json!({ "model": "minilm", "input": "x", "dimensions": "8" })),
             422
         )["param"],
         "dimensions"
     );
     assert_eq!(
-        error(post(json!({ "model": "minilm" })), 400)["param"],
+        error(server.embed(json!({ "model": "minilm" })), 400)["param"],
         "input"
     );
     assert_eq!(
         error(
-            post(json!({ "model": "minilm", "input": "x", "encoding_format": "hex" })),
+            server.embed(json!({ "model": "minilm", "input": "x", "encoding_format": "hex" })),
             400
         )["param"],
         "encoding_format"
     );
-    let err = error(post(json!({ "input": "x" })), 400);
+    let err = error(server.embed(json!({ "input": "x" })), 400);
     assert_eq!(
         err["param"], "model",
         "two models are served, so `model` is required"
@@ -193,24 +188,31 @@ fn malformed_requests_get_openai_errors() {
 
 #[test]
 fn unknown_model_is_404() {
-    let err = error(post(json!({ "model": "gpt-5", "input": "x" })), 404);
+    let err = error(
+        server().embed(json!({ "model": "gpt-5", "input": "x" })),
+        404,
+    );
     assert_eq!(err["code"], "model_not_found");
     assert!(err["message"].as_str().unwrap().contains("gpt-5"));
 }
 
 #[test]
 fn empty_inputs_are_rejected_but_an_empty_string_is_embedded() {
-    error(post(json!({ "model": "minilm", "input": [] })), 400);
-    error(post(json!({ "model": "minilm", "input": [[]] })), 400);
+    let server = server();
+    error(server.embed(json!({ "model": "minilm", "input": [] })), 400);
+    error(
+        server.embed(json!({ "model": "minilm", "input": [[]] })),
+        400,
+    );
     // As in sentence-transformers, "" is [CLS] [SEP], a valid input.
-    let empty = ok(json!({ "model": "minilm", "input": ["ok", ""] }));
+    let empty = ok(server.embed(json!({ "model": "minilm", "input": ["ok", ""] })));
     assert_eq!(empty["usage"]["prompt_tokens"], 3 + 2);
 }
 
 #[test]
 fn out_of_vocabulary_token_ids_are_rejected() {
     let err = error(
-        post(json!({ "model": "minilm", "input": [101, 999999, 102] })),
+        server().embed(json!({ "model": "minilm", "input": [101, 999999, 102] })),
         400,
     );
     assert!(err["message"].as_str().unwrap().contains("999999"));
@@ -218,13 +220,14 @@ fn out_of_vocabulary_token_ids_are_rejected() {
 
 #[test]
 fn limits_answer_413() {
+    let server = server();
     let err = error(
-        post(json!({ "model": "minilm", "input": ["a", "b", "c", "d", "e"] })),
+        server.embed(json!({ "model": "minilm", "input": ["a", "b", "c", "d", "e"] })),
         413,
     );
     assert_eq!(err["code"], "too_many_inputs");
     let err = error(
-        post(json!({ "model": "minilm", "input": "x".repeat(70_000) })),
+        server.embed(json!({ "model": "minilm", "input": "x".repeat(70_000) })),
         413,
     );
     assert_eq!(err["code"], "body_too_large");
@@ -232,13 +235,8 @@ fn limits_answer_413() {
 
 #[test]
 fn models_health_ready_and_unknown_routes() {
-    let client = Client::new();
-    let models: Value = client
-        .get(format!("{}/v1/models", server().url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let server = server();
+    let models = server.models();
     assert_eq!(models["object"], "list");
     let ids: Vec<&str> = models["data"]
         .as_array()
@@ -249,45 +247,25 @@ fn models_health_ready_and_unknown_routes() {
     assert_eq!(ids, ["minilm", "strict"]);
     assert_eq!(models["data"][0]["backend"], "onnx");
     assert_eq!(models["data"][0]["dimensions"], 384);
-    assert_eq!(
-        client
-            .get(format!("{}/health", server().url))
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        client
-            .get(format!("{}/ready", server().url))
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
-    error(
-        client
-            .get(format!("{}/v2/nothing", server().url))
-            .send()
-            .unwrap(),
-        404,
-    );
+    assert_eq!(server.get("/health").status(), 200);
+    assert_eq!(server.get("/ready").status(), 200);
+    error(server.get("/v2/nothing"), 404);
 }
 
 #[test]
 fn a_full_queue_answers_429_with_retry_after_and_loses_nothing_accepted() {
-    let models = minilm_model(
-        "slow",
-        "echo",
-        "options = { delay_ms = 300 }\nbatching = { max_batch_requests = 1, max_queued_inputs = 2, max_wait_ms = 0 }",
-    );
-    let server = Server::start("", &models);
+    let server = Server::builder()
+        .model(
+            Model::minilm("slow")
+                .on("echo")
+                .option("delay_ms", 300)
+                .batching("max_batch_requests", 1)
+                .batching("max_queued_inputs", 2)
+                .batching("max_wait_ms", 0),
+        )
+        .start();
     let statuses = concurrently(8, |i| {
-        let response = Client::new()
-            .post(format!("{}/v1/embeddings", server.url))
-            .json(&json!({ "model": "slow", "input": format!("request {i}") }))
-            .send()
-            .unwrap();
+        let response = server.embed(json!({ "model": "slow", "input": format!("request {i}") }));
         let retry = response
             .headers()
             .get("retry-after")
@@ -322,23 +300,22 @@ fn a_full_queue_answers_429_with_retry_after_and_loses_nothing_accepted() {
 
 #[test]
 fn a_bad_input_does_not_fail_the_rest_of_its_batch() {
-    let models = minilm_model(
-        "picky",
-        "echo",
-        "options = { reject_token = 4242 }\nbatching = { max_wait_ms = 200, max_batch_requests = 64 }",
-    );
-    let server = Server::start("", &models);
+    let server = Server::builder()
+        .model(
+            Model::minilm("picky")
+                .on("echo")
+                .option("reject_token", 4242)
+                .batching("max_wait_ms", 200)
+                .batching("max_batch_requests", 64),
+        )
+        .start();
     let results = concurrently(6, |i| {
         let input = if i == 3 {
             json!([101, 4242, 102])
         } else {
             json!(format!("fine {i}"))
         };
-        let response = Client::new()
-            .post(format!("{}/v1/embeddings", server.url))
-            .json(&json!({ "model": "picky", "input": input }))
-            .send()
-            .unwrap();
+        let response = server.embed(json!({ "model": "picky", "input": input }));
         (
             i,
             response.status().as_u16(),

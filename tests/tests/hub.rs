@@ -4,19 +4,19 @@
 //! companion file the repository lists but cannot deliver, and anything missing offline, is an
 //! error that names it.
 
-mod common;
-
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
-use common::{fixtures_dir, max_abs_diff, Server, TempDir};
+use embedrt_testkit::golden;
 use serde_json::{json, Value};
+
+use crate::common::server::ServerBuilder;
+use crate::common::{jina_dir, max_abs_diff, ok, Exit, Model, Server, TempDir, Variant};
 
 const REPO: &str = "jinaai/jina-embeddings-v3";
 
@@ -29,7 +29,7 @@ async fn serve_file(
     if format!("{owner}/{name}") != REPO || file.contains("..") {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let path: PathBuf = fixtures_dir().join("jina-v3-tiny").join(&file);
+    let path: PathBuf = jina_dir().join(&file);
     let Ok(bytes) = std::fs::read(&path) else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -94,7 +94,7 @@ async fn list_files(
         return StatusCode::NOT_FOUND.into_response();
     }
     let mut files = Vec::new();
-    fixture_files(&fixtures_dir().join("jina-v3-tiny"), "", &mut files);
+    fixture_files(&jina_dir(), "", &mut files);
     files.extend(phantoms);
     let siblings: Vec<Value> = files.iter().map(|f| json!({ "rfilename": f })).collect();
     Json(json!({ "siblings": siblings, "sha": "0123456789abcdef0123456789abcdef01234567" }))
@@ -136,65 +136,56 @@ fn start_file_server_listing(phantoms: &[&str]) -> SocketAddr {
     address
 }
 
-fn hub_model(name: &str, backend: &str) -> String {
-    format!("[[models]]\nname = {name:?}\npath = {REPO:?}\nbackend = {backend:?}\n")
+/// A model named `name` from the hub repository [`REPO`].
+fn hub_model(name: &str) -> Model {
+    Model::named(name).path(Path::new(REPO))
 }
 
-/// The environment that points `hf-hub` at the file server and the cache at `home`.
-fn hub_env(address: SocketAddr, home: &TempDir) -> [(&'static str, String); 2] {
-    [
-        ("HF_ENDPOINT", format!("http://{address}")),
-        ("HF_HOME", home.0.display().to_string()),
-    ]
+/// A server whose `hf-hub` downloads from the file server at `address` into the cache `home`.
+fn from_hub(address: SocketAddr, home: &TempDir) -> ServerBuilder {
+    Server::builder()
+        .env("HF_ENDPOINT", format!("http://{address}"))
+        .env("HF_HOME", home.path())
 }
 
-fn spawn_with(env: &[(&'static str, String)], models: &str) -> Server {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Server::spawn_with_env("", models, &env)
+/// A server with the cache `home` and no network (`HF_HUB_OFFLINE`).
+fn offline(home: &TempDir) -> ServerBuilder {
+    Server::builder()
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", home.path())
 }
 
 /// The official output for the first text with task text-matching at 32 dimensions.
-fn official_text_matching() -> (Value, Vec<f32>) {
-    let expected: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures_dir().join("jina-v3-tiny/expected.json")).unwrap(),
-    )
-    .unwrap();
-    let case = expected["cases"]
-        .as_array()
-        .unwrap()
+fn official_text_matching() -> (String, Vec<f32>) {
+    let expected = golden::jina(&jina_dir());
+    let case = expected
+        .cases
         .iter()
-        .find(|c| c["task"] == "text-matching" && c["dimensions"] == 32)
+        .find(|c| c.task.as_deref() == Some("text-matching") && c.dimensions == 32)
         .unwrap();
-    let want = serde_json::from_value(case["embeddings"][0].clone()).unwrap();
-    (expected["texts"][0].clone(), want)
+    (expected.texts[0].clone(), case.embeddings[0].clone())
 }
 
 #[test]
 fn one_hub_model_served_by_two_backends_gets_the_files_of_both() {
     let address = start_file_server();
     let home = TempDir::new("hf-home-ab");
-    let models = format!(
-        "[[models]]\nname = \"jina\"\npath = {REPO:?}\n\
-         [[models.variants]]\nname = \"rust\"\nbackend = \"candle\"\n\
-         [[models.variants]]\nname = \"ort\"\nbackend = \"onnx\"\n"
-    );
-    let mut server = spawn_with(&hub_env(address, &home), &models);
-    server.wait_ready();
+    let server = from_hub(address, &home)
+        .model(
+            hub_model("jina")
+                .variant(Variant::on("candle").named("rust"))
+                .variant(Variant::on("onnx").named("ort")),
+        )
+        .start();
     let (text, want) = official_text_matching();
-    let client = reqwest::blocking::Client::new();
     let mut variants = std::collections::HashSet::new();
     for user in 0..20 {
-        let response = client
-            .post(format!("{}/v1/embeddings", server.url))
-            .json(&json!({ "model": "jina", "input": text, "task": "text-matching", "user": format!("u{user}") }))
-            .send()
-            .unwrap();
+        let response = server.embed(
+            json!({ "model": "jina", "input": text, "task": "text-matching", "user": format!("u{user}") }),
+        );
         assert_eq!(response.status(), 200);
-        let variant = response.headers()["x-embedrt-variant"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let body: Value = response.json().unwrap();
+        let variant = crate::common::header(&response, "x-embedrt-variant");
+        let body = ok(response);
         let got: Vec<f32> = serde_json::from_value(body["data"][0]["embedding"].clone()).unwrap();
         let diff = max_abs_diff(&got, &want);
         assert!(diff <= 1e-4, "{variant}: {diff}");
@@ -207,8 +198,9 @@ fn one_hub_model_served_by_two_backends_gets_the_files_of_both() {
 fn a_listed_companion_that_cannot_be_had_is_an_error_that_names_it() {
     let address = start_file_server_listing(&["onnx/model.onnx_data"]);
     let home = TempDir::new("hf-home-companion");
-    let server = spawn_with(&hub_env(address, &home), &hub_model("jina", "onnx"));
-    let (code, log) = server.wait_exit(Duration::from_secs(60));
+    let Exit { code, log } = from_hub(address, &home)
+        .model(hub_model("jina").on("onnx"))
+        .run_to_exit();
     assert_eq!(code, Some(1));
     assert!(
         log.contains("onnx/model.onnx_data, which the onnx backend needs"),
@@ -220,20 +212,15 @@ fn a_listed_companion_that_cannot_be_had_is_an_error_that_names_it() {
 fn a_hub_id_downloads_into_the_cache_and_serves_on_both_engines() {
     let address = start_file_server();
     let home = TempDir::new("hf-home");
-    let home_path = home.0.display().to_string();
-    let models = hub_model("jina-candle", "candle") + &hub_model("jina-onnx", "onnx");
-    let mut server = spawn_with(&hub_env(address, &home), &models);
-    server.wait_ready();
+    let server = from_hub(address, &home)
+        .model(hub_model("jina-candle").on("candle"))
+        .model(hub_model("jina-onnx").on("onnx"))
+        .start();
 
     let (text, want) = official_text_matching();
     for model in ["jina-candle", "jina-onnx"] {
-        let body: Value = reqwest::blocking::Client::new()
-            .post(format!("{}/v1/embeddings", server.url))
-            .json(&json!({ "model": model, "input": text, "task": "text-matching" }))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let body =
+            ok(server.embed(json!({ "model": model, "input": text, "task": "text-matching" })));
         let got: Vec<f32> = serde_json::from_value(body["data"][0]["embedding"].clone()).unwrap();
         let diff = max_abs_diff(&got, &want);
         assert!(diff <= 1e-4, "{model}: {diff}");
@@ -242,25 +229,22 @@ fn a_hub_id_downloads_into_the_cache_and_serves_on_both_engines() {
 
     // The files are now in the standard cache layout, and a second start needs no network.
     let snapshot = home
-        .0
+        .path()
         .join("hub/models--jinaai--jina-embeddings-v3/snapshots");
     assert!(
         std::fs::read_dir(&snapshot).unwrap().next().is_some(),
         "{}",
         snapshot.display()
     );
-    let offline = [("HF_HUB_OFFLINE", "1"), ("HF_HOME", home_path.as_str())];
-    let mut server = Server::spawn_with_env("", &hub_model("jina", "candle"), &offline);
-    server.wait_ready();
+    offline(&home).model(hub_model("jina").on("candle")).start();
 }
 
 #[test]
 fn offline_without_the_files_names_what_is_missing() {
     let home = TempDir::new("hf-empty");
-    let home_path = home.0.display().to_string();
-    let env = [("HF_HUB_OFFLINE", "1"), ("HF_HOME", home_path.as_str())];
-    let server = Server::spawn_with_env("", &hub_model("jina", "onnx"), &env);
-    let (code, log) = server.wait_exit(Duration::from_secs(60));
+    let Exit { code, log } = offline(&home)
+        .model(hub_model("jina").on("onnx"))
+        .run_to_exit();
     assert_eq!(code, Some(1));
     for needle in [
         REPO,

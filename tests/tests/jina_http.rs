@@ -1,28 +1,24 @@
 //! jina-embeddings-v3 through the HTTP API, on both engines at once: every task and Matryoshka
 //! size from many concurrent clients, late chunking, long inputs, binary embeddings and bad input.
 
-mod common;
-
 use std::sync::OnceLock;
 
-use common::{
-    concurrently, embeddings_of, jina_dir, jina_model, max_abs_diff, minilm_model, Server,
-};
 use embedrt_runtime::postprocess::finish;
-use embedrt_runtime::tokenize::TextTokenizer;
-use embedrt_runtime::ModelCard;
-use reqwest::blocking::{Client, Response};
+use embedrt_testkit::golden::{self, Jina};
+use embedrt_testkit::jina::{fixture, tokenizer};
 use serde_json::{json, Value};
+
+use crate::common::{
+    assert_each_pair, concurrently, embeddings_of, error, header, jina_dir, max_abs_diff, ok,
+    Model, Server, Variant,
+};
 
 const TOLERANCE: f32 = 1e-4;
 const ENGINES: [&str; 2] = ["jina-candle", "jina-onnx"];
 
-fn expected() -> &'static Value {
-    static EXPECTED: OnceLock<Value> = OnceLock::new();
-    EXPECTED.get_or_init(|| {
-        serde_json::from_str(&std::fs::read_to_string(jina_dir().join("expected.json")).unwrap())
-            .unwrap()
-    })
+fn expected() -> &'static Jina {
+    static EXPECTED: OnceLock<Jina> = OnceLock::new();
+    EXPECTED.get_or_init(|| golden::jina(&jina_dir()))
 }
 
 /// One server: the tiny jina checkpoint on candle and on ONNX Runtime, the same split 50/50
@@ -30,98 +26,83 @@ fn expected() -> &'static Value {
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let ab = format!(
-            "[[models]]\nname = \"jina-ab\"\npath = {:?}\n\
-             [[models.variants]]\nname = \"candle\"\nbackend = \"candle\"\n\
-             [[models.variants]]\nname = \"onnx\"\nbackend = \"onnx\"\n",
-            common::jina_dir().display().to_string()
-        );
-        let models = jina_model("jina-candle", "candle")
-            + &jina_model("jina-onnx", "onnx")
-            + &minilm_model("plain", "echo", "")
-            + &ab;
-        Server::start("", &models)
+        Server::builder()
+            .model(Model::jina("jina-candle").on("candle"))
+            .model(Model::jina("jina-onnx").on("onnx"))
+            .model(Model::minilm("plain").on("echo"))
+            .model(
+                Model::jina("jina-ab")
+                    .variant(Variant::on("candle").named("candle"))
+                    .variant(Variant::on("onnx").named("onnx")),
+            )
+            .shared()
+            .start()
     })
 }
 
-fn post(body: Value) -> Response {
-    Client::new()
-        .post(format!("{}/v1/embeddings", server().url))
-        .json(&body)
-        .send()
-        .unwrap()
-}
-
-fn vectors(response: Response) -> Vec<Vec<f32>> {
-    assert_eq!(response.status(), 200);
-    embeddings_of(&response.json().unwrap())
-}
-
-fn error(response: Response, status: u16) -> Value {
-    assert_eq!(response.status(), status);
-    let body: Value = response.json().unwrap();
-    body["error"].clone()
+fn vectors(body: Value) -> Vec<Vec<f32>> {
+    embeddings_of(&ok(server().embed(body)))
 }
 
 #[test]
 fn concurrent_clients_with_different_tasks_and_sizes_each_get_their_own_answer() {
-    let cases = expected()["cases"].as_array().unwrap();
-    let texts = &expected()["texts"];
-    let jobs: Vec<(&str, &Value)> = ENGINES
+    let expected = expected();
+    let jobs: Vec<(&str, &golden::JinaCase)> = ENGINES
         .iter()
-        .flat_map(|engine| cases.iter().map(move |case| (*engine, case)))
+        .flat_map(|engine| expected.cases.iter().map(move |case| (*engine, case)))
         .collect();
     let results = concurrently(jobs.len(), |i| {
         let (engine, case) = jobs[i];
-        let mut body = json!({ "model": engine, "input": texts, "dimensions": case["dimensions"] });
-        body["task"] = case
-            .get("task")
-            .filter(|t| !t.is_null())
-            .cloned()
-            .unwrap_or(json!("none"));
-        if let Some(normalized) = case.get("normalized") {
-            body["normalized"] = normalized.clone();
+        let mut body = json!({
+            "model": engine,
+            "input": expected.texts,
+            "dimensions": case.dimensions,
+            "task": case.task.as_deref().unwrap_or("none"),
+        });
+        if let Some(normalized) = case.normalized {
+            body["normalized"] = json!(normalized);
         }
-        post(body)
+        server().embed(body)
     });
+    let mut checked = 0;
     for ((engine, case), response) in jobs.into_iter().zip(results) {
-        if engine == "jina-onnx" && case["task"].is_null() {
+        if engine == "jina-onnx" && case.task.is_none() {
             let err = error(response, 400);
             assert_eq!(err["param"], "task", "{err}");
             continue;
         }
-        let got = vectors(response);
-        for (i, want) in case["embeddings"].as_array().unwrap().iter().enumerate() {
-            let want: Vec<f32> = serde_json::from_value(want.clone()).unwrap();
-            let diff = max_abs_diff(&got[i], &want);
+        let got = embeddings_of(&ok(response));
+        assert_each_pair(&got, &case.embeddings, |i, got, want| {
+            let diff = max_abs_diff(got, want);
             assert!(
                 diff <= TOLERANCE,
-                "{engine} {case:?}: text {i}: {diff}",
-                case = (&case["task"], &case["dimensions"])
+                "{engine} {:?} {}: text {i}: {diff}",
+                case.task,
+                case.dimensions
             );
-        }
+        });
+        checked += 1;
     }
+    assert_eq!(
+        checked,
+        24 + 20,
+        "candle runs every case, onnx all but the base weights"
+    );
 }
 
 #[test]
 fn the_default_task_is_text_matching_and_prefixes_count_as_tokens() {
-    let texts = &expected()["texts"];
-    let token_ids = &expected()["token_ids"];
+    let expected = expected();
     for engine in ENGINES {
-        let default = vectors(post(json!({ "model": engine, "input": texts })));
-        let matching = vectors(post(
-            json!({ "model": engine, "input": texts, "task": "text-matching" }),
-        ));
+        let default = vectors(json!({ "model": engine, "input": expected.texts }));
+        let matching =
+            vectors(json!({ "model": engine, "input": expected.texts, "task": "text-matching" }));
         assert_eq!(default, matching);
-        let body: Value =
-            post(json!({ "model": engine, "input": texts, "task": "retrieval.query" }))
-                .json()
-                .unwrap();
-        let tokens: usize = token_ids["retrieval.query"]
-            .as_array()
-            .unwrap()
+        let body = ok(server()
+            .embed(json!({ "model": engine, "input": expected.texts, "task": "retrieval.query" })));
+        let tokens: usize = expected.token_ids["retrieval.query"]
             .iter()
-            .map(|ids| ids.as_array().unwrap().len())
+            .map(Vec::len)
             .sum();
         assert_eq!(
             body["usage"]["prompt_tokens"], tokens,
@@ -133,21 +114,19 @@ fn the_default_task_is_text_matching_and_prefixes_count_as_tokens() {
 /// `<s> [instruction] chunk1 chunk2 </s>`, pooled per chunk from the official token states.
 #[test]
 fn late_chunking_pools_each_chunk_of_one_pass() {
-    let card = ModelCard::load(&jina_dir()).unwrap();
-    let tokenizer = TextTokenizer::load(&card.path, card.max_tokens, card.vocab_size).unwrap();
+    let (card, _) = fixture("");
+    let tokenizer = tokenizer(&card);
     let chunks = ["The quick brown fox", "jumps over the lazy dog."];
-    for states in expected()["token_states"].as_array().unwrap() {
-        let task = states["task"].as_str().unwrap();
-        let document = tokenizer
-            .encode_document(card.instruction(card.task_id(task).unwrap()), &chunks)
-            .unwrap();
-        let fixture_ids: Vec<u32> = serde_json::from_value(states["input_ids"].clone()).unwrap();
+    let mut documents = 0;
+    for states in &expected().token_states {
+        let task = &states.task;
+        let instruction = card.task(card.task_id(task).unwrap()).instruction;
+        let document = tokenizer.encode_document(&instruction, &chunks).unwrap();
         assert_eq!(
-            document.ids, fixture_ids,
+            document.ids, states.input_ids,
             "the chunks tokenize as the whole text does ({task})"
         );
-        let rows: Vec<Vec<f32>> =
-            serde_json::from_value(states["last_hidden_state"].clone()).unwrap();
+        let rows = &states.last_hidden_state;
         let want: Vec<Vec<f32>> = document
             .spans
             .iter()
@@ -162,19 +141,21 @@ fn late_chunking_pools_each_chunk_of_one_pass() {
             })
             .collect();
         for engine in ENGINES {
-            let got = vectors(post(
+            let got = vectors(
                 json!({ "model": engine, "input": chunks, "task": task, "late_chunking": true, "dimensions": 16 }),
-            ));
+            );
             assert_eq!(got.len(), 2);
-            for (g, w) in got.iter().zip(&want) {
+            assert_each_pair(&got, &want, |_, g, w| {
                 assert!(
                     max_abs_diff(g, w) <= TOLERANCE,
                     "{engine}, {task}: {}",
                     max_abs_diff(g, w)
                 );
-            }
+            });
         }
+        documents += 1;
     }
+    assert!(documents > 0, "the fixture has token states");
 }
 
 #[test]
@@ -183,7 +164,7 @@ fn late_chunking_rejects_a_document_over_the_limit() {
         "Late chunking pools token embeddings after encoding the whole document. ".repeat(30);
     for engine in ENGINES {
         let err = error(
-            post(
+            server().embed(
                 json!({ "model": engine, "input": vec![chunk.as_str(); 10], "late_chunking": true }),
             ),
             400,
@@ -201,13 +182,11 @@ fn inputs_up_to_the_real_limit_run_and_longer_ones_are_cut_or_refused() {
     // Well over 8192 tokens of text: cut to 8192 by default, refused with truncate = false.
     let long = "embedding servers batch requests. ".repeat(600);
     for engine in ENGINES {
-        let body: Value = post(json!({ "model": engine, "input": long, "dimensions": 8 }))
-            .json()
-            .unwrap();
+        let body = ok(server().embed(json!({ "model": engine, "input": long, "dimensions": 8 })));
         assert_eq!(body["usage"]["prompt_tokens"], 8192, "{body}");
         assert_eq!(body["data"][0]["embedding"].as_array().unwrap().len(), 8);
         let err = error(
-            post(json!({ "model": engine, "input": long, "truncate": false })),
+            server().embed(json!({ "model": engine, "input": long, "truncate": false })),
             400,
         );
         assert!(
@@ -220,15 +199,11 @@ fn inputs_up_to_the_real_limit_run_and_longer_ones_are_cut_or_refused() {
 #[test]
 fn binary_embeddings_pack_the_float_signs() {
     for engine in ENGINES {
-        let float = vectors(post(json!({ "model": engine, "input": "Paris" })));
-        let ubinary: Value =
-            post(json!({ "model": engine, "input": "Paris", "embedding_type": "ubinary" }))
-                .json()
-                .unwrap();
-        let binary: Value =
-            post(json!({ "model": engine, "input": "Paris", "embedding_type": "binary" }))
-                .json()
-                .unwrap();
+        let float = vectors(json!({ "model": engine, "input": "Paris" }));
+        let ubinary = ok(server()
+            .embed(json!({ "model": engine, "input": "Paris", "embedding_type": "ubinary" })));
+        let binary = ok(server()
+            .embed(json!({ "model": engine, "input": "Paris", "embedding_type": "binary" })));
         let bytes: Vec<u8> =
             serde_json::from_value(ubinary["data"][0]["embedding"].clone()).unwrap();
         let signed: Vec<i8> =
@@ -241,17 +216,17 @@ fn binary_embeddings_pack_the_float_signs() {
                 "dimension {j}"
             );
         }
-        assert!(bytes
-            .iter()
-            .zip(&signed)
-            .all(|(&u, &s)| s as i16 == u as i16 - 128));
+        assert_each_pair(&bytes, &signed, |_, &u, &s| {
+            assert_eq!(s as i16, u as i16 - 128);
+        });
     }
 }
 
 #[test]
 fn bad_jina_requests_get_clear_errors() {
+    let server = server();
     let err = error(
-        post(json!({ "model": "jina-candle", "input": "x", "task": "summarization" })),
+        server.embed(json!({ "model": "jina-candle", "input": "x", "task": "summarization" })),
         400,
     );
     assert!(
@@ -259,7 +234,7 @@ fn bad_jina_requests_get_clear_errors() {
         "lists the tasks: {err}"
     );
     let err = error(
-        post(json!({ "model": "jina-candle", "input": "x", "dimensions": 12 })),
+        server.embed(json!({ "model": "jina-candle", "input": "x", "dimensions": 12 })),
         400,
     );
     assert!(
@@ -267,17 +242,17 @@ fn bad_jina_requests_get_clear_errors() {
         "lists the sizes: {err}"
     );
     let err = error(
-        post(json!({ "model": "plain", "input": "x", "task": "retrieval.query" })),
+        server.embed(json!({ "model": "plain", "input": "x", "task": "retrieval.query" })),
         400,
     );
     assert_eq!(err["param"], "task");
     let err = error(
-        post(json!({ "model": "jina-onnx", "input": "x", "embedding_type": "int4" })),
+        server.embed(json!({ "model": "jina-onnx", "input": "x", "embedding_type": "int4" })),
         400,
     );
     assert_eq!(err["param"], "embedding_type");
     let err = error(
-        post(json!({ "model": "jina-onnx", "input": [[0, 5, 2]], "late_chunking": true })),
+        server.embed(json!({ "model": "jina-onnx", "input": [[0, 5, 2]], "late_chunking": true })),
         400,
     );
     assert!(
@@ -285,7 +260,7 @@ fn bad_jina_requests_get_clear_errors() {
         "{err}"
     );
     error(
-        post(json!({ "model": "jina-candle", "input": ["ok", ""], "late_chunking": true })),
+        server.embed(json!({ "model": "jina-candle", "input": ["ok", ""], "late_chunking": true })),
         400,
     );
 }
@@ -298,20 +273,16 @@ fn a_task_is_accepted_or_refused_by_the_deployment_whichever_variant_is_drawn() 
     for user in 0..30 {
         let user = format!("user-{user}");
         let err = error(
-            post(json!({ "model": "jina-ab", "input": "x", "task": "none", "user": user })),
+            server()
+                .embed(json!({ "model": "jina-ab", "input": "x", "task": "none", "user": user })),
             400,
         );
         assert_eq!(err["param"], "task", "{err}");
-        let response = post(
+        let response = server().embed(
             json!({ "model": "jina-ab", "input": "x", "task": "retrieval.query", "user": user }),
         );
         assert_eq!(response.status(), 200);
-        variants.insert(
-            response.headers()["x-embedrt-variant"]
-                .to_str()
-                .unwrap()
-                .to_string(),
-        );
+        variants.insert(header(&response, "x-embedrt-variant"));
     }
     assert_eq!(variants.len(), 2, "both variants served: {variants:?}");
 }

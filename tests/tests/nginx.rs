@@ -3,50 +3,37 @@
 //! SIGTERM and is started again, later the other is killed with SIGKILL and started again; the
 //! clients see no failed request. Also: `/ready` says `draining` during the drain delay.
 
-mod common;
-
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{
-    build_dir, free_port, minilm_model, repo_root, spawn_tied, under_load, LoadOutcome, Server,
-    TempDir,
-};
 use embedrt_proto::v1 as pb;
 use serde_json::json;
 
-/// One replica's config file and ports, so it can be started again on the same ports.
+use crate::common::process::{free_port, spawn_tied};
+use crate::common::{
+    alone, cosine, repo_root, under_load, Exit, LoadOutcome, Model, Server, TempDir,
+};
+
+/// One replica's ports, so it can be started again where it was.
 struct Replica {
-    config: PathBuf,
     ports: (u16, u16),
 }
 
 impl Replica {
-    fn new(dir: &Path, name: &str) -> Self {
-        let ports = (free_port(), free_port());
-        let config = dir.join(format!("{name}.toml"));
-        let text = format!(
-            "[server]\nhttp = \"127.0.0.1:{}\"\ngrpc = \"127.0.0.1:{}\"\nplugin_dirs = [{:?}]\ndrain_delay_ms = 1000\n{}",
-            ports.0,
-            ports.1,
-            build_dir().display().to_string(),
-            minilm_model("minilm", "onnx", "")
-        );
-        std::fs::write(&config, text).unwrap();
-        Self { config, ports }
+    fn new() -> Self {
+        Self {
+            ports: (free_port(), free_port()),
+        }
     }
 
+    /// Starts (or starts again) the replica: all-MiniLM-L6-v2 on onnx, draining for a second on
+    /// SIGTERM.
     fn start(&self) -> Server {
-        let mut server = Server::launch(
-            &build_dir().join("embedrt"),
-            &self.config,
-            self.ports,
-            TempDir::new("replica"),
-            |_| {},
-        );
-        server.wait_ready();
-        server
+        Server::builder()
+            .ports(self.ports.0, self.ports.1)
+            .server("drain_delay_ms", 1000)
+            .model(Model::minilm("minilm").on("onnx"))
+            .start()
     }
 
     /// Successful requests this replica's current process counted.
@@ -63,7 +50,7 @@ struct Nginx {
     child: Child,
     url: String,
     grpc_url: String,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Nginx {
@@ -80,12 +67,12 @@ impl Nginx {
         let template =
             std::fs::read_to_string(repo_root().join("deploy/nginx/nginx.conf.template")).unwrap();
         let config = template
-            .replace("@PREFIX@", &dir.0.display().to_string())
+            .replace("@PREFIX@", &dir.path().display().to_string())
             .replace("@HTTP_SERVERS@", &servers(|r| r.ports.0))
             .replace("@GRPC_SERVERS@", &servers(|r| r.ports.1))
             .replace("@HTTP_LISTEN@", &format!("127.0.0.1:{http}"))
             .replace("@GRPC_LISTEN@", &format!("127.0.0.1:{grpc}"));
-        let path = dir.0.join("nginx.conf");
+        let path = dir.path().join("nginx.conf");
         std::fs::write(&path, config).unwrap();
         let mut command = Command::new("nginx");
         command
@@ -98,11 +85,11 @@ impl Nginx {
                 "daemon off; master_process off;",
                 "-p",
             ])
-            .arg(&dir.0)
+            .arg(dir.path())
             .arg("-c")
             .arg(&path)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.0.join("error.log")).unwrap());
+            .stderr(std::fs::File::create(dir.path().join("error.log")).unwrap());
         let child = spawn_tied(command)
             .expect("nginx is installed (scripts/setup.sh installs nginx-light)");
         let url = format!("http://127.0.0.1:{http}");
@@ -115,7 +102,7 @@ impl Nginx {
             child,
             url,
             grpc_url: format!("http://127.0.0.1:{grpc}"),
-            _dir: dir,
+            dir,
         }
     }
 }
@@ -143,7 +130,7 @@ fn grpc_embedding(url: &str, text: &str) -> Vec<f32> {
 impl Nginx {
     /// The last lines nginx logged (its errors and warnings).
     fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self._dir.0.join("error.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(10)..].join("\n")
     }
@@ -158,8 +145,8 @@ impl Drop for Nginx {
 
 #[test]
 fn replicas_behind_nginx_survive_a_drain_and_a_crash_without_a_failed_request() {
-    let dir = TempDir::new("replicas");
-    let (a, b) = (Replica::new(&dir.0, "a"), Replica::new(&dir.0, "b"));
+    let _alone = alone(); // 20 clients, and traffic shares measured
+    let (a, b) = (Replica::new(), Replica::new());
     let mut first = a.start();
     let mut second = b.start();
     let nginx = Nginx::start(&[&a, &b]);
@@ -167,7 +154,7 @@ fn replicas_behind_nginx_survive_a_drain_and_a_crash_without_a_failed_request() 
     // gRPC goes through nginx too (grpc_pass), with the same answer as a replica gives directly.
     let proxied = grpc_embedding(&nginx.grpc_url, "through nginx");
     let direct = grpc_embedding(&first.grpc_url, "through nginx");
-    assert!(common::cosine(&proxied, &direct) > 0.99999);
+    assert!(cosine(&proxied, &direct) > 0.99999);
 
     let body = |client, round| json!({ "model": "minilm", "input": format!("client {client} request {round}") });
     let ((), LoadOutcome { sent, failures }) = under_load(&nginx.url, 20, body, || {
@@ -195,7 +182,7 @@ fn replicas_behind_nginx_survive_a_drain_and_a_crash_without_a_failed_request() 
             ready.json::<serde_json::Value>().unwrap()["status"],
             "draining"
         );
-        let (code, log) = first.wait_exit(Duration::from_secs(30));
+        let Exit { code, log } = first.wait_exit(Duration::from_secs(30));
         assert_eq!(code, Some(0), "{log}");
         first = a.start();
         std::thread::sleep(Duration::from_secs(2));

@@ -1,9 +1,8 @@
 //! The official `openai` Python client, installed from PyPI into a test venv, works unchanged
 //! against the server (including its base64 default).
 
-mod common;
-
-use common::{fixtures_dir, minilm_model, run_python_client, test_python, Server};
+use crate::common::python::{run_python_client, test_python};
+use crate::common::{fixtures_dir, Model, Server};
 
 /// The pinned client.
 const OPENAI: &str = "openai==3.54.0";
@@ -12,7 +11,9 @@ const OPENAI: &str = "openai==3.54.0";
 fn official_openai_client_works_unchanged() {
     let python = test_python(&[OPENAI]);
     for engine in ["onnx", "candle"] {
-        let server = Server::start("", &minilm_model("all-MiniLM-L6-v2", engine, ""));
+        let server = Server::builder()
+            .model(Model::minilm("all-MiniLM-L6-v2").on(engine))
+            .start();
         let base_url = format!("{}/v1", server.url);
         let expected = fixtures_dir().join("all-MiniLM-L6-v2/expected.json");
         run_python_client(

@@ -1,20 +1,27 @@
 //! The plugin loader: the real engine plugins load, broken plugins are refused with clear errors,
 //! and a panicking plugin is isolated (the server stays up, the model turns unhealthy).
 
-mod common;
+use std::time::Duration;
 
-use common::{build_dir, load_document, minilm_dir, minilm_model, Server};
 use embedrt_runtime::backend_core::{BackendSettings, DType, Device, FilesQuery, LoadDocument};
-use embedrt_runtime::plugin::host::{open_library, PluginError, PluginHost};
-use embedrt_runtime::{Backend, BackendError, Batch, ModelCard};
+use embedrt_runtime::plugin::{open_library, PluginError, PluginHost};
+use embedrt_runtime::{AdapterId, Backend, BackendError, Batch};
+use embedrt_testkit::minilm;
 use serde_json::{json, Value};
+
+use crate::common::{build_dir, load_document, max_abs_diff, ok, Exit, Model, Server, TempDir};
 
 fn host() -> PluginHost {
     PluginHost::new(vec![build_dir()])
 }
 
 fn config(options: Value) -> LoadDocument {
-    load_document(&ModelCard::load(&minilm_dir()).unwrap(), options)
+    load_document(&minilm::card(), options)
+}
+
+/// A batch of `sequences` on the base weights.
+fn batch(sequences: &[&[u32]]) -> Batch {
+    Batch::from_sequences(sequences.iter().map(|ids| (*ids, AdapterId::BASE)))
 }
 
 #[test]
@@ -28,7 +35,7 @@ fn real_engine_plugins_load_and_embed() {
             Some(DType::F32),
             "ABI 1.1's description carries the dtype"
         );
-        let batch = Batch::from_sequences([(&[101, 7592, 102][..], 0), (&[101, 102][..], 0)]);
+        let batch = batch(&[&[101, 7592, 102], &[101, 102]]);
         let embeddings = backend.embed(&batch).unwrap();
         assert_eq!((embeddings.rows(), embeddings.dim), (2, 384));
         let tokens = backend.embed_tokens(&batch).unwrap();
@@ -56,8 +63,8 @@ fn library_without_entry_symbol_is_refused() {
 
 #[test]
 fn a_file_that_is_no_library_is_refused() {
-    let dir = common::TempDir::new("not-a-library");
-    let path = dir.0.join(PluginHost::file_name("fake").unwrap());
+    let dir = TempDir::new("not-a-library");
+    let path = dir.path().join(PluginHost::file_name("fake").unwrap());
     std::fs::write(&path, b"not an ELF file").unwrap();
     assert!(matches!(open_library(&path), Err(PluginError::Open { .. })));
 }
@@ -87,39 +94,35 @@ fn a_panicking_plugin_is_isolated() {
     let mut backend = host()
         .load_model("echo", &config(json!({ "panic_on_token": 7 })))
         .unwrap();
-    let ok = Batch::from_sequences([(&[1, 2, 3][..], 0)]);
-    let first = backend.embed(&ok).unwrap();
-    let err = backend
-        .embed(&Batch::from_sequences([(&[1, 7][..], 0)]))
-        .unwrap_err();
+    let fine = batch(&[&[1, 2, 3]]);
+    let first = backend.embed(&fine).unwrap();
+    let err = backend.embed(&batch(&[&[1, 7]])).unwrap_err();
     assert!(
         matches!(&err, BackendError::Unhealthy(m) if m.contains("panicked")),
         "{err}"
     );
     // After a panic the model stays marked unhealthy.
     assert!(matches!(
-        backend.embed(&ok),
+        backend.embed(&fine),
         Err(BackendError::Unhealthy(_))
     ));
     assert!(backend.health().is_err());
     // A fresh model from the same plugin is fine and deterministic.
     let mut fresh = host().load_model("echo", &config(Value::Null)).unwrap();
-    assert_eq!(fresh.embed(&ok).unwrap(), first);
+    assert_eq!(fresh.embed(&fine).unwrap(), first);
 }
 
 #[test]
 fn a_panicking_plugin_does_not_take_the_server_down() {
-    let models = minilm_model("fragile", "echo", "options = { panic_on_token = 7 }")
-        + &minilm_model("sturdy", "echo", "");
-    let mut server = Server::start("", &models);
-    let client = reqwest::blocking::Client::new();
-    let post = |model: &str, input: Value| {
-        client
-            .post(format!("{}/v1/embeddings", server.url))
-            .json(&json!({ "model": model, "input": input }))
-            .send()
-            .unwrap()
-    };
+    let mut server = Server::builder()
+        .model(
+            Model::minilm("fragile")
+                .on("echo")
+                .option("panic_on_token", 7),
+        )
+        .model(Model::minilm("sturdy").on("echo"))
+        .start();
+    let post = |model: &str, input: Value| server.embed(json!({ "model": model, "input": input }));
     assert_eq!(post("fragile", json!("hello")).status(), 200);
     let response = post("fragile", json!([101, 7, 102]));
     assert_eq!(response.status(), 503);
@@ -141,7 +144,7 @@ fn a_panicking_plugin_does_not_take_the_server_down() {
         200,
         "other models still serve"
     );
-    let ready = client.get(format!("{}/ready", server.url)).send().unwrap();
+    let ready = server.get("/ready");
     assert_eq!(ready.status(), 503);
     assert_eq!(ready.json::<Value>().unwrap()["models"], json!(["fragile"]));
     assert!(server.is_running());
@@ -149,8 +152,9 @@ fn a_panicking_plugin_does_not_take_the_server_down() {
 
 #[test]
 fn a_model_that_fails_to_load_stops_startup_with_a_clear_error() {
-    let server = Server::spawn("", &minilm_model("broken", "bad-abi", ""));
-    let (code, log) = server.wait_exit(std::time::Duration::from_secs(60));
+    let Exit { code, log } = Server::builder()
+        .model(Model::minilm("broken").on("bad-abi"))
+        .run_to_exit();
     assert_eq!(code, Some(1));
     assert!(log.contains("ABI 99.0"), "{log}");
 }
@@ -179,10 +183,10 @@ fn a_plugin_built_against_abi_1_0_loads_on_this_host() {
     let mut backend = host().load_model("abi-1-0", &config(Value::Null)).unwrap();
     let caps = backend.capabilities().clone();
     assert_eq!(
-        (caps.hidden_size, caps.max_tokens, caps.dtype),
+        (caps.hidden_size, caps.max_input_tokens, caps.dtype),
         (384, 256, None)
     );
-    let batch = Batch::from_sequences([(&[101, 7592, 102][..], 0), (&[101, 102][..], 0)]);
+    let batch = batch(&[&[101, 7592, 102], &[101, 102]]);
     let pooled = backend.embed(&batch).unwrap();
     for i in 0..2 {
         let mut row = pooled.row(i).to_vec();
@@ -198,19 +202,14 @@ fn a_plugin_built_against_abi_1_0_loads_on_this_host() {
     assert!(err.to_string().contains("speaks ABI 1.0"), "{err}");
 
     // Served over HTTP next to a 1.1 plugin.
-    let models = minilm_model("old", "abi-1-0", "") + &minilm_model("new", "echo", "");
-    let server = Server::start("", &models);
-    let client = reqwest::blocking::Client::new();
-    let body: Value = client
-        .post(format!("{}/v1/embeddings", server.url))
-        .json(&json!({ "model": "old", "input": [[101, 7592, 102]] }))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let server = Server::builder()
+        .model(Model::minilm("old").on("abi-1-0"))
+        .model(Model::minilm("new").on("echo"))
+        .start();
+    let body = ok(server.embed(json!({ "model": "old", "input": [[101, 7592, 102]] })));
     let got: Vec<f32> = serde_json::from_value(body["data"][0]["embedding"].clone()).unwrap();
     let want = abi_1_0_vector(&[101, 7592, 102], 384);
-    assert!(common::max_abs_diff(&got, &want) < 1e-6, "{body}");
+    assert!(max_abs_diff(&got, &want) < 1e-6, "{body}");
     let models = server.models();
     assert_eq!(models["data"][0]["variants"][0]["dtype"], Value::Null);
     assert_eq!(models["data"][1]["variants"][0]["dtype"], "f32");
@@ -246,8 +245,9 @@ fn backends_refuse_devices_and_dtypes_they_cannot_run() {
     );
 
     // In a config file, the server stops at startup and names the model, variant and reason.
-    let server = Server::spawn("", &minilm_model("gpu", "onnx", "device = \"cuda:1\""));
-    let (code, log) = server.wait_exit(std::time::Duration::from_secs(60));
+    let Exit { code, log } = Server::builder()
+        .model(Model::minilm("gpu").on("onnx").set("device", "cuda:1"))
+        .run_to_exit();
     assert_eq!(code, Some(1));
     assert!(
         log.contains("model \"gpu\"") && log.contains("CUDAExecutionProvider"),
@@ -257,10 +257,12 @@ fn backends_refuse_devices_and_dtypes_they_cannot_run() {
 
 #[test]
 fn backend_log_lines_reach_the_server_log() {
-    let models = minilm_model("ort", "onnx", "") + &minilm_model("echo", "echo", "");
-    let server = Server::start("", &models);
+    let server = Server::builder()
+        .model(Model::minilm("ort").on("onnx"))
+        .model(Model::minilm("echo").on("echo"))
+        .start();
     server.signal(libc::SIGTERM);
-    let (code, log) = server.wait_exit(std::time::Duration::from_secs(30));
+    let Exit { code, log } = server.wait_exit(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{log}");
     for line in ["ONNX Runtime session ready", "echo model ready"] {
         assert!(

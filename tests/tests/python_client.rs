@@ -5,11 +5,10 @@
 //! transport, the LangChain and LlamaIndex integrations, and the package's typing (mypy --strict)
 //! and Python 3.9 floor (vermin).
 
-mod common;
-
 use std::process::Command;
 
-use common::{build_dir, fixtures_dir, minilm_dir, pip_install, repo_root, venv_python, TempDir};
+use crate::common::python::{pip_install, venv_python};
+use crate::common::{alone, build_dir, fixtures_dir, minilm_dir, repo_root, TempDir};
 
 /// The client's dependencies and its test tools, pinned (the venv is `.assets/client-venv`).
 const REQUIREMENTS: [&str; 12] = [
@@ -29,6 +28,7 @@ const REQUIREMENTS: [&str; 12] = [
 
 #[test]
 fn python_client_test_suite() {
+    let _alone = alone(); // the suite starts servers of its own and loads them
     let python = venv_python("client-venv", &REQUIREMENTS);
     let package = repo_root().join("clients/python");
     // A real install of the package as it stands (no editable link), built without fetching
@@ -38,7 +38,7 @@ fn python_client_test_suite() {
     let copied = Command::new("cp")
         .arg("-r")
         .args(["pyproject.toml", "README.md", "src"].map(|name| package.join(name)))
-        .arg(&copy.0)
+        .arg(copy.path())
         .status()
         .unwrap();
     assert!(copied.success(), "copying clients/python failed");
@@ -48,7 +48,7 @@ fn python_client_test_suite() {
             "--no-deps".as_ref(),
             "--no-build-isolation".as_ref(),
             "--force-reinstall".as_ref(),
-            copy.0.as_os_str(),
+            copy.path().as_os_str(),
         ],
     );
     let output = Command::new(&python)

@@ -2,26 +2,16 @@
 //! (SIGHUP) and back (admin endpoint), a broken config changes nothing, and not one of the
 //! concurrent clients' requests fails.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{concurrently, minilm_model, Server};
-use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
-const CLIENTS: usize = 40;
+use crate::common::http::client;
+use crate::common::{alone, concurrently, header, Model, Server};
 
-fn reload_by_endpoint(server: &Server, key: Option<&str>) -> (u16, Value) {
-    let mut request = Client::new().post(format!("{}/admin/reload", server.url));
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    let response = request.send().unwrap();
-    (response.status().as_u16(), response.json().unwrap())
-}
+const CLIENTS: usize = 40;
 
 fn sighup(server: &Server) {
     server.signal(libc::SIGHUP);
@@ -29,7 +19,15 @@ fn sighup(server: &Server) {
 
 #[test]
 fn engines_swap_under_load_without_a_failed_request() {
-    let server = Server::start("admin_key = \"secret\"", &minilm_model("m", "onnx", ""));
+    let _alone = alone(); // 40 clients for 20 s
+    let server = Mutex::new(
+        Server::builder()
+            .server("admin_key", "secret")
+            .model(Model::minilm("m").on("onnx"))
+            .start(),
+    );
+    let rewrite = |model: Model| server.lock().unwrap().rewrite_models(&[model]);
+    let url = server.lock().unwrap().url.clone();
     let stop = AtomicBool::new(false);
     let engines_seen = Mutex::new(Vec::<String>::new());
     let last_engine = || {
@@ -55,19 +53,21 @@ fn engines_swap_under_load_without_a_failed_request() {
         if i == CLIENTS {
             // The conductor: swap engines while the clients run (about 20 s in all).
             std::thread::sleep(Duration::from_secs(4));
-            server.rewrite_models(&minilm_model("m", "candle", ""));
-            sighup(&server);
+            rewrite(Model::minilm("m").on("candle"));
+            sighup(&server.lock().unwrap());
             wait_for("candle");
             std::thread::sleep(Duration::from_secs(5));
 
             // A broken config, by both routes: rejected, nothing changes.
-            server.rewrite_models("[[models]]\nname = \"m\"\nbackend = 3\n");
+            rewrite(Model::named("m").set("backend", 3));
+            let server_now = server.lock().unwrap();
+            assert_eq!(server_now.reload(None).0, 401, "the admin key is required");
             assert_eq!(
-                reload_by_endpoint(&server, None).0,
+                server_now.reload(Some("secreT")).0,
                 401,
-                "the admin key is required"
+                "a wrong key of the same length is refused"
             );
-            let (status, body) = reload_by_endpoint(&server, Some("secret"));
+            let (status, body) = server_now.reload(Some("secret"));
             assert_eq!(status, 400, "{body}");
             assert!(
                 body["error"]["message"]
@@ -76,7 +76,8 @@ fn engines_swap_under_load_without_a_failed_request() {
                     .contains("unchanged"),
                 "{body}"
             );
-            sighup(&server);
+            sighup(&server_now);
+            drop(server_now);
             std::thread::sleep(Duration::from_secs(2));
             assert_eq!(
                 last_engine(),
@@ -84,8 +85,8 @@ fn engines_swap_under_load_without_a_failed_request() {
                 "a broken config leaves the running one"
             );
 
-            server.rewrite_models(&minilm_model("m", "onnx", ""));
-            let (status, body) = reload_by_endpoint(&server, Some("secret"));
+            rewrite(Model::minilm("m").on("onnx"));
+            let (status, body) = server.lock().unwrap().reload(Some("secret"));
             assert_eq!(status, 200, "{body}");
             assert_eq!(body["loaded"], json!(["m"]));
             wait_for("onnx");
@@ -93,21 +94,17 @@ fn engines_swap_under_load_without_a_failed_request() {
             stop.store(true, Ordering::Relaxed);
             return Vec::new();
         }
-        let client = Client::new();
         let mut outcomes = Vec::new();
         let mut n = 0;
         while !stop.load(Ordering::Relaxed) {
             n += 1;
-            let response = client
-                .post(format!("{}/v1/embeddings", server.url))
+            let response = client()
+                .post(format!("{url}/v1/embeddings"))
                 .json(&json!({ "model": "m", "input": format!("client {i} request {n}") }))
                 .send();
             let outcome = match response {
                 Ok(response) if response.status() == 200 => {
-                    let engine = response.headers()["x-embedrt-backend"]
-                        .to_str()
-                        .unwrap()
-                        .to_string();
+                    let engine = header(&response, "x-embedrt-backend");
                     let body: Value = response.json().unwrap();
                     let valid = body["data"][0]["embedding"]
                         .as_array()

@@ -1,10 +1,10 @@
 //! A variant with `replicas = 2`: two copies of the model, each on its own inference thread,
 //! serve one queue through the real server, with the reference vectors, and both do work.
 
-mod common;
-
-use common::{concurrently, cosine, embeddings_of, minilm_expected, minilm_model, Server};
+use embedrt_testkit::golden;
 use serde_json::json;
+
+use crate::common::{alone, concurrently, cosine, embeddings_of, ok, Model, Server};
 
 /// CPU ticks (user + system) of each of `pid`'s threads whose name starts with `prefix`.
 fn thread_ticks(pid: u32, prefix: &str) -> Vec<(String, u64)> {
@@ -30,24 +30,19 @@ fn thread_ticks(pid: u32, prefix: &str) -> Vec<(String, u64)> {
 
 #[test]
 fn two_replicas_share_the_queue_and_match_the_reference() {
-    let server = Server::start("", &minilm_model("minilm", "onnx", "replicas = 2"));
+    let _alone = alone(); // each replica's share of the CPU is measured
+    let server = Server::builder()
+        .model(Model::minilm("minilm").on("onnx").set("replicas", 2))
+        .start();
     let variant = &server.models()["data"][0]["variants"][0];
     assert_eq!(variant["replicas"], 2, "{variant}");
 
-    let expected = minilm_expected();
-    let client = reqwest::blocking::Client::new();
-    let url = format!("{}/v1/embeddings", server.url);
+    let expected = golden::minilm();
     let failures: Vec<String> = concurrently(8, |client_index| {
         let mut failures = Vec::new();
         for round in 0..40 {
             let i = (client_index + round) % expected.texts.len();
-            let body: serde_json::Value = client
-                .post(&url)
-                .json(&json!({ "model": "minilm", "input": expected.texts[i] }))
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
+            let body = ok(server.embed(json!({ "model": "minilm", "input": expected.texts[i] })));
             let got = &embeddings_of(&body)[0];
             let similarity = cosine(got, &expected.embeddings[i]);
             if similarity < 0.9999 {

@@ -1,12 +1,11 @@
 //! The test harness's own promise: a server a test starts dies with the test process, also when
 //! the test leaves it running (shared servers live in statics, which are never dropped).
 
-mod common;
-
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{minilm_model, Server, TempDir};
+use crate::common::process::{running, stdout_of};
+use crate::common::{Model, Server, TempDir};
 
 /// Where `leave_a_server_running` writes its server's pid.
 const PID_FILE: &str = "EMBEDRT_TEST_PID_FILE";
@@ -19,40 +18,26 @@ fn leave_a_server_running() {
     let Ok(pid_file) = std::env::var(PID_FILE) else {
         return;
     };
-    let server = Server::start("", &minilm_model("left", "echo", ""));
+    let server = Server::builder()
+        .model(Model::minilm("left").on("echo"))
+        .start();
     std::fs::write(pid_file, server.pid().to_string()).unwrap();
     std::mem::forget(server);
-}
-
-/// Whether process `pid` still runs (a zombie waiting for its reaper does not).
-fn running(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .trim_start()
-        .chars()
-        .next();
-    !matches!(state, Some('Z' | 'X'))
 }
 
 #[test]
 fn test_servers_die_with_the_test_process() {
     let dir = TempDir::new("survivors");
-    let pid_file = dir.0.join("pid");
-    let helper = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "leave_a_server_running"])
-        .env(PID_FILE, &pid_file)
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        helper.status.success(),
-        "the helper test failed: {}",
-        String::from_utf8_lossy(&helper.stderr)
+    let pid_file = dir.path().join("pid");
+    // The helper test must pass (stdout_of asserts it).
+    stdout_of(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "test_servers::leave_a_server_running",
+            ])
+            .env(PID_FILE, &pid_file),
     );
     let pid: u32 = std::fs::read_to_string(&pid_file)
         .expect("the helper wrote its server's pid")

@@ -2,72 +2,54 @@
 //! a `user` always lands on the same variant, aliases reach the same deployment, and every
 //! response names its variant and engine.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::{concurrently, cosine, minilm_dir, Server};
-use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
-fn config() -> String {
-    let path = minilm_dir().display().to_string();
-    format!(
-        r#"
-[[models]]
-name = "minilm"
-aliases = ["mini", "all-MiniLM-L6-v2"]
-path = {path:?}
-  [[models.variants]]
-  name = "ort"
-  backend = "onnx"
-  weight = 75
-  [[models.variants]]
-  name = "rust"
-  backend = "candle"
-  weight = 25
+use crate::common::{
+    alone, concurrently, cosine, error, header, max_abs_diff, ok, Model, Server, Variant,
+};
 
-[[models]]
-name = "split"
-path = {path:?}
-  [[models.variants]]
-  name = "big"
-  backend = "echo"
-  weight = 80
-  [[models.variants]]
-  name = "small"
-  backend = "echo"
-  weight = 20
-"#
-    )
+/// all-MiniLM-L6-v2 three ways: onnx 75 / candle 25 under three names, and two echo variants
+/// split 80/20.
+fn models() -> [Model; 2] {
+    [
+        Model::minilm("minilm")
+            .set("aliases", vec!["mini", "all-MiniLM-L6-v2"])
+            .variant(Variant::on("onnx").named("ort").weight(75))
+            .variant(Variant::on("candle").named("rust").weight(25)),
+        Model::minilm("split")
+            .variant(Variant::on("echo").named("big").weight(80))
+            .variant(Variant::on("echo").named("small").weight(20)),
+    ]
+}
+
+fn server() -> Server {
+    let [minilm, split] = models();
+    Server::builder()
+        .server("sticky_header", "X-User-Id")
+        .model(minilm)
+        .model(split)
+        .start()
 }
 
 /// POSTs one request and returns (variant header, backend header, body); every answer names
 /// its device too.
 fn embed(server: &Server, body: Value) -> (String, String, Value) {
-    let response = Client::new()
-        .post(format!("{}/v1/embeddings", server.url))
-        .json(&body)
-        .send()
-        .unwrap();
+    let response = server.embed(body);
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["x-embedrt-device"], "cpu");
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string()
-    };
-    let (variant, backend) = (header("x-embedrt-variant"), header("x-embedrt-backend"));
-    (variant, backend, response.json().unwrap())
+    assert_eq!(header(&response, "x-embedrt-device"), "cpu");
+    let (variant, backend) = (
+        header(&response, "x-embedrt-variant"),
+        header(&response, "x-embedrt-backend"),
+    );
+    (variant, backend, ok(response))
 }
 
 #[test]
 fn traffic_splits_by_weight_sticks_per_user_and_names_the_variant() {
-    let server = Server::start("sticky_header = \"X-User-Id\"", &config());
+    let _alone = alone(); // 2,000 requests from 8 clients
+    let server = server();
 
     // 2,000 anonymous requests: within a few percent of 80/20.
     let variants = concurrently(8, |t| {
@@ -115,16 +97,13 @@ fn traffic_splits_by_weight_sticks_per_user_and_names_the_variant() {
     // Without `user`, the configured header keeps a caller on one variant.
     for caller in 0..50 {
         let sticky = |input: &str| {
-            let response = Client::new()
+            let response = crate::common::http::client()
                 .post(format!("{}/v1/embeddings", server.url))
                 .header("X-User-Id", format!("caller-{caller}"))
                 .json(&json!({ "model": "split", "input": input }))
                 .send()
                 .unwrap();
-            response.headers()["x-embedrt-variant"]
-                .to_str()
-                .unwrap()
-                .to_string()
+            header(&response, "x-embedrt-variant")
         };
         let first = sticky("a");
         assert!((0..3).all(|_| sticky("b") == first));
@@ -167,26 +146,16 @@ fn traffic_splits_by_weight_sticks_per_user_and_names_the_variant() {
 
 #[test]
 fn metrics_are_prometheus_text_per_model_variant_and_engine() {
-    let server = Server::start("", &config());
+    let server = server();
     for i in 0..20 {
         embed(
             &server,
             json!({ "model": "split", "input": [format!("m {i}"), "two"] }),
         );
     }
-    let bad = Client::new()
-        .post(format!("{}/v1/embeddings", server.url))
-        .json(&json!({ "model": "split", "input": [] }))
-        .send()
-        .unwrap();
-    assert_eq!(bad.status(), 400);
+    error(server.embed(json!({ "model": "split", "input": [] })), 400);
 
-    let text = Client::new()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = server.get("/metrics").text().unwrap();
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
     let samples = |name: &'static str| scrape.samples.iter().filter(move |s| s.metric == name);
     let value = |sample: &prometheus_parse::Sample| match &sample.value {
@@ -237,28 +206,14 @@ fn metrics_are_prometheus_text_per_model_variant_and_engine() {
 
 #[test]
 fn a_shadow_gets_a_copy_and_reports_its_agreement_without_touching_the_answer() {
-    let path = minilm_dir().display().to_string();
-    let models = format!(
-        r#"
-[[models]]
-name = "guarded"
-path = {path:?}
-  [[models.variants]]
-  name = "ort"
-  backend = "onnx"
-  [[models.variants]]
-  name = "check"
-  backend = "candle"
-  shadow = true
-  sample_rate = 1.0
-
-[[models]]
-name = "plain"
-path = {path:?}
-backend = "onnx"
-"#
-    );
-    let server = Server::start("", &models);
+    let server = Server::builder()
+        .model(
+            Model::minilm("guarded")
+                .variant(Variant::on("onnx").named("ort"))
+                .variant(Variant::on("candle").named("check").shadow(1.0)),
+        )
+        .model(Model::minilm("plain").on("onnx"))
+        .start();
     for i in 0..20 {
         let input = json!([format!("shadowed request {i}"), "a second sentence"]);
         let (variant, backend, guarded) =
@@ -275,11 +230,16 @@ backend = "onnx"
             let b: Vec<f32> =
                 serde_json::from_value(plain["data"][k]["embedding"].clone()).unwrap();
             assert!(
-                common::max_abs_diff(&a, &b) < 1e-5,
+                max_abs_diff(&a, &b) < 1e-5,
                 "the answer is the primary's own"
             );
         }
     }
+    let shadow = &server.models()["data"][0]["variants"][1];
+    assert_eq!(
+        (&shadow["shadow"], &shadow["weight"]),
+        (&json!(true), &json!(0))
+    );
 
     // The copies run in the background; wait for all 20 to be recorded.
     let buckets = |text: &str| -> Vec<(f64, f64)> {
@@ -302,14 +262,7 @@ backend = "onnx"
     };
     let mut last = Vec::new();
     for _ in 0..100 {
-        last = buckets(
-            &Client::new()
-                .get(format!("{}/metrics", server.url))
-                .send()
-                .unwrap()
-                .text()
-                .unwrap(),
-        );
+        last = buckets(&server.get("/metrics").text().unwrap());
         if last
             .iter()
             .any(|&(le, count)| le.is_infinite() && count == 20.0)

@@ -7,30 +7,19 @@ use embedrt_runtime::{
 };
 use tonic::Status;
 
-use crate::encoding::{sign_bits, signed_sign_bits};
+use crate::encoding::{offset_sign_bits, sign_bits, VectorEncoding};
 
-/// How vectors travel back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VectorFormat {
-    /// `Embedding.values`.
-    Float,
-    /// `Embedding.bits`: packed sign bits.
-    Ubinary,
-    /// `Embedding.bits`: packed sign bits minus 128, as signed bytes.
-    Binary,
-}
-
-/// The runtime request of `message`, and how to send its vectors. An empty `model` or `user` is
-/// none.
+/// The runtime request of `message`, and how to send its vectors (never
+/// [`VectorEncoding::Base64`]: the proto has no such type). An empty `model` or `user` is none.
 ///
 /// # Errors
 ///
 /// INVALID_ARGUMENT for an unknown embedding type, or both texts and tokens.
-pub fn embed_request(message: pb::EmbedRequest) -> Result<(EmbedRequest, VectorFormat), Status> {
+pub fn embed_request(message: pb::EmbedRequest) -> Result<(EmbedRequest, VectorEncoding), Status> {
     let format = match pb::EmbeddingType::try_from(message.embedding_type) {
-        Ok(pb::EmbeddingType::Unspecified | pb::EmbeddingType::Float) => VectorFormat::Float,
-        Ok(pb::EmbeddingType::Ubinary) => VectorFormat::Ubinary,
-        Ok(pb::EmbeddingType::Binary) => VectorFormat::Binary,
+        Ok(pb::EmbeddingType::Unspecified | pb::EmbeddingType::Float) => VectorEncoding::Float,
+        Ok(pb::EmbeddingType::Ubinary) => VectorEncoding::Ubinary,
+        Ok(pb::EmbeddingType::Binary) => VectorEncoding::Binary,
         Err(_) => {
             return Err(Status::invalid_argument(format!(
                 "`embedding_type` {} is not an EmbeddingType",
@@ -56,7 +45,7 @@ pub fn embed_request(message: pb::EmbedRequest) -> Result<(EmbedRequest, VectorF
         dimensions: message.dimensions.map(|d| d as usize),
         truncate: message.truncate,
         task: message.task,
-        normalized: message.normalize,
+        normalize: message.normalize,
         late_chunking: message.late_chunking,
         user: non_empty(message.user),
         ..EmbedRequest::new(non_empty(message.model), inputs)
@@ -69,26 +58,24 @@ fn non_empty(text: String) -> Option<String> {
     Some(text).filter(|text| !text.is_empty())
 }
 
-/// The message of `response`, with vectors as `format`.
-pub fn embed_response(response: EmbedResponse, format: VectorFormat) -> pb::EmbedResponse {
+/// The message of `response`, with vectors as `format` (base64 is sent as floats: packed
+/// `repeated float` is binary already).
+pub fn embed_response(response: EmbedResponse, format: VectorEncoding) -> pb::EmbedResponse {
     let embeddings = response
         .embeddings
         .into_iter()
         .map(|values| match format {
-            VectorFormat::Float => pb::Embedding {
+            VectorEncoding::Float | VectorEncoding::Base64 => pb::Embedding {
                 values,
                 bits: Vec::new(),
             },
-            VectorFormat::Ubinary => pb::Embedding {
+            VectorEncoding::Ubinary => pb::Embedding {
                 values: Vec::new(),
                 bits: sign_bits(&values),
             },
-            VectorFormat::Binary => pb::Embedding {
+            VectorEncoding::Binary => pb::Embedding {
                 values: Vec::new(),
-                bits: signed_sign_bits(&values)
-                    .into_iter()
-                    .map(|byte| byte as u8)
-                    .collect(),
+                bits: offset_sign_bits(&values),
             },
         })
         .collect();
@@ -159,7 +146,7 @@ pub fn model(info: ModelInfo) -> pb::Model {
             .iter()
             .map(|&d| d as u32)
             .collect(),
-        max_tokens: info.max_tokens as u32,
+        max_tokens: info.max_input_tokens as u32,
         max_inputs: info.max_inputs as u32,
     }
 }
@@ -196,7 +183,7 @@ mod tests {
         assert_eq!(request.model, None, "the registry picks the only model");
         assert_eq!(request.user, None, "the sticky metadata key may fill it");
         assert_eq!(request.inputs, vec![Input::Text("a".into())]);
-        assert_eq!(format, VectorFormat::Float);
+        assert_eq!(format, VectorEncoding::Float);
     }
 
     #[test]
@@ -231,8 +218,8 @@ mod tests {
                 .bits
                 .clone()
         };
-        assert_eq!(bits(VectorFormat::Ubinary), [0b1000_0000]);
-        assert_eq!(bits(VectorFormat::Binary), [0]);
+        assert_eq!(bits(VectorEncoding::Ubinary), [0b1000_0000]);
+        assert_eq!(bits(VectorEncoding::Binary), [0]);
     }
 
     #[test]

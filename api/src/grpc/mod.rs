@@ -11,6 +11,7 @@ use std::sync::Arc;
 use axum::http::HeaderMap;
 use embedrt_proto::v1 as pb;
 use embedrt_proto::v1::embedder_server::{Embedder, EmbedderServer};
+use embedrt_runtime::config::MessageLimits;
 use embedrt_runtime::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -22,17 +23,13 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::shutdown::until_stopped;
 use crate::state::AppState;
 
-/// Message size limits, in bytes.
-#[derive(Clone, Copy, Debug)]
-pub struct MessageLimits {
-    /// Largest message a client may send.
-    pub request_bytes: usize,
-    /// Largest message the server sends.
-    pub response_bytes: usize,
-}
-
-/// Serves gRPC on `listener` until `shutdown` turns true; then it stops accepting, finishes
-/// the calls in flight (open streams answer what they received, then end) and returns.
+/// Serves gRPC on `listener`, with the gRPC message sizes of `limits`, until `shutdown` turns
+/// true; then it stops accepting, finishes the calls in flight (open streams answer what they
+/// received, then end) and returns.
+///
+/// # Errors
+///
+/// When the reflection service cannot be built or the server fails.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -50,8 +47,8 @@ pub async fn serve(
         state,
         shutdown: shutdown.clone(),
     })
-    .max_decoding_message_size(limits.request_bytes)
-    .max_encoding_message_size(limits.response_bytes)
+    .max_decoding_message_size(limits.grpc_request_bytes)
+    .max_encoding_message_size(limits.grpc_response_bytes)
     // Clients that compress (gzip is common in grpc-go and grpc-java setups) are understood, and
     // get compressed answers when they ask for them.
     .accept_compressed(CompressionEncoding::Gzip)

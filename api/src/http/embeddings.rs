@@ -9,12 +9,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use embedrt_runtime::{EmbedRequest, EmbedResponse, Input};
+use embedrt_runtime::{EmbedRequest, EmbedResponse};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use crate::encoding::{base64_f32, sign_bits, signed_sign_bits};
+use super::fields::{json_object, model_field, optional, parse_input};
+use crate::encoding::{base64_f32, offset_sign_bits, sign_bits, VectorEncoding};
 use crate::state::AppState;
 
 /// The response header naming the variant that answered.
@@ -45,39 +46,13 @@ pub(super) async fn handle(
     Ok((headers, Json(write_response(response, parsed.encoding))).into_response())
 }
 
-/// How vectors are written in the response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EncodingFormat {
-    /// JSON arrays of numbers.
-    Float,
-    /// Base64 of the little-endian f32 bytes (the `openai` Python client's default).
-    Base64,
-    /// Sign bits packed 8 per byte (first dimension in the most significant bit), each byte as an
-    /// unsigned integer 0..=255.
-    Ubinary,
-    /// The `Ubinary` bytes minus 128, as signed integers -128..=127.
-    Binary,
-}
-
-impl EncodingFormat {
-    fn parse(name: &str) -> Option<Self> {
-        match name {
-            "float" => Some(Self::Float),
-            "base64" => Some(Self::Base64),
-            "ubinary" => Some(Self::Ubinary),
-            "binary" => Some(Self::Binary),
-            _ => None,
-        }
-    }
-}
-
 /// A parsed request: the runtime's request plus how to encode the answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedRequest {
     /// What to embed.
     pub request: EmbedRequest,
     /// How to write the vectors.
-    pub encoding: EncodingFormat,
+    pub encoding: VectorEncoding,
 }
 
 /// Parses a request body.
@@ -90,14 +65,20 @@ pub fn parse_request(body: &[u8]) -> Result<ParsedRequest, ApiError> {
     let model = model_field(&fields)?;
     let inputs = parse_input(fields.get("input"))?;
     let encoding = encoding(&fields)?;
-    let dimensions =
-        optional(&fields, "dimensions", Value::as_u64, "a positive integer")?.map(|d| d as usize);
+    // The type is checked here, the size (1 up to the model's width, or one of its Matryoshka
+    // sizes) by the model.
+    let dimensions = optional(
+        &fields,
+        "dimensions",
+        |value| value.as_u64().and_then(|d| usize::try_from(d).ok()),
+        "an integer (a size up to the model's width)",
+    )?;
     let user = optional(&fields, "user", Value::as_str, "a string")?.map(str::to_string);
     let request = EmbedRequest {
         dimensions,
         truncate: optional(&fields, "truncate", Value::as_bool, "a boolean")?,
         task: optional(&fields, "task", Value::as_str, "a string")?.map(str::to_string),
-        normalized: optional(&fields, "normalized", Value::as_bool, "a boolean")?,
+        normalize: optional(&fields, "normalized", Value::as_bool, "a boolean")?,
         late_chunking: optional(&fields, "late_chunking", Value::as_bool, "a boolean")?
             .unwrap_or(false),
         user,
@@ -106,34 +87,14 @@ pub fn parse_request(body: &[u8]) -> Result<ParsedRequest, ApiError> {
     Ok(ParsedRequest { request, encoding })
 }
 
-/// The body's fields; the body must be a JSON object.
-pub(super) fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(
-            None,
-            "invalid_json",
-            format!("the body is not valid JSON: {e}"),
-        )
-    })?;
-    match value {
-        Value::Object(fields) => Ok(fields),
-        _ => Err(ApiError::wrong_type(None, "the body must be a JSON object")),
-    }
-}
-
-/// The `model` field, if the body has one.
-pub(super) fn model_field(fields: &Map<String, Value>) -> Result<Option<String>, ApiError> {
-    optional(fields, "model", Value::as_str, "a string").map(|model| model.map(str::to_string))
-}
-
 /// OpenAI's `encoding_format` (float, base64) or Jina's `embedding_type` (also binary, ubinary);
 /// both may be given only when they agree.
-fn encoding(fields: &Map<String, Value>) -> Result<EncodingFormat, ApiError> {
-    let read = |key: &'static str, allowed: &[&str]| -> Result<Option<EncodingFormat>, ApiError> {
+fn encoding(fields: &Map<String, Value>) -> Result<VectorEncoding, ApiError> {
+    let read = |key: &'static str, allowed: &[&str]| -> Result<Option<VectorEncoding>, ApiError> {
         let Some(name) = optional(fields, key, Value::as_str, "a string")? else {
             return Ok(None);
         };
-        match EncodingFormat::parse(name).filter(|_| allowed.contains(&name)) {
+        match VectorEncoding::from_name(name).filter(|_| allowed.contains(&name)) {
             Some(format) => Ok(Some(format)),
             None => Err(ApiError::bad_request(
                 Some(key),
@@ -153,63 +114,8 @@ fn encoding(fields: &Map<String, Value>) -> Result<EncodingFormat, ApiError> {
             "invalid_value",
             "`encoding_format` and `embedding_type` disagree; give one of them",
         )),
-        (a, b) => Ok(b.or(a).unwrap_or(EncodingFormat::Float)),
+        (a, b) => Ok(b.or(a).unwrap_or(VectorEncoding::Float)),
     }
-}
-
-/// Reads an optional field with `get`; present but of another type is a 422 naming it.
-pub(super) fn optional<'a, T>(
-    fields: &'a Map<String, Value>,
-    key: &'static str,
-    get: impl Fn(&'a Value) -> Option<T>,
-    expected: &str,
-) -> Result<Option<T>, ApiError> {
-    match fields.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => get(value)
-            .map(Some)
-            .ok_or_else(|| ApiError::wrong_type(Some(key), format!("`{key}` must be {expected}"))),
-    }
-}
-
-const INPUT_SHAPES: &str =
-    "`input` must be a string, an array of strings, an array of token ids, or an array of token-id arrays";
-
-/// The `input` field: a string, strings, token ids, or arrays of token ids.
-pub(super) fn parse_input(input: Option<&Value>) -> Result<Vec<Input>, ApiError> {
-    let wrong = || ApiError::wrong_type(Some("input"), INPUT_SHAPES);
-    match input {
-        None => Err(ApiError::bad_request(
-            Some("input"),
-            "missing_input",
-            "`input` is required",
-        )),
-        Some(Value::String(text)) => Ok(vec![Input::Text(text.clone())]),
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(items
-            .iter()
-            .filter_map(|item| item.as_str().map(|s| Input::Text(s.to_string())))
-            .collect()),
-        Some(Value::Array(items)) if items.iter().all(Value::is_number) => {
-            Ok(vec![Input::Tokens(token_ids(items).ok_or_else(wrong)?)])
-        }
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| {
-                item.as_array()
-                    .and_then(|ids| token_ids(ids))
-                    .map(Input::Tokens)
-                    .ok_or_else(wrong)
-            })
-            .collect(),
-        Some(_) => Err(wrong()),
-    }
-}
-
-fn token_ids(items: &[Value]) -> Option<Vec<u32>> {
-    items
-        .iter()
-        .map(|item| item.as_u64().and_then(|id| u32::try_from(id).ok()))
-        .collect()
 }
 
 /// The response body of `POST /v1/embeddings`.
@@ -244,7 +150,7 @@ struct Usage {
 }
 
 /// Writes `response` in OpenAI's format with vectors encoded as `encoding`.
-pub fn write_response(response: EmbedResponse, encoding: EncodingFormat) -> EmbeddingList {
+pub fn write_response(response: EmbedResponse, encoding: VectorEncoding) -> EmbeddingList {
     let data = response
         .embeddings
         .into_iter()
@@ -253,10 +159,16 @@ pub fn write_response(response: EmbedResponse, encoding: EncodingFormat) -> Embe
             object: "embedding",
             index,
             embedding: match encoding {
-                EncodingFormat::Float => EmbeddingValue::Float(vector),
-                EncodingFormat::Base64 => EmbeddingValue::Base64(base64_f32(&vector)),
-                EncodingFormat::Ubinary => EmbeddingValue::Unsigned(sign_bits(&vector)),
-                EncodingFormat::Binary => EmbeddingValue::Signed(signed_sign_bits(&vector)),
+                VectorEncoding::Float => EmbeddingValue::Float(vector),
+                VectorEncoding::Base64 => EmbeddingValue::Base64(base64_f32(&vector)),
+                VectorEncoding::Ubinary => EmbeddingValue::Unsigned(sign_bits(&vector)),
+                // JSON writes Jina's signed values, the same bytes read as i8.
+                VectorEncoding::Binary => EmbeddingValue::Signed(
+                    offset_sign_bits(&vector)
+                        .into_iter()
+                        .map(|byte| byte as i8)
+                        .collect(),
+                ),
             },
         })
         .collect();
@@ -275,6 +187,7 @@ pub fn write_response(response: EmbedResponse, encoding: EncodingFormat) -> Embe
 mod tests {
     use super::*;
     use axum::http::StatusCode;
+    use embedrt_runtime::Input;
 
     fn parse(body: &str) -> Result<ParsedRequest, ApiError> {
         parse_request(body.as_bytes())
@@ -308,12 +221,12 @@ mod tests {
             r#"{"model":"m","input":"x","encoding_format":"base64","dimensions":8,"user":"u"}"#,
         )
         .unwrap();
-        assert_eq!(parsed.encoding, EncodingFormat::Base64);
+        assert_eq!(parsed.encoding, VectorEncoding::Base64);
         assert_eq!(parsed.request.dimensions, Some(8));
         let parsed = parse_request(br#"{"input":"x"}"#).unwrap();
         assert_eq!(
             (parsed.request.model, parsed.encoding),
-            (None, EncodingFormat::Float)
+            (None, VectorEncoding::Float)
         );
     }
 
@@ -365,10 +278,10 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.request.task.as_deref(), Some("retrieval.query"));
         assert_eq!(
-            (parsed.request.normalized, parsed.request.late_chunking),
+            (parsed.request.normalize, parsed.request.late_chunking),
             (Some(false), true)
         );
-        assert_eq!(parsed.encoding, EncodingFormat::Ubinary);
+        assert_eq!(parsed.encoding, VectorEncoding::Ubinary);
         let cases = [
             (
                 r#"{"model":"m","input":"x","embedding_type":"int4"}"#,

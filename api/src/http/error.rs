@@ -70,6 +70,19 @@ impl ApiError {
         }
     }
 
+    /// A 403: the admin endpoint is off (`[server] admin = "off"`).
+    pub fn admin_off() -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            message: "the admin endpoint is off (`[server] admin = \"off\"`); send the server \
+                      SIGHUP to reload"
+                .into(),
+            kind: "permission_error",
+            param: None,
+            code: "admin_off",
+        }
+    }
+
     /// A 401: the embedding API needs an API key and got none or a wrong one.
     pub fn invalid_api_key() -> Self {
         Self {

@@ -4,6 +4,7 @@
 
 pub mod embeddings;
 pub mod error;
+mod fields;
 mod models;
 mod ops;
 pub mod tokenize;

@@ -49,7 +49,7 @@ fn describe(info: ModelInfo) -> Value {
         "tasks": info.tasks,
         "dimensions": info.dimensions,
         "matryoshka_dimensions": info.matryoshka_dimensions,
-        "max_tokens": info.max_tokens,
+        "max_tokens": info.max_input_tokens,
         "max_inputs": info.max_inputs,
     })
 }

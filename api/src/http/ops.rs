@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use crate::reload::reload;
-use crate::state::{AppState, Readiness};
+use crate::state::{AdminRefusal, AppState, Readiness};
 
 /// `GET /health`: the process is up.
 pub(super) async fn health() -> Json<serde_json::Value> {
@@ -53,13 +53,16 @@ pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// `POST /admin/reload`: reads the config file again and swaps the models in (see
-/// [`reload`]); needs `Authorization: Bearer <admin_key>` when one is configured.
+/// [`reload`]); needs `Authorization: Bearer <admin_key>` when one is configured, and is
+/// refused when the endpoint is off.
 pub(super) async fn admin_reload(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if !state.accepts_admin_key(&headers) {
-        return Err(ApiError::unauthorized());
+    match state.check_admin(&headers) {
+        Ok(()) => {}
+        Err(AdminRefusal::WrongKey) => return Err(ApiError::unauthorized()),
+        Err(AdminRefusal::Off) => return Err(ApiError::admin_off()),
     }
     match reload(&state).await {
         Ok(report) => Ok(Json(json!({ "status": "reloaded", "loaded": report.loaded, "kept": report.kept, "removed": report.removed })).into_response()),

@@ -12,8 +12,8 @@ use embedrt_runtime::{Input, TokenizeRequest, TokenizeResponse};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::embeddings::{json_object, model_field, optional, parse_input};
 use super::error::ApiError;
+use super::fields::{json_object, model_field, optional, parse_input};
 use crate::state::AppState;
 
 /// `POST /v1/tokenize`.

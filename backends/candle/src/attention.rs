@@ -24,6 +24,10 @@ fn finite_min(dtype: DType) -> f64 {
 /// Builds the additive padding mask `[rows, 1, 1, len]` in `dtype` from `mask: [rows, len]`
 /// (1 for tokens, 0 for padding): 0 for tokens, the dtype's most negative finite value for
 /// padding.
+///
+/// # Errors
+///
+/// When `mask` is not two-dimensional.
 pub fn padding_mask(mask: &Tensor, dtype: DType) -> Result<Tensor> {
     let (rows, len) = mask.dims2()?;
     let keep = mask.to_dtype(DType::F32)?.reshape((rows, 1, 1, len))?;
@@ -33,6 +37,10 @@ pub fn padding_mask(mask: &Tensor, dtype: DType) -> Result<Tensor> {
 
 /// Computes `softmax(q kᵀ + mask) v` per head, for `q, k, v: [rows, heads, len, head_dim]` with
 /// `k` already scaled, and returns the heads side by side: `[rows, len, heads × head_dim]`.
+///
+/// # Errors
+///
+/// When the shapes do not fit each other, or a device operation fails.
 pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let (rows, heads, len, head_dim) = q.dims4()?;
     let k_t = k.t()?.contiguous()?;

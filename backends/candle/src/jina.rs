@@ -8,6 +8,7 @@
 
 use candle_core::{DType, Device, IndexOp, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
+use embedrt_backend_core::AdapterId;
 use serde::Deserialize;
 
 use crate::attention;
@@ -62,17 +63,27 @@ struct Adapters {
 }
 
 impl Adapters {
-    fn new(task_ids: &[u32], scale: f64, device: &Device, dtype: DType) -> Result<Self> {
-        let index: Vec<u32> = task_ids.iter().map(|&t| t.saturating_sub(1)).collect();
-        let scales: Vec<f32> = task_ids
+    fn new(adapters: &[AdapterId], scale: f64, device: &Device, dtype: DType) -> Result<Self> {
+        // A base row gathers adapter 0 and scales it by 0.
+        let index: Vec<u32> = adapters
             .iter()
-            .map(|&t| if t == 0 { 0.0 } else { scale as f32 })
+            .map(|a| a.index().unwrap_or(0) as u32)
+            .collect();
+        let scales: Vec<f32> = adapters
+            .iter()
+            .map(|a| {
+                if a.index().is_none() {
+                    0.0
+                } else {
+                    scale as f32
+                }
+            })
             .collect();
         Ok(Self {
             index: Tensor::new(index.as_slice(), device)?,
             indices: index,
-            scale: Tensor::from_vec(scales, (task_ids.len(), 1, 1), device)?.to_dtype(dtype)?,
-            any: task_ids.iter().any(|&t| t > 0),
+            scale: Tensor::from_vec(scales, (adapters.len(), 1, 1), device)?.to_dtype(dtype)?,
+            any: adapters.iter().any(|&a| a != AdapterId::BASE),
         })
     }
 }
@@ -261,6 +272,11 @@ pub struct JinaModel {
 
 impl JinaModel {
     /// Loads the weights under `roberta.` from `vb`.
+    ///
+    /// # Errors
+    ///
+    /// When a tensor is missing or has another shape than `config` implies; the message names
+    /// it.
     pub fn load(vb: VarBuilder, config: &JinaConfig) -> Result<Self> {
         let vb = vb.pp("roberta");
         let blocks = (0..config.num_hidden_layers)
@@ -297,11 +313,15 @@ impl JinaModel {
         ))
     }
 
-    /// `ids`, `mask`: `[rows, len]` (right-padded); `task_ids`: one per row (0 = base weights).
+    /// `ids`, `mask`: `[rows, len]` (right-padded); `adapters`: one per row.
     /// Returns the last hidden states `[rows, len, hidden]`.
-    pub fn forward(&self, ids: &Tensor, mask: &Tensor, task_ids: &[u32]) -> Result<Tensor> {
+    ///
+    /// # Errors
+    ///
+    /// When a tensor operation fails (shapes that do not fit, device errors).
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor, adapters: &[AdapterId]) -> Result<Tensor> {
         let len = ids.dim(1)?;
-        let adapters = Adapters::new(task_ids, self.lora_scale, &self.device, self.dtype)?;
+        let adapters = Adapters::new(adapters, self.lora_scale, &self.device, self.dtype)?;
         let mut x = self
             .embeddings
             .forward(&ids.to_dtype(DType::U32)?, &adapters)?;

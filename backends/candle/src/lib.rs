@@ -1,6 +1,7 @@
 //! The candle backend: [`bert`] for BERT-family models and [`jina`] for jina-embeddings-v3
 //! (whose adapters it applies per row, so batches may mix tasks, on the GPU too). Each family the
-//! backend runs is one model file, picked by the load document's `card.architecture`.
+//! backend runs is one model file, picked by the load document's model architecture
+//! (`card.architecture` in its JSON).
 //!
 //! **Devices and dtypes.** On the CPU it computes in f32 by default (f16 and bf16 run too, slowly,
 //! which is how the half-precision paths are tested on machines without a GPU). On `cuda:N` it
@@ -93,7 +94,7 @@ impl BackendPlugin for CandleBackend {
         let device = open_device(settings)?;
         let dtype = settings.dtype_among("candle", supported_dtypes(&device))?;
         let options: CandleOptions = settings.options()?;
-        let card = &document.card;
+        let card = &document.model;
         let config_path = card.path.join("config.json");
         let text = std::fs::read_to_string(&config_path)
             .map_err(|e| load_error(format!("{}: {e}", config_path.display())))?;
@@ -159,7 +160,7 @@ impl PaddedEncoder for CandleBackend {
                     Model::Bert(bert) => {
                         bert.forward(&ids, &tensor(&padded.token_type_ids)?, &mask)?
                     }
-                    Model::JinaV3(jina) => jina.forward(&ids, &mask, &padded.task_ids)?,
+                    Model::JinaV3(jina) => jina.forward(&ids, &mask, &padded.adapter_ids)?,
                 };
                 states.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
             })

@@ -2,25 +2,58 @@
 
 use std::ops::Range;
 
-use crate::document::DType;
+use crate::placement::DType;
 
 /// What a loaded model can do, as its backend reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Capabilities {
     /// Width of the pooled embedding.
     pub hidden_size: usize,
-    /// Longest sequence the backend accepts, special tokens included.
-    pub max_tokens: usize,
-    /// Whether one batch may hold sequences of different tasks.
+    /// Longest input the backend accepts, in tokens, special tokens included.
+    pub max_input_tokens: usize,
+    /// Whether one batch may hold sequences of different adapters.
     pub mixed_tasks: bool,
     /// Whether the backend pads the batch to its longest sequence (so padding costs compute).
     pub pads_batches: bool,
     /// Whether [`Backend::embed_tokens`] is implemented.
     pub token_states: bool,
-    /// Whether task id 0 (the base weights, no adapter) can run.
+    /// Whether [`AdapterId::BASE`] (the base weights, no adapter) can run.
     pub base_task: bool,
     /// The number format the model computes in; `None` when not reported (ABI 1.0 plugins).
     pub dtype: Option<DType>,
+}
+
+/// The weights a sequence runs with: the model's base weights, or one of its task adapters.
+///
+/// Adapter `k` (the `k`-th name of the load document's `model.tasks`) is `AdapterId::adapter(k)`;
+/// across the ABI it is the integer `k + 1`, and [`AdapterId::BASE`] is 0. This is the backend's
+/// id space, not the host's task ids: a task without an adapter (a prompt) runs on
+/// [`AdapterId::BASE`].
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AdapterId(pub(crate) u32);
+
+impl AdapterId {
+    /// The base weights, without an adapter.
+    pub const BASE: AdapterId = AdapterId(0);
+
+    /// Adapter number `index` (0-based, in the load document's adapter order).
+    ///
+    /// # Panics
+    ///
+    /// When `index` does not fit the ABI's `u32` (more than four billion adapters).
+    pub fn adapter(index: usize) -> Self {
+        let raw = u32::try_from(index)
+            .ok()
+            .and_then(|i| i.checked_add(1))
+            .expect("an adapter index fits in u32");
+        AdapterId(raw)
+    }
+
+    /// The adapter's 0-based index; `None` for the base weights.
+    pub fn index(self) -> Option<usize> {
+        self.0.checked_sub(1).map(|i| i as usize)
+    }
 }
 
 /// A padding-free ("varlen") batch: all sequences' tokens concatenated, with offsets.
@@ -36,25 +69,25 @@ pub struct Batch {
     pub position_ids: Vec<u32>,
     /// `len() + 1` offsets into the flat arrays.
     pub cu_seq_lengths: Vec<u32>,
-    /// One task id per sequence: 0 for the base weights (the only task of models without
-    /// adapters), `k + 1` for adapter `k`.
-    pub task_ids: Vec<u32>,
+    /// The weights each sequence runs with ([`AdapterId::BASE`] for every sequence of a model
+    /// without adapters).
+    pub adapter_ids: Vec<AdapterId>,
     /// Length of the longest sequence.
     pub max_len: usize,
 }
 
 impl Batch {
-    /// Builds a batch from `(token ids, task id)` pairs; token types are all 0.
-    pub fn from_sequences<'a>(sequences: impl IntoIterator<Item = (&'a [u32], u32)>) -> Self {
+    /// Builds a batch from `(token ids, adapter)` pairs; token types are all 0.
+    pub fn from_sequences<'a>(sequences: impl IntoIterator<Item = (&'a [u32], AdapterId)>) -> Self {
         let mut batch = Batch {
             cu_seq_lengths: vec![0],
             ..Batch::default()
         };
-        for (ids, task) in sequences {
+        for (ids, adapter) in sequences {
             batch.input_ids.extend_from_slice(ids);
             batch.position_ids.extend(0..ids.len() as u32);
             batch.cu_seq_lengths.push(batch.input_ids.len() as u32);
-            batch.task_ids.push(task);
+            batch.adapter_ids.push(adapter);
             batch.max_len = batch.max_len.max(ids.len());
         }
         batch.token_type_ids = vec![0; batch.input_ids.len()];
@@ -63,12 +96,12 @@ impl Batch {
 
     /// Number of sequences.
     pub fn len(&self) -> usize {
-        self.task_ids.len()
+        self.adapter_ids.len()
     }
 
     /// Whether the batch holds no sequence.
     pub fn is_empty(&self) -> bool {
-        self.task_ids.is_empty()
+        self.adapter_ids.is_empty()
     }
 
     /// The range of sequence `i` in the flat arrays.
@@ -120,7 +153,7 @@ pub enum BackendError {
     /// The backend or model could not be loaded.
     #[error("load failed: {0}")]
     Load(String),
-    /// The batch holds something the backend cannot run (for example an unknown task).
+    /// The batch holds something the backend cannot run (for example an unknown adapter).
     #[error("invalid input: {0}")]
     InvalidInput(String),
     /// The backend failed while running a batch.
@@ -176,13 +209,22 @@ mod tests {
 
     #[test]
     fn batch_offsets_and_positions() {
-        let batch = Batch::from_sequences([(&[5, 6, 7][..], 1), (&[8][..], 2)]);
+        let (first, second) = (AdapterId::adapter(0), AdapterId::adapter(1));
+        let batch = Batch::from_sequences([(&[5, 6, 7][..], first), (&[8][..], second)]);
         assert_eq!(batch.cu_seq_lengths, vec![0, 3, 4]);
         assert_eq!(batch.position_ids, vec![0, 1, 2, 0]);
-        assert_eq!(batch.task_ids, vec![1, 2]);
+        assert_eq!(batch.adapter_ids, vec![first, second]);
         assert_eq!(batch.max_len, 3);
         assert_eq!(batch.ids(1), &[8]);
         assert_eq!(batch.token_type_ids, vec![0; 4]);
+    }
+
+    #[test]
+    fn adapters_count_from_zero_and_the_base_has_no_index() {
+        assert_eq!(AdapterId::BASE.index(), None);
+        assert_eq!(AdapterId::adapter(0).index(), Some(0));
+        assert_eq!(AdapterId::adapter(4).index(), Some(4));
+        assert_eq!(AdapterId::default(), AdapterId::BASE);
     }
 
     #[test]

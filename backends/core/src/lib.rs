@@ -11,9 +11,13 @@
 //! HTTP or gRPC stack, tokenizer or hub client. The host side of the ABI (finding and opening
 //! plugins) lives in `embedrt-runtime`.
 //!
-//! - [`backend`]: the [`Backend`] trait, [`Batch`], [`Matrix`], [`Capabilities`], [`BackendError`];
-//! - [`document`]: the [`LoadDocument`] a backend loads from, its [`BackendSettings`] ([`Device`],
-//!   [`DType`], options), and the [`WeightFiles`] a backend asks for in answer to a [`FilesQuery`];
+//! - [`backend`]: the [`Backend`] trait, [`Batch`] (with an [`AdapterId`] per sequence),
+//!   [`Matrix`], [`Capabilities`], [`BackendError`];
+//! - [`document`]: the [`LoadDocument`] a backend loads from ([`ModelSpec`], [`BatchLimits`]);
+//! - [`placement`]: the [`BackendSettings`] of a variant ([`Device`], [`DType`], options) and
+//!   the checks that refuse what a backend cannot run;
+//! - [`files`]: the [`WeightFiles`] a backend asks for in answer to a [`FilesQuery`];
+//! - [`boundary`]: every conversion between these types and the ABI's, both directions;
 //! - [`pooling`] and [`padded`]: the helpers backends that run padded tensors share;
 //! - [`guest`]: the plugin side of the ABI, behind [`export_plugin!`];
 //! - [`threads`]: how many threads a backend may use.
@@ -21,16 +25,20 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod boundary;
 pub mod document;
+pub mod files;
 pub mod guest;
 pub mod padded;
+pub mod placement;
 pub mod pooling;
 pub mod threads;
 
-pub use backend::{Backend, BackendError, Batch, Capabilities, Embeddings, Matrix, TokenStates};
-pub use document::{
-    architecture, BackendSettings, BatchLimits, DType, Device, FileSet, FilesQuery, LoadDocument,
-    ModelSpec, WeightFiles,
+pub use backend::{
+    AdapterId, Backend, BackendError, Batch, Capabilities, Embeddings, Matrix, TokenStates,
 };
+pub use document::{architecture, BatchLimits, LoadDocument, ModelSpec};
 pub use embedrt_plugin_abi as abi;
+pub use files::{FileSet, FilesQuery, WeightFiles};
+pub use placement::{BackendSettings, DType, Device};
 pub use pooling::Pooling;

@@ -1,11 +1,15 @@
 //! Backends that run right-padded `[rows, cols]` tensors (most ONNX graphs, candle's BERT): the
 //! padded layout, and the pooling and unpadding they all share.
 
-use crate::backend::{Backend, BackendError, Batch, Capabilities, Embeddings, TokenStates};
-use crate::document::{DType, ModelSpec};
+use crate::backend::{
+    AdapterId, Backend, BackendError, Batch, Capabilities, Embeddings, TokenStates,
+};
+use crate::document::ModelSpec;
+use crate::placement::DType;
 use crate::pooling::Pooling;
 
-/// A batch laid out as `[rows, cols]` tensors, right-padded with zeros, as most backends take it.
+/// A batch laid out as `[rows, cols]` tensors, right-padded (token ids with the model's pad id,
+/// the mask and token types with zeros), as most backends take it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaddedBatch {
     /// Token ids, `rows * cols`.
@@ -14,8 +18,8 @@ pub struct PaddedBatch {
     pub attention_mask: Vec<i64>,
     /// Token type ids, 0 for padding.
     pub token_type_ids: Vec<i64>,
-    /// The task id of each row (see [`Batch::task_ids`]).
-    pub task_ids: Vec<u32>,
+    /// The adapter of each row (see [`Batch::adapter_ids`]).
+    pub adapter_ids: Vec<AdapterId>,
     /// Number of sequences.
     pub rows: usize,
     /// Length of the longest sequence.
@@ -30,7 +34,7 @@ impl PaddedBatch {
             input_ids: vec![pad_id as i64; rows * cols],
             attention_mask: vec![0; rows * cols],
             token_type_ids: vec![0; rows * cols],
-            task_ids: batch.task_ids.clone(),
+            adapter_ids: batch.adapter_ids.clone(),
             rows,
             cols,
         };
@@ -84,7 +88,7 @@ impl EncoderSpec {
         Self {
             capabilities: Capabilities {
                 hidden_size: model.hidden_size,
-                max_tokens: model.max_tokens,
+                max_input_tokens: model.max_input_tokens,
                 mixed_tasks: false,
                 pads_batches: true,
                 token_states: true,
@@ -142,7 +146,8 @@ mod tests {
 
     #[test]
     fn padding_round_trip() {
-        let batch = Batch::from_sequences([(&[7, 8, 9][..], 0), (&[5][..], 0)]);
+        let base = AdapterId::BASE;
+        let batch = Batch::from_sequences([(&[7, 8, 9][..], base), (&[5][..], base)]);
         let padded = PaddedBatch::new(&batch, 0);
         assert_eq!(padded.input_ids, vec![7, 8, 9, 5, 0, 0]);
         assert_eq!(padded.attention_mask, vec![1, 1, 1, 1, 0, 0]);

@@ -33,7 +33,8 @@ use std::sync::OnceLock;
 use embedrt_backend_core::guest::BackendPlugin;
 use embedrt_backend_core::padded::{EncoderSpec, PaddedBatch, PaddedEncoder};
 use embedrt_backend_core::{
-    BackendError, DType, Device, FileSet, FilesQuery, LoadDocument, ModelSpec, WeightFiles,
+    AdapterId, BackendError, DType, Device, FileSet, FilesQuery, LoadDocument, ModelSpec,
+    WeightFiles,
 };
 use library::Library;
 use ort::ep::ExecutionProviderDispatch;
@@ -167,7 +168,7 @@ impl BackendPlugin for OnnxBackend {
             providers,
             dtype,
         };
-        Self::open(&document.card, library, plan)
+        Self::open(&document.model, library, plan)
     }
 
     /// The ONNX file (the `file` option, else `model.onnx`, else `onnx/model.onnx`), with its
@@ -265,21 +266,21 @@ impl OnnxBackend {
     }
 }
 
-/// The adapter index (task id - 1) shared by every row; graphs with a scalar `task_id` run one
-/// adapter per call and have no base-weights mode.
-fn single_adapter(task_ids: &[u32]) -> Result<i64, BackendError> {
-    let first = task_ids.first().copied().unwrap_or(0);
-    if task_ids.iter().any(|&t| t != first) {
+/// The adapter index shared by every row, as the graph's scalar `task_id` input takes it;
+/// such graphs run one adapter per call and have no base-weights mode.
+fn single_adapter(adapters: &[AdapterId]) -> Result<i64, BackendError> {
+    let first = adapters.first().copied().unwrap_or(AdapterId::BASE);
+    if adapters.iter().any(|&a| a != first) {
         return Err(BackendError::InvalidInput(
             "this ONNX graph runs one task per batch".into(),
         ));
     }
-    if first == 0 {
-        return Err(BackendError::InvalidInput(
+    let index = first.index().ok_or_else(|| {
+        BackendError::InvalidInput(
             "this ONNX graph has no base-weights mode: task `none` is not available".into(),
-        ));
-    }
-    Ok(first as i64 - 1)
+        )
+    })?;
+    Ok(index as i64)
 }
 
 /// The ONNX file to open: `file` when given, else the first of [`DEFAULT_FILES`] (for int8:
@@ -332,7 +333,7 @@ impl PaddedEncoder for OnnxBackend {
             ));
         }
         if self.has_task_id {
-            let adapter = single_adapter(&padded.task_ids)?;
+            let adapter = single_adapter(&padded.adapter_ids)?;
             let task_id = Tensor::from_array(((), vec![adapter])).map_err(inference_error)?;
             inputs.push(("task_id".into(), task_id.into()));
         }

@@ -10,7 +10,7 @@
 //!
 //! **No rebuild at run time.** TensorRT builds an engine per input-shape range (minutes for a large
 //! model). The optimization profile is derived from the host's batch limits (the load document's
-//! `batch`): shapes from `1×1` to `max_rows × max_tokens_per_input`, optimal at short inputs, so no
+//! `batch`): shapes from `1×1` to `max_batch_rows × max_input_tokens`, optimal at short inputs, so no
 //! batch the scheduler forms falls outside it. Engines and timing data are cached in `cache_dir`,
 //! so a restart with the same model, precision, profile, GPU and TensorRT version loads them
 //! instead of building.
@@ -73,20 +73,20 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// The profile for `card`'s graph inputs under `limits`: rows up to `max_rows`, tokens per
-    /// row up to the model's `max_tokens`, tuned for rows of [`OPTIMAL_TOKENS`] filling the token
-    /// budget.
-    pub fn for_model(card: &ModelSpec, limits: BatchLimits) -> Self {
+    /// The profile for `model`'s graph inputs under `limits`: rows up to `max_batch_rows`,
+    /// tokens per row up to the model's `max_input_tokens`, tuned for rows of [`OPTIMAL_TOKENS`]
+    /// filling the batch's token budget.
+    pub fn for_model(model: &ModelSpec, limits: BatchLimits) -> Self {
         let mut inputs = vec!["input_ids", "attention_mask"];
         // BERT-family exports take token types; jina-v3's official export does not (its scalar
         // `task_id` has no dynamic shape).
-        if card.architecture == architecture::BERT {
+        if model.architecture == architecture::BERT {
             inputs.push("token_type_ids");
         }
-        let max_tokens = card.max_tokens.max(1);
-        let max_rows = limits.max_rows.max(1);
+        let max_tokens = model.max_input_tokens.max(1);
+        let max_rows = limits.max_batch_rows.max(1);
         let opt_tokens = OPTIMAL_TOKENS.min(max_tokens);
-        let opt_rows = (limits.max_tokens / opt_tokens).clamp(1, max_rows);
+        let opt_rows = (limits.max_batch_tokens / opt_tokens).clamp(1, max_rows);
         let shapes = |rows: usize, tokens: usize| {
             inputs
                 .iter()
@@ -128,12 +128,12 @@ impl BackendPlugin for TensorRtBackend {
         let library = crate::library(options.library.as_deref())?;
         providers::require::<TensorRT>(library, providers::TENSORRT_NEEDS)?;
         let cache = cache_dir(options.cache_dir.as_deref())?;
-        let card = &document.card;
+        let model = &document.model;
         // A host from before the load document's `batch` key schedules with the defaults.
         let limits = document
             .batch
             .unwrap_or(BatchLimits::default_for(settings.device));
-        let profile = Profile::for_model(card, limits);
+        let profile = Profile::for_model(model, limits);
         let cache_path = cache.to_string_lossy();
         let mut tensorrt = TensorRT::default()
             .with_device_id(index as i32)
@@ -167,7 +167,7 @@ impl BackendPlugin for TensorRtBackend {
             providers,
             dtype,
         };
-        OnnxBackend::open(card, library, plan).map(Self)
+        OnnxBackend::open(model, library, plan).map(Self)
     }
 
     /// The same files as the `onnx` backend.
@@ -215,13 +215,13 @@ mod tests {
     use super::*;
     use embedrt_backend_core::Pooling;
 
-    fn card(architecture: &str, max_tokens: usize) -> ModelSpec {
+    fn model(architecture: &str, max_input_tokens: usize) -> ModelSpec {
         ModelSpec {
             path: "/m".into(),
             architecture: architecture.into(),
             hidden_size: 8,
             vocab_size: 100,
-            max_tokens,
+            max_input_tokens,
             pooling: Pooling::Mean,
             normalize: true,
             pad_token_id: 0,
@@ -232,10 +232,10 @@ mod tests {
     #[test]
     fn the_profile_covers_every_batch_the_scheduler_forms() {
         let limits = BatchLimits {
-            max_rows: 256,
-            max_tokens: 32768,
+            max_batch_rows: 256,
+            max_batch_tokens: 32768,
         };
-        let profile = Profile::for_model(&card(architecture::BERT, 512), limits);
+        let profile = Profile::for_model(&model(architecture::BERT, 512), limits);
         assert_eq!(
             profile.min,
             "input_ids:1x1,attention_mask:1x1,token_type_ids:1x1"
@@ -250,10 +250,10 @@ mod tests {
         );
         // jina-v3: no token types; a small budget tunes for fewer rows.
         let small = BatchLimits {
-            max_rows: 64,
-            max_tokens: 1024,
+            max_batch_rows: 64,
+            max_batch_tokens: 1024,
         };
-        let profile = Profile::for_model(&card(architecture::JINA_V3, 8194), small);
+        let profile = Profile::for_model(&model(architecture::JINA_V3, 8194), small);
         assert_eq!(profile.opt, "input_ids:8x128,attention_mask:8x128");
         assert_eq!(profile.max, "input_ids:64x8194,attention_mask:64x8194");
     }

@@ -135,8 +135,8 @@ pub struct BatchView {
     pub position_ids: *const u32,
     /// `num_seqs + 1` offsets into the flat arrays.
     pub cu_seq_lengths: *const u32,
-    /// One task id per sequence: 0 for the base weights (the only task of models without
-    /// adapters), `k + 1` for adapter `k`.
+    /// One task id per sequence, the adapter it runs with: 0 for the base weights (the only task
+    /// of models without adapters), `k + 1` for adapter `k` of the load document's `card.tasks`.
     pub task_ids: *const u32,
     /// Length of the longest sequence.
     pub max_len: u32,
@@ -158,8 +158,8 @@ pub type BatchFn = unsafe extern "C" fn(
 pub struct Capabilities {
     /// Width of the pooled embedding.
     pub hidden_size: u32,
-    /// Longest sequence the model accepts, special tokens included.
-    pub max_tokens: u32,
+    /// Longest input the model accepts, in tokens, special tokens included.
+    pub max_input_tokens: u32,
     /// Non-zero when one batch may hold sequences of different tasks.
     pub mixed_tasks: u8,
     /// Non-zero when the backend pads the batch to `max_len` internally (its cost grows with

@@ -40,8 +40,8 @@ impl BackendPlugin for Echo {
         let dtype = settings.dtype_among("echo", &[DType::F32])?;
         let echo = Self {
             capabilities: Capabilities {
-                hidden_size: document.card.hidden_size,
-                max_tokens: document.card.max_tokens,
+                hidden_size: document.model.hidden_size,
+                max_input_tokens: document.model.max_input_tokens,
                 mixed_tasks: true,
                 pads_batches: false,
                 token_states: false,

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use embedrt_backend_core::AdapterId;
 use sha2::{Digest, Sha256};
 
 /// Bumped when the meaning of a cached vector changes (what is hashed, how vectors are stored),
@@ -87,15 +88,19 @@ pub struct CacheKey([u8; 32]);
 
 impl CacheKey {
     /// The key of the sequence `ids` (token ids after tokenization: the task's instruction,
-    /// special tokens and truncation are in them) run with backend task `task` on a variant
-    /// whose engine and number format `engine` names (e.g. `onnx/int8`), of the model `model`.
-    pub fn new(model: &ModelIdentity, engine: &str, task: u32, ids: &[u32]) -> Self {
+    /// special tokens and truncation are in them) run with `adapter` on a variant whose backend
+    /// and number format `backend` names (e.g. `onnx/int8`, [`Variant::backend_tag`]), of the
+    /// model `model`. The adapter is hashed as the ABI's integer, so keys stay those of earlier
+    /// versions.
+    ///
+    /// [`Variant::backend_tag`]: crate::variant::Variant::backend_tag
+    pub fn new(model: &ModelIdentity, backend: &str, adapter: AdapterId, ids: &[u32]) -> Self {
         let mut digest = Sha256::new();
         digest.update(KEY_VERSION);
         digest.update(model.0);
-        digest.update((engine.len() as u64).to_le_bytes());
-        digest.update(engine.as_bytes());
-        digest.update(task.to_le_bytes());
+        digest.update((backend.len() as u64).to_le_bytes());
+        digest.update(backend.as_bytes());
+        digest.update(adapter.to_abi().to_le_bytes());
         digest.update((ids.len() as u64).to_le_bytes());
         for id in ids {
             digest.update(id.to_le_bytes());
@@ -124,18 +129,18 @@ mod tests {
     fn every_part_of_the_key_matters() {
         let model = ModelIdentity::from_digest([1; 32]);
         let other_model = ModelIdentity::from_digest([2; 32]);
-        let base = CacheKey::new(&model, "onnx/f32", 0, &[101, 7592, 102]);
+        let base = CacheKey::new(&model, "onnx/f32", AdapterId::BASE, &[101, 7592, 102]);
         assert_eq!(
             base,
-            CacheKey::new(&model, "onnx/f32", 0, &[101, 7592, 102])
+            CacheKey::new(&model, "onnx/f32", AdapterId::BASE, &[101, 7592, 102])
         );
         let changed = [
-            CacheKey::new(&other_model, "onnx/f32", 0, &[101, 7592, 102]),
-            CacheKey::new(&model, "onnx/int8", 0, &[101, 7592, 102]),
-            CacheKey::new(&model, "candle/f32", 0, &[101, 7592, 102]),
-            CacheKey::new(&model, "onnx/f32", 1, &[101, 7592, 102]),
-            CacheKey::new(&model, "onnx/f32", 0, &[101, 7592]),
-            CacheKey::new(&model, "onnx/f32", 0, &[101, 7593, 102]),
+            CacheKey::new(&other_model, "onnx/f32", AdapterId::BASE, &[101, 7592, 102]),
+            CacheKey::new(&model, "onnx/int8", AdapterId::BASE, &[101, 7592, 102]),
+            CacheKey::new(&model, "candle/f32", AdapterId::BASE, &[101, 7592, 102]),
+            CacheKey::new(&model, "onnx/f32", AdapterId::adapter(0), &[101, 7592, 102]),
+            CacheKey::new(&model, "onnx/f32", AdapterId::BASE, &[101, 7592]),
+            CacheKey::new(&model, "onnx/f32", AdapterId::BASE, &[101, 7593, 102]),
         ];
         for key in changed {
             assert_ne!(key, base);

@@ -55,6 +55,7 @@ fn entry_bytes(vector: &Arc<[f32]>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use embedrt_backend_core::AdapterId;
 
     #[test]
     fn stays_within_its_bound() {
@@ -62,7 +63,7 @@ mod tests {
         let layer = MemoryLayer::new(capacity, None);
         let identity = super::super::ModelIdentity::from_digest([0; 32]);
         for i in 0..10_000u32 {
-            let key = CacheKey::new(&identity, "test", 0, &[i]);
+            let key = CacheKey::new(&identity, "test", AdapterId::BASE, &[i]);
             layer.insert(key, Arc::from(vec![i as f32; 384]));
         }
         let held = layer.bytes();

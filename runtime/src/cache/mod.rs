@@ -1,18 +1,18 @@
-//! The embedding cache: pooled vectors of inputs an engine already ran, looked up before the
-//! engine, in two layers: this process's memory (bounded by bytes) and, optionally, a Redis
+//! The embedding cache: pooled vectors of inputs a backend already ran, looked up before the
+//! backend, in two layers: this process's memory (bounded by bytes) and, optionally, a Redis
 //! shared by several processes.
 //!
 //! What is cached is the backend's pooled vector, *before* Matryoshka truncation and
 //! normalization, so one entry serves every `dimensions`, `normalized` and `encoding_format`.
 //! Entries are filed under a [`CacheKey`]: a hash of the model's files ([`ModelIdentity`]), the
-//! variant's engine and number format, the backend task, and the token ids (which carry the
+//! variant's backend and number format, the adapter, and the token ids (which carry the
 //! task's instruction, the special tokens and truncation). Keying on token ids rather than text
 //! means a hit still pays for tokenization (a few percent of a request's CPU), and in exchange
 //! text and token-id inputs share entries and no tokenizer setting can be left out of the key.
 //! Late-chunking requests bypass the cache (their vectors depend on the whole document).
 //!
 //! A lookup asks memory first, then Redis for what memory lacks (one `MGET`); Redis hits are
-//! copied into memory. What neither has goes to the engine, and its vectors are stored in both
+//! copied into memory. What neither has goes to the backend, and its vectors are stored in both
 //! layers (Redis in the background, off the request's path). Redis down or slow never fails a
 //! request: see [`shared`](SharedLayer).
 
@@ -27,7 +27,7 @@ pub use key::{CacheKey, ModelIdentity};
 use memory::MemoryLayer;
 use shared::SharedLayer;
 
-use crate::config::CacheSettings;
+use crate::config::CacheConfig;
 use crate::telemetry;
 
 /// A cached vector.
@@ -45,7 +45,7 @@ impl EmbeddingCache {
     /// # Errors
     ///
     /// When the Redis URL cannot be parsed.
-    pub fn new(settings: &CacheSettings) -> anyhow::Result<Option<Self>> {
+    pub fn new(settings: &CacheConfig) -> anyhow::Result<Option<Self>> {
         if !settings.enabled() {
             return Ok(None);
         }
@@ -97,7 +97,7 @@ impl EmbeddingCache {
         found
     }
 
-    /// Stores the engine's vectors `entries` of model `model`: in memory now, in Redis in the
+    /// Stores the backend's vectors `entries` of model `model`: in memory now, in Redis in the
     /// background.
     pub fn store(&self, model: &str, entries: Vec<(CacheKey, Vector)>) {
         if entries.is_empty() {

@@ -2,51 +2,51 @@
 //! the card, load every variant and warm each up.
 
 use anyhow::{Context, Result};
-use embedrt_backend_core::{Backend, BackendSettings, FilesQuery, LoadDocument};
+use embedrt_backend_core::{Backend, FilesQuery, LoadDocument};
 
 use super::ModelInstance;
-use crate::config::{ModelConfig, VariantConfig};
+use crate::config::{ModelPlan, Role, VariantPlan};
 use crate::hub;
 use crate::model::ModelCard;
-use crate::plugin::host::PluginHost;
-use crate::scheduler::Sequence;
+use crate::plugin::PluginHost;
+use crate::scheduler::{BatchPolicy, Sequence};
 use crate::tokenize::TextTokenizer;
 use crate::variant::Variant;
 
 impl ModelInstance {
-    /// Loads the model of `config` with every variant's backend plugin and warms each up. A model
-    /// given as a hub id gets the files every variant's backend asks for.
+    /// Loads the model of `plan` with every variant's backend plugin and warms each up. A model
+    /// from the hub gets the files every variant's backend asks for.
     ///
     /// # Errors
     ///
     /// When a plugin cannot be opened, a file cannot be had, the card cannot be read, a backend
     /// refuses the model (or its device or dtype), or the warm-up fails; the message names the
     /// model and variant.
-    pub fn load(config: &ModelConfig, plugins: &PluginHost) -> Result<Self> {
-        let context = || format!("model {:?}", config.name);
-        let variant_configs = config.variants();
-        let mut needs = Vec::with_capacity(variant_configs.len());
-        for variant in &variant_configs {
+    pub fn load(plan: &ModelPlan, plugins: &PluginHost) -> Result<Self> {
+        let context = || format!("model {:?}", plan.name);
+        let mut needs = Vec::with_capacity(plan.variants.len());
+        for variant in &plan.variants {
             let plugin = plugins
                 .open(&variant.backend)
-                .with_context(|| variant_context(config, variant))?;
+                .with_context(|| variant_context(plan, variant))?;
             let files = plugin
-                .files(&FilesQuery::new(settings(variant)?))
-                .with_context(|| variant_context(config, variant))?;
+                .files(&FilesQuery::new(variant.settings.clone()))
+                .with_context(|| variant_context(plan, variant))?;
             needs.push((variant.backend.clone(), files));
         }
-        let dir = hub::resolve(&config.path, &needs).with_context(context)?;
+        let dir = hub::resolve(&plan.source, &needs).with_context(context)?;
         let card = ModelCard::load(&dir).with_context(context)?;
-        let variants = variant_configs
+        let variants = plan
+            .variants
             .iter()
-            .map(|variant| load_variant(config, variant, &card, plugins))
+            .map(|variant| load_variant(plan, variant, &card, plugins))
             .collect::<Result<Vec<_>>>()?;
-        let max_tokens = variants
+        let max_input_tokens = variants
             .iter()
-            .map(|v| v.capabilities().max_tokens)
-            .fold(card.max_tokens, usize::min);
-        let tokenizer = TextTokenizer::load(&card.path, max_tokens, card.vocab_size)?;
-        let instance = Self::new(config, card, tokenizer, variants)?;
+            .map(|v| v.capabilities().max_input_tokens)
+            .fold(card.max_input_tokens, usize::min);
+        let tokenizer = TextTokenizer::load(&card.path, max_input_tokens, card.vocab_size)?;
+        let instance = Self::new(plan, card, tokenizer, variants)?;
         instance
             .warm_up()
             .with_context(|| format!("{}: warm-up failed", context()))?;
@@ -57,7 +57,7 @@ impl ModelInstance {
     /// start-up cost.
     fn warm_up(&self) -> Result<()> {
         let ids = self.tokenizer.encode("warm up", true)?;
-        let sequence = Sequence::pooled(ids, self.card.backend_task(self.default_task));
+        let sequence = Sequence::pooled(ids, self.default_task.adapter);
         for variant in &self.variants {
             variant.warm_up(&sequence)?;
         }
@@ -65,22 +65,11 @@ impl ModelInstance {
     }
 }
 
-fn variant_context(model: &ModelConfig, variant: &VariantConfig) -> String {
+fn variant_context(model: &ModelPlan, variant: &VariantPlan) -> String {
     format!(
         "model {:?}, variant {:?} ({} backend)",
-        model.name,
-        variant.name(),
-        variant.backend
+        model.name, variant.name, variant.backend
     )
-}
-
-/// The backend settings of `variant`, as its plugin gets them.
-fn settings(variant: &VariantConfig) -> Result<BackendSettings> {
-    Ok(BackendSettings {
-        options: serde_json::to_value(&variant.options)?,
-        device: variant.device,
-        dtype: variant.dtype,
-    })
 }
 
 /// Loads `variant` of `model` (whose card is `card`) with its backend plugin and starts it.
@@ -89,12 +78,12 @@ fn settings(variant: &VariantConfig) -> Result<BackendSettings> {
 /// starts (its pool, its inference thread) inherits that priority: on a busy machine the serving
 /// variants get the CPU first, and the shadow works with what is left.
 fn load_variant(
-    model: &ModelConfig,
-    variant: &VariantConfig,
+    model: &ModelPlan,
+    variant: &VariantPlan,
     card: &ModelCard,
     plugins: &PluginHost,
 ) -> Result<Variant> {
-    if !variant.shadow {
+    if !matches!(variant.role, Role::Shadow { .. }) {
         return load_variant_here(model, variant, card, plugins);
     }
     std::thread::scope(|scope| {
@@ -109,17 +98,21 @@ fn load_variant(
 }
 
 fn load_variant_here(
-    model: &ModelConfig,
-    variant: &VariantConfig,
+    model: &ModelPlan,
+    variant: &VariantPlan,
     card: &ModelCard,
     plugins: &PluginHost,
 ) -> Result<Variant> {
     let context = || variant_context(model, variant);
-    let mut batching = model.batching.to_scheduler(variant.device);
-    let limits = model.batching.limits(variant.device);
+    // One view of the limits for the backend (its load document) and the scheduler, raised
+    // where needed so that the model's longest input always fits a batch.
+    let batching = BatchPolicy {
+        limits: variant.batching.limits.admitting(card.max_input_tokens),
+        ..variant.batching.clone()
+    };
     let cores = embedrt_backend_core::threads::cores();
-    let document = LoadDocument::new(card.spec(), settings(variant)?)
-        .with_batch(limits)
+    let document = LoadDocument::new(card.spec(), variant.settings.clone())
+        .with_batch(batching.limits)
         .with_cpu_threads((cores / variant.replicas).max(1));
     let replicas = (0..variant.replicas)
         .map(|_| {
@@ -137,14 +130,10 @@ fn load_variant_here(
         card.hidden_size
     );
     anyhow::ensure!(
-        capabilities.max_tokens > 0,
+        capabilities.max_input_tokens > 0,
         "{}: the backend reports a max length of 0",
         context()
     );
-    // A single longest input must always fit a batch.
-    batching.max_batch_tokens = batching
-        .max_batch_tokens
-        .max(card.max_tokens.min(capabilities.max_tokens));
     Variant::start(&model.name, variant, replicas, batching)
 }
 

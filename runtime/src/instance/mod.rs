@@ -1,23 +1,27 @@
 //! A served model: its card, tokenizer and variants, and the request path through them.
 //!
 //! The jobs are apart: `load` finds the files, loads every variant through its plugin and warms
-//! up; `pipeline` is the request path (validation against the deployment, tasks, tokenization,
-//! routing, post-processing); `shadow` copies sampled requests to shadow variants. A
-//! [`ModelInstance`] can also be assembled from variants around in-memory backends
+//! up; `plan` turns a request into the checked, resolved `RequestPlan` the request path
+//! runs; `pipeline` is that path (tokenization, routing, batching, post-processing); `cached`
+//! puts the embedding cache in front of a variant; `shadow` copies sampled requests to shadow
+//! variants. A [`ModelInstance`] can also be assembled from variants around in-memory backends
 //! ([`ModelInstance::new`]), which is how the pipeline is unit-tested.
 
+mod cached;
 mod load;
 mod pipeline;
+mod plan;
 mod shadow;
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use embedrt_backend_core::Capabilities;
+use embedrt_backend_core::{AdapterId, Capabilities};
 
 use crate::cache::{EmbeddingCache, ModelIdentity};
-use crate::config::ModelConfig;
-use crate::model::{ModelCard, BASE_TASK};
+use crate::config::ModelPlan;
+use crate::model::{ModelCard, ResolvedTask, BASE_TASK};
+use crate::request::EmbedError;
 use crate::tokenize::TextTokenizer;
 use crate::variant::{Router, Variant};
 
@@ -32,7 +36,7 @@ pub struct ModelInstance {
     deployment: Deployment,
     max_inputs: usize,
     truncate: bool,
-    default_task: u32,
+    default_task: ResolvedTask,
     /// The embedding cache and this model's identity in it, when the model uses one.
     cache: Option<(Arc<EmbeddingCache>, ModelIdentity)>,
 }
@@ -42,7 +46,7 @@ pub struct ModelInstance {
 /// a capability (none, when all have it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Deployment {
-    /// Backends that cannot run task 0 (the base weights).
+    /// Backends that cannot run the base weights ([`AdapterId::BASE`]).
     without_base_task: Vec<String>,
     /// Backends that cannot return token states (late chunking).
     without_token_states: Vec<String>,
@@ -65,6 +69,39 @@ impl Deployment {
             without_token_states: lacking(|c| c.token_states),
         }
     }
+
+    /// Refuses `task` when a serving backend cannot run its weights: the one rule for the
+    /// default task at startup and for every request. `tasks` are the model's task names, for
+    /// the message.
+    fn check_task(&self, task: &ResolvedTask, tasks: &[String]) -> Result<(), EmbedError> {
+        if task.adapter != AdapterId::BASE || self.without_base_task.is_empty() {
+            return Ok(());
+        }
+        Err(EmbedError::invalid(
+            "task",
+            format!(
+                "the {} backend cannot run task `{BASE_TASK}` (the base weights); name one of \
+                 this model's tasks: {}",
+                self.without_base_task.join(" and "),
+                tasks.join(", ")
+            ),
+        ))
+    }
+
+    /// Refuses late chunking when a serving backend cannot return token states.
+    fn check_late_chunking(&self) -> Result<(), EmbedError> {
+        if self.without_token_states.is_empty() {
+            return Ok(());
+        }
+        Err(EmbedError::invalid(
+            "late_chunking",
+            format!(
+                "the {} backend of this model cannot return token states, which late chunking \
+                 needs",
+                self.without_token_states.join(" and ")
+            ),
+        ))
+    }
 }
 
 /// A model as `GET /v1/models` and gRPC `ListModels` describe it.
@@ -74,7 +111,8 @@ pub struct ModelInfo {
     pub name: String,
     /// Other names of the model.
     pub aliases: Vec<String>,
-    /// The backend of the first variant.
+    /// The backend of the first variant (kept for clients that read one backend; `variants`
+    /// says what serves an A/B-tested model).
     pub backend: String,
     /// Every variant, serving ones and shadows, in configuration order.
     pub variants: Vec<VariantInfo>,
@@ -84,8 +122,8 @@ pub struct ModelInfo {
     pub dimensions: usize,
     /// The Matryoshka sizes; empty means any size up to `dimensions`.
     pub matryoshka_dimensions: Vec<usize>,
-    /// The longest input in tokens, special tokens included.
-    pub max_tokens: usize,
+    /// The longest input in tokens, special tokens included (`max_tokens` on the wire).
+    pub max_input_tokens: usize,
     /// The most inputs one request may carry.
     pub max_inputs: usize,
 }
@@ -111,31 +149,31 @@ pub struct VariantInfo {
 
 impl ModelInstance {
     /// Assembles a model from its card, its tokenizer and its started variants, with the request
-    /// settings of `config` (name, aliases, input limit, truncation, default task). Does not warm
+    /// settings of `plan` (name, aliases, input limit, truncation, default task). Does not warm
     /// up.
     ///
     /// # Errors
     ///
     /// When the default task is unknown, or a serving variant cannot run it.
     pub fn new(
-        config: &ModelConfig,
+        plan: &ModelPlan,
         card: ModelCard,
         tokenizer: TextTokenizer,
         variants: Vec<Variant>,
     ) -> Result<Self> {
         let deployment = Deployment::of(&variants);
-        let default_task = default_task(&card, &deployment, config.default_task.as_deref())
-            .with_context(|| format!("model {:?}: `default_task`", config.name))?;
+        let default_task = default_task(&card, &deployment, plan.default_task.as_deref())
+            .with_context(|| format!("model {:?}: `default_task`", plan.name))?;
         Ok(Self {
-            name: config.name.clone(),
-            aliases: config.aliases.clone(),
+            name: plan.name.clone(),
+            aliases: plan.aliases.clone(),
             card,
             tokenizer: Arc::new(tokenizer),
             router: Router::new(&variants),
             variants,
             deployment,
-            max_inputs: config.max_inputs_per_request,
-            truncate: config.truncate,
+            max_inputs: plan.max_inputs,
+            truncate: plan.truncate,
             default_task,
             cache: None,
         })
@@ -177,8 +215,8 @@ impl ModelInstance {
     }
 
     /// The longest input in tokens, special tokens included.
-    pub fn max_tokens(&self) -> usize {
-        self.tokenizer.max_tokens()
+    pub fn max_input_tokens(&self) -> usize {
+        self.tokenizer.max_input_tokens()
     }
 
     /// The most inputs one request may carry.
@@ -213,32 +251,29 @@ impl ModelInstance {
             tasks: self.card.task_names(),
             dimensions: self.card.hidden_size,
             matryoshka_dimensions: self.card.matryoshka_dimensions.clone(),
-            max_tokens: self.max_tokens(),
+            max_input_tokens: self.max_input_tokens(),
             max_inputs: self.max_inputs,
         }
     }
 }
 
-/// The task id of `configured`, else of the card's default task, else 0 (the base model).
+/// The task of `configured`, else of the card's default task, else `none` (the base model), as
+/// every serving variant can run it.
 fn default_task(
     card: &ModelCard,
     deployment: &Deployment,
     configured: Option<&str>,
-) -> Result<u32> {
+) -> Result<ResolvedTask> {
     if card.tasks.is_empty() {
         anyhow::ensure!(configured.is_none(), "the model has no tasks");
-        return Ok(0);
     }
-    let Some(name) = configured.or(card.default_task.as_deref()) else {
-        return Ok(0);
-    };
+    let name = configured
+        .or(card.default_task.as_deref())
+        .unwrap_or(BASE_TASK);
     let id = card
         .task_id(name)
         .with_context(|| format!("unknown task {name:?}"))?;
-    anyhow::ensure!(
-        id != 0 || deployment.without_base_task.is_empty(),
-        "the {} backend cannot run task `{BASE_TASK}`",
-        deployment.without_base_task.join(" and ")
-    );
-    Ok(id)
+    let task = card.task(id);
+    deployment.check_task(&task, &card.task_names())?;
+    Ok(task)
 }

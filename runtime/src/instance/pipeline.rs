@@ -1,17 +1,13 @@
-//! The request path of one model: validate against the deployment, resolve the task, tokenize on
-//! the worker pool, route to a variant, batch and run, post-process.
-//!
-//! A request is checked against what *every* serving variant can do before the router's pick
-//! matters, so the same request gets the same answer (or the same error) whichever variant
-//! serves it.
+//! The request path of one model: plan the request (see `plan`), tokenize on the worker pool,
+//! route to a variant, batch and run (through the cache when there is one), post-process.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use embedrt_backend_core::Pooling;
 
+use super::plan::{Mode, RequestPlan};
 use super::ModelInstance;
-use crate::cache::{CacheKey, Vector};
-use crate::model::BASE_TASK;
 use crate::postprocess::finish;
 use crate::request::{
     EmbedError, EmbedRequest, EmbedResponse, Input, TokenizeRequest, TokenizeResponse,
@@ -21,16 +17,8 @@ use crate::telemetry;
 use crate::tokenize::{TextTokenizer, TokenizeError, WorkerPool};
 use crate::variant::Variant;
 
-/// A request's task: its id among the model's tasks (for its instruction) and the task id the
-/// backend runs it with (its adapter).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct TaskChoice {
-    id: u32,
-    backend: u32,
-}
-
 impl ModelInstance {
-    /// Validates, tokenizes (on `pool`), batches, runs and post-processes `request`.
+    /// Plans, tokenizes (on `pool`), batches, runs and post-processes `request`.
     /// The serving variant is picked by the router (sticky per `user`); its metrics record the
     /// outcome and duration.
     ///
@@ -46,45 +34,45 @@ impl ModelInstance {
     ) -> Result<EmbedResponse, EmbedError> {
         let variant = &self.variants[self.router.pick(request.user.as_deref())];
         let started = std::time::Instant::now();
-        let result = self.embed_on(variant, request, pool).await;
+        let result = match self.plan(request) {
+            Ok(plan) => self.run_plan(variant, plan, pool).await,
+            Err(error) => Err(error),
+        };
         let labels = variant.labels();
         metrics::counter!(
             telemetry::REQUESTS,
-            labels.with("status", status_label(&result))
+            labels.with("status", telemetry::status_label(&result))
         )
         .increment(1);
         metrics::histogram!(telemetry::REQUEST_SECONDS, labels.labels()).record(started.elapsed());
         result
     }
 
-    async fn embed_on(
+    async fn run_plan(
         self: &Arc<Self>,
         variant: &Variant,
-        request: EmbedRequest,
+        plan: RequestPlan,
         pool: &WorkerPool,
     ) -> Result<EmbedResponse, EmbedError> {
-        self.validate(&request)?;
-        let task = self.task(request.task.as_deref())?;
-        let truncate = request.truncate.unwrap_or(self.truncate);
-        let normalize = request.normalized.unwrap_or(self.card.normalize);
+        let (dimensions, normalize) = (plan.dimensions.map(NonZeroUsize::get), plan.normalize);
         let finish_all = |vectors: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
             vectors
                 .into_iter()
-                .map(|v| finish(v, request.dimensions, normalize))
+                .map(|v| finish(v, dimensions, normalize))
                 .collect()
         };
-        let inputs = request.inputs;
-        if request.late_chunking {
+        let adapter = plan.task.adapter;
+        if plan.mode == Mode::LateChunked {
             let (document, spans) = self
-                .tokenize_on(pool, task, move |tokenizer, instruction| {
-                    tokenize_document(tokenizer, instruction, &inputs)
+                .tokenize_on(pool, plan, |tokenizer, plan| {
+                    tokenize_document(tokenizer, &plan.task.instruction, &plan.inputs)
                 })
                 .await?;
             let prompt_tokens = document.len();
             let states = variant
                 .run(vec![Sequence {
                     ids: document,
-                    task: task.backend,
+                    adapter,
                     output: Output::TokenStates,
                 }])
                 .await?;
@@ -101,68 +89,14 @@ impl ModelInstance {
                 .collect();
             return Ok(self.response(variant, finish_all(pooled), prompt_tokens));
         }
-        let sequences = self.tokenize_inputs(pool, inputs, task, truncate).await?;
+        let sequences = self.tokenize_on(pool, plan, tokenize_all).await?;
         let prompt_tokens = sequences.iter().map(|s| s.ids.len()).sum();
         let pooled = self.run_cached(variant, sequences).await?;
         Ok(self.response(variant, finish_all(pooled), prompt_tokens))
     }
 
-    /// The pooled vectors of `sequences`, in order: from the cache where it has them, the rest
-    /// from `variant` (then stored in the cache).
-    async fn run_cached(
-        self: &Arc<Self>,
-        variant: &Variant,
-        sequences: Vec<Sequence>,
-    ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let Some((cache, identity)) = &self.cache else {
-            return self.run_with_shadows(variant, sequences).await;
-        };
-        let engine = variant.engine_tag();
-        let keys: Vec<CacheKey> = sequences
-            .iter()
-            .map(|s| CacheKey::new(identity, &engine, s.task, &s.ids))
-            .collect();
-        let hidden = self.card.hidden_size;
-        let found: Vec<Option<Vector>> = cache
-            .lookup(&self.name, &keys)
-            .await
-            .into_iter()
-            // A stored value of the wrong width (another writer's mistake) is a miss.
-            .map(|vector| vector.filter(|v| v.len() == hidden))
-            .collect();
-        let missing: Vec<Sequence> = sequences
-            .into_iter()
-            .zip(&found)
-            .filter(|(_, hit)| hit.is_none())
-            .map(|(sequence, _)| sequence)
-            .collect();
-        let mut computed = if missing.is_empty() {
-            Vec::new()
-        } else {
-            self.run_with_shadows(variant, missing).await?
-        }
-        .into_iter();
-        let mut entries = Vec::new();
-        let mut vectors = Vec::with_capacity(keys.len());
-        for (key, hit) in keys.into_iter().zip(found) {
-            let vector = match hit {
-                Some(vector) => vector.to_vec(),
-                None => {
-                    let vector = computed.next().ok_or_else(|| {
-                        EmbedError::Internal("the backend answered fewer inputs".into())
-                    })?;
-                    entries.push((key, Vector::from(vector.as_slice())));
-                    vector
-                }
-            };
-            vectors.push(vector);
-        }
-        cache.store(&self.name, entries);
-        Ok(vectors)
-    }
-
     /// Runs `sequences` on `variant`, copying them to the sampled shadows.
-    async fn run_with_shadows(
+    pub(super) async fn run_with_shadows(
         self: &Arc<Self>,
         variant: &Variant,
         sequences: Vec<Sequence>,
@@ -203,154 +137,25 @@ impl ModelInstance {
         request: TokenizeRequest,
         pool: &WorkerPool,
     ) -> Result<TokenizeResponse, EmbedError> {
-        self.check_input_count(request.texts.len())?;
-        let task = self.task(request.task.as_deref())?;
-        let truncate = request.truncate.unwrap_or(self.truncate);
-        let inputs = request.texts.into_iter().map(Input::Text).collect();
-        let sequences = self.tokenize_inputs(pool, inputs, task, truncate).await?;
+        let plan = self.plan(request.into())?;
+        let sequences = self.tokenize_on(pool, plan, tokenize_all).await?;
         Ok(TokenizeResponse {
             model: self.name.clone(),
             tokens: sequences.into_iter().map(|s| s.ids).collect(),
         })
     }
 
-    /// One sequence per input for `task`: the task's instruction before each text, special tokens
-    /// added, cut or refused at the limit (`truncate`). Runs on `pool`.
-    async fn tokenize_inputs(
-        &self,
-        pool: &WorkerPool,
-        inputs: Vec<Input>,
-        task: TaskChoice,
-        truncate: bool,
-    ) -> Result<Vec<Sequence>, EmbedError> {
-        self.tokenize_on(pool, task, move |tokenizer, instruction| {
-            tokenize_all(tokenizer, instruction, inputs, truncate, task.backend)
-        })
-        .await
-    }
-
-    /// Runs `job` on `pool` with this model's tokenizer and the instruction of `task`.
+    /// Runs `job` on `pool` with this model's tokenizer and `plan`.
     async fn tokenize_on<T: Send + 'static>(
         &self,
         pool: &WorkerPool,
-        task: TaskChoice,
-        job: impl FnOnce(&TextTokenizer, &str) -> Result<T, EmbedError> + Send + 'static,
+        plan: RequestPlan,
+        job: impl FnOnce(&TextTokenizer, RequestPlan) -> Result<T, EmbedError> + Send + 'static,
     ) -> Result<T, EmbedError> {
         let tokenizer = Arc::clone(&self.tokenizer);
-        let instruction = self.card.instruction(task.id).to_string();
-        pool.run(move || job(&tokenizer, &instruction))
+        pool.run(move || job(&tokenizer, plan))
             .await
             .map_err(|e| EmbedError::Internal(e.to_string()))?
-    }
-
-    /// The task a request runs with: the one it names, else the model's default.
-    fn task(&self, name: Option<&str>) -> Result<TaskChoice, EmbedError> {
-        let id = match name {
-            None => self.default_task,
-            Some(name) => self.task_id(name)?,
-        };
-        if id == 0 && !self.deployment.without_base_task.is_empty() {
-            return Err(EmbedError::invalid(
-                "task",
-                format!(
-                    "the {} backend of this model cannot run task `{BASE_TASK}` (the base \
-                     weights); name one of its tasks: {}",
-                    self.deployment.without_base_task.join(" and "),
-                    self.card.task_names().join(", ")
-                ),
-            ));
-        }
-        Ok(TaskChoice {
-            id,
-            backend: self.card.backend_task(id),
-        })
-    }
-
-    /// The id of task `name` among the model's tasks.
-    fn task_id(&self, name: &str) -> Result<u32, EmbedError> {
-        if self.card.tasks.is_empty() {
-            return Err(EmbedError::invalid(
-                "task",
-                format!(
-                    "the model `{}` has no tasks (no task adapters or prompts); leave out `task`",
-                    self.name
-                ),
-            ));
-        }
-        self.card.task_id(name).ok_or_else(|| {
-            EmbedError::invalid(
-                "task",
-                format!(
-                    "unknown task {name:?}; this model's tasks are {}, and {BASE_TASK}",
-                    self.card.task_names().join(", ")
-                ),
-            )
-        })
-    }
-
-    /// Refuses requests with no inputs or more than the model allows.
-    fn check_input_count(&self, count: usize) -> Result<(), EmbedError> {
-        if count == 0 {
-            return Err(EmbedError::invalid("input", "`input` must not be empty"));
-        }
-        if count > self.max_inputs {
-            return Err(EmbedError::TooManyInputs {
-                count,
-                limit: self.max_inputs,
-            });
-        }
-        Ok(())
-    }
-
-    /// Checks what does not depend on the variant: input count, late chunking, dimensions.
-    fn validate(&self, request: &EmbedRequest) -> Result<(), EmbedError> {
-        self.check_input_count(request.inputs.len())?;
-        if request.late_chunking && !self.deployment.without_token_states.is_empty() {
-            return Err(EmbedError::invalid(
-                "late_chunking",
-                format!(
-                    "the {} backend of this model cannot return token states, which late \
-                     chunking needs",
-                    self.deployment.without_token_states.join(" and ")
-                ),
-            ));
-        }
-        if let Some(dimensions) = request.dimensions {
-            let allowed = &self.card.matryoshka_dimensions;
-            let hidden = self.card.hidden_size;
-            if !allowed.is_empty() && !allowed.contains(&dimensions) {
-                let allowed: Vec<String> = allowed.iter().map(usize::to_string).collect();
-                return Err(EmbedError::invalid(
-                    "dimensions",
-                    format!(
-                        "`dimensions` must be one of {} for this model, got {dimensions}",
-                        allowed.join(", ")
-                    ),
-                ));
-            }
-            if dimensions == 0 || dimensions > hidden {
-                return Err(EmbedError::invalid(
-                    "dimensions",
-                    format!("`dimensions` must be between 1 and {hidden} for this model, got {dimensions}"),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The `status` label of a request's outcome.
-pub(super) fn status_label<T>(result: &Result<T, EmbedError>) -> &'static str {
-    match result {
-        Ok(_) => "ok",
-        Err(
-            EmbedError::InvalidRequest { .. }
-            | EmbedError::TooManyInputs { .. }
-            | EmbedError::MissingModel,
-        ) => "invalid",
-        Err(EmbedError::Overloaded(_)) => "overloaded",
-        Err(EmbedError::Unavailable(_) | EmbedError::ModelNotFound(_)) => "unavailable",
-        Err(EmbedError::Internal(_)) => "internal",
     }
 }
 
@@ -361,23 +166,27 @@ fn input_error(i: usize, error: TokenizeError) -> EmbedError {
     }
 }
 
-fn tokenize_all(
-    tokenizer: &TextTokenizer,
-    instruction: &str,
-    inputs: Vec<Input>,
-    truncate: bool,
-    task: u32,
-) -> Result<Vec<Sequence>, EmbedError> {
-    inputs
+/// One sequence per input of `plan`: the task's instruction before each text, special tokens
+/// added, cut or refused at the limit; token ids checked against the vocabulary.
+fn tokenize_all(tokenizer: &TextTokenizer, plan: RequestPlan) -> Result<Vec<Sequence>, EmbedError> {
+    let (instruction, adapter) = (&*plan.task.instruction, plan.task.adapter);
+    plan.inputs
         .into_iter()
         .enumerate()
         .map(|(i, input)| {
             let ids = match input {
-                Input::Text(text) if instruction.is_empty() => tokenizer.encode(&text, truncate),
-                Input::Text(text) => tokenizer.encode(&format!("{instruction}{text}"), truncate),
-                Input::Tokens(ids) => tokenizer.check_ids(ids, truncate),
+                Input::Text(text) if instruction.is_empty() => {
+                    tokenizer.encode(&text, plan.truncate)
+                }
+                Input::Text(text) => {
+                    tokenizer.encode(&format!("{instruction}{text}"), plan.truncate)
+                }
+                Input::Tokens(ids) => tokenizer.check_ids(ids, plan.truncate),
             };
-            Ok(Sequence::pooled(ids.map_err(|e| input_error(i, e))?, task))
+            Ok(Sequence::pooled(
+                ids.map_err(|e| input_error(i, e))?,
+                adapter,
+            ))
         })
         .collect()
 }
@@ -414,15 +223,13 @@ fn tokenize_document(
 mod tests {
     use std::collections::HashSet;
     use std::path::Path;
-    use std::time::Duration;
 
-    use embedrt_backend_core::{Backend, BackendError, Batch, Capabilities, Embeddings};
+    use embedrt_backend_core::{AdapterId, Backend, BackendError, Batch, Capabilities, Embeddings};
 
     use super::*;
-    use crate::config::Config;
+    use crate::config::{Config, Overrides};
     use crate::instance::{default_task, Deployment};
     use crate::model::ModelCard;
-    use crate::scheduler::BatchingConfig;
 
     /// An in-memory backend that embeds every sequence as a row of ones.
     struct Ones(Capabilities);
@@ -442,37 +249,41 @@ mod tests {
     /// one that cannot (as candle and the official ONNX graph are).
     fn jina_ab() -> Arc<ModelInstance> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/jina-v3-tiny");
-        let config = Config::parse(&format!(
+        let plan = Config::parse(&format!(
             "[[models]]\nname = \"jina\"\npath = {:?}\n\
+             batching = {{ max_batch_tokens = 4096, max_batch_requests = 8, max_queued_inputs = 64 }}\n\
              [[models.variants]]\nname = \"a\"\nbackend = \"candle\"\nweight = 50\n\
              [[models.variants]]\nname = \"b\"\nbackend = \"onnx\"\nweight = 50\n",
             dir.display().to_string()
         ))
+        .unwrap()
+        .resolve(Path::new("/"), &Overrides::default())
         .unwrap();
-        let model = &config.models[0];
+        let model = &plan.models[0];
         let card = ModelCard::load(&dir).unwrap();
-        let tokenizer = TextTokenizer::load(&card.path, card.max_tokens, card.vocab_size).unwrap();
-        let batching = BatchingConfig {
-            max_batch_tokens: 4096,
-            max_batch_requests: 8,
-            max_wait: Duration::ZERO,
-            max_queued: 64,
-        };
+        let tokenizer =
+            TextTokenizer::load(&card.path, card.max_input_tokens, card.vocab_size).unwrap();
         let variants = model
-            .variants()
+            .variants
             .iter()
             .zip([true, false])
             .map(|(variant, base_task)| {
                 let backend = Ones(Capabilities {
                     hidden_size: card.hidden_size,
-                    max_tokens: card.max_tokens,
+                    max_input_tokens: card.max_input_tokens,
                     mixed_tasks: base_task,
                     pads_batches: true,
                     token_states: false,
                     base_task,
                     dtype: None,
                 });
-                Variant::start("jina", variant, vec![Box::new(backend)], batching.clone()).unwrap()
+                Variant::start(
+                    "jina",
+                    variant,
+                    vec![Box::new(backend)],
+                    variant.batching.clone(),
+                )
+                .unwrap()
             })
             .collect();
         Arc::new(ModelInstance::new(model, card, tokenizer, variants).unwrap())
@@ -528,13 +339,38 @@ mod tests {
     #[test]
     fn the_default_task_must_run_on_every_serving_variant() {
         let instance = jina_ab();
-        assert_eq!(instance.default_task, 5, "text-matching");
+        let card = instance.card();
+        let text_matching = card.task(card.task_id("text-matching").unwrap());
+        assert_eq!(instance.default_task, text_matching);
         let deployment = Deployment::of(instance.variants());
-        let err = default_task(instance.card(), &deployment, Some("none")).unwrap_err();
+        let err = default_task(card, &deployment, Some("none")).unwrap_err();
         assert!(
             err.to_string()
                 .contains("onnx backend cannot run task `none`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_tokenize_request_is_planned_as_the_embedding_request_it_counts_for() {
+        let instance = jina_ab();
+        let tokenize = TokenizeRequest {
+            model: None,
+            texts: vec!["a".into(), "b".into()],
+            task: Some("retrieval.query".into()),
+            truncate: Some(false),
+        };
+        let plan = instance.plan(tokenize.into()).unwrap();
+        let card = instance.card();
+        assert_eq!(
+            plan.task,
+            card.task(card.task_id("retrieval.query").unwrap())
+        );
+        assert_eq!((plan.truncate, plan.mode), (false, Mode::Pooled));
+        assert_eq!(
+            plan.inputs,
+            [Input::Text("a".into()), Input::Text("b".into())]
+        );
+        assert_ne!(plan.task.adapter, AdapterId::BASE);
     }
 }

@@ -49,7 +49,7 @@ impl ModelInstance {
                     }
                     Err(error) => {
                         tracing::debug!(variant = shadow.name(), %error, "shadow copy failed");
-                        super::pipeline::status_label::<()>(&Err(error))
+                        telemetry::status_label::<()>(&Err(error))
                     }
                 };
                 metrics::counter!(telemetry::REQUESTS, labels.with("status", status)).increment(1);

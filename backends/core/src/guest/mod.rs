@@ -30,7 +30,7 @@
 //!         document.settings.require_cpu("lengths")?;
 //!         Ok(Lengths(Capabilities {
 //!             hidden_size: 1,
-//!             max_tokens: document.card.max_tokens,
+//!             max_input_tokens: document.model.max_input_tokens,
 //!             mixed_tasks: true,
 //!             pads_batches: false,
 //!             token_states: false,
@@ -53,12 +53,13 @@ use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use embedrt_plugin_abi::{
-    BatchView, Capabilities as AbiCapabilities, DTypeCode, ModelDescription, ModelHandle,
-    PluginApi, Status, TextBuf, ABI_MAJOR, ABI_MINOR,
+    self as abi, BatchView, ModelDescription, ModelHandle, PluginApi, Status, TextBuf, ABI_MAJOR,
+    ABI_MINOR,
 };
 
 use crate::backend::{Backend, BackendError, Batch, Matrix};
-use crate::document::{FilesQuery, LoadDocument, WeightFiles};
+use crate::document::LoadDocument;
+use crate::files::{FilesQuery, WeightFiles};
 
 /// A backend that can be exported as a plugin: its name, the files it needs and how it loads.
 pub trait BackendPlugin: Backend + Sized + 'static {
@@ -120,15 +121,6 @@ struct LoadedModel {
     backend: Box<dyn Backend>,
 }
 
-fn status_of(error: &BackendError) -> Status {
-    match error {
-        BackendError::InvalidInput(_) => Status::INVALID_ARGUMENT,
-        BackendError::Unhealthy(_) => Status::PANIC,
-        BackendError::Unsupported(_) => Status::UNSUPPORTED,
-        BackendError::Load(_) | BackendError::Inference(_) => Status::ERROR,
-    }
-}
-
 /// Copies as much of `text` as fits into the host's buffer, cut at a character boundary; returns
 /// whether all of it fit.
 unsafe fn put(buf: *mut TextBuf, text: &str) -> bool {
@@ -166,7 +158,7 @@ unsafe fn guarded(err: *mut TextBuf, body: impl FnOnce() -> Result<(), BackendEr
         Ok(Ok(())) => Status::OK,
         Ok(Err(error)) => {
             put(err, error.message());
-            status_of(&error)
+            error.status()
         }
         Err(panic) => {
             let what = panic
@@ -194,34 +186,6 @@ unsafe fn json<'a>(text: *const c_char) -> Result<&'a str, BackendError> {
     CStr::from_ptr(text)
         .to_str()
         .map_err(|e| BackendError::Load(e.to_string()))
-}
-
-/// Copies the host's borrowed arrays into a [`Batch`].
-unsafe fn batch_from_view(view: *const BatchView) -> Result<Batch, BackendError> {
-    let view = view
-        .as_ref()
-        .ok_or_else(|| BackendError::InvalidInput("null batch".into()))?;
-    let slice = |ptr: *const u32, len: usize| -> Vec<u32> {
-        if len == 0 {
-            Vec::new()
-        } else {
-            std::slice::from_raw_parts(ptr, len).to_vec()
-        }
-    };
-    let batch = Batch {
-        input_ids: slice(view.input_ids, view.num_tokens),
-        token_type_ids: slice(view.token_type_ids, view.num_tokens),
-        position_ids: slice(view.position_ids, view.num_tokens),
-        cu_seq_lengths: slice(view.cu_seq_lengths, view.num_seqs + 1),
-        task_ids: slice(view.task_ids, view.num_seqs),
-        max_len: view.max_len as usize,
-    };
-    if batch.cu_seq_lengths.last().copied() != Some(view.num_tokens as u32) {
-        return Err(BackendError::InvalidInput(
-            "cu_seq_lengths does not end at num_tokens".into(),
-        ));
-    }
-    Ok(batch)
 }
 
 unsafe fn copy_out(result: Matrix, out: *mut f32, out_len: usize) -> Result<(), BackendError> {
@@ -262,20 +226,6 @@ unsafe extern "C" fn model_files<B: BackendPlugin>(
     })
 }
 
-/// The capabilities of the model behind `handle`, as ABI 1.0 writes them, and its dtype.
-unsafe fn describe(handle: ModelHandle) -> Result<(AbiCapabilities, DTypeCode), BackendError> {
-    let caps = model(handle)?.backend.capabilities();
-    let abi = AbiCapabilities {
-        hidden_size: caps.hidden_size as u32,
-        max_tokens: caps.max_tokens as u32,
-        mixed_tasks: caps.mixed_tasks.into(),
-        pads_batches: caps.pads_batches.into(),
-        token_states: caps.token_states.into(),
-        base_task: caps.base_task.into(),
-    };
-    Ok((abi, caps.dtype.map_or(DTypeCode::UNKNOWN, DTypeCode::from)))
-}
-
 /// The host's output location, or an error for a null one.
 unsafe fn output<'a, T>(out: *mut T) -> Result<&'a mut T, BackendError> {
     out.as_mut()
@@ -284,11 +234,11 @@ unsafe fn output<'a, T>(out: *mut T) -> Result<&'a mut T, BackendError> {
 
 unsafe extern "C" fn model_capabilities(
     handle: ModelHandle,
-    out: *mut AbiCapabilities,
+    out: *mut abi::Capabilities,
     err: *mut TextBuf,
 ) -> Status {
     guarded(err, || {
-        *output(out)? = describe(handle)?.0;
+        *output(out)? = model(handle)?.backend.capabilities().into();
         Ok(())
     })
 }
@@ -299,13 +249,8 @@ unsafe extern "C" fn model_describe(
     err: *mut TextBuf,
 ) -> Status {
     guarded(err, || {
-        let (capabilities, dtype) = describe(handle)?;
+        let ours = ModelDescription::from(model(handle)?.backend.capabilities());
         let out = output(out)?;
-        let ours = ModelDescription {
-            struct_size: std::mem::size_of::<ModelDescription>(),
-            capabilities,
-            dtype,
-        };
         // Write the fields both sides know: everything after `struct_size`, up to the smaller size.
         let header = std::mem::size_of::<usize>();
         let written = out.struct_size.min(ours.struct_size);
@@ -332,7 +277,7 @@ unsafe fn run_batch(
 ) -> Status {
     guarded(err, || {
         let model = model(handle)?;
-        let batch = batch_from_view(batch)?;
+        let batch = Batch::from_view(batch)?;
         copy_out(run(model.backend.as_mut(), &batch)?, out, out_len)
     })
 }
@@ -376,8 +321,9 @@ unsafe extern "C" fn model_free(handle: ModelHandle) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::DType;
+    use crate::placement::DType;
     use crate::{Capabilities, Embeddings};
+    use embedrt_plugin_abi::DTypeCode;
 
     struct Fixed(Capabilities);
 
@@ -394,7 +340,7 @@ mod tests {
     fn handle() -> ModelHandle {
         let backend = Box::new(Fixed(Capabilities {
             hidden_size: 8,
-            max_tokens: 16,
+            max_input_tokens: 16,
             mixed_tasks: true,
             pads_batches: false,
             token_states: false,
@@ -429,7 +375,7 @@ mod tests {
         let status = unsafe { model_describe(model, &mut short, std::ptr::null_mut()) };
         assert_eq!(status, Status::OK);
         let caps = short.capabilities;
-        assert_eq!((caps.hidden_size, caps.max_tokens), (8, 16));
+        assert_eq!((caps.hidden_size, caps.max_input_tokens), (8, 16));
         assert_eq!((short.struct_size, short.dtype), (known, DTypeCode(99)));
         unsafe { model_free(model) };
     }

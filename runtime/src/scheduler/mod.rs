@@ -13,10 +13,16 @@
 //! sessions working on different batches beat one two-threaded session on one batch (no per-layer
 //! hand-offs between pool threads); see BENCHMARKS.md, "Replicas".
 //!
+//! The module has two layers: `policy` holds the batch-forming rules as pure functions over the
+//! queued sequences, `worker` the inference threads that apply them and run the batches.
+//!
 //! Dropping a [`Scheduler`] never blocks: the last reference to a model may go inside an async
 //! task (a reload, a finished request), whose worker thread must not wait for a queue to drain.
 //! The inference thread answers what is queued and drops the backend on its own; [`join_stopped`]
 //! waits for those threads where waiting is fine (before the process exits).
+
+mod policy;
+mod worker;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,17 +32,16 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use embedrt_backend_core::{Backend, BackendError, Batch, Capabilities};
+use embedrt_backend_core::{AdapterId, Backend, BackendError, BatchLimits, Capabilities};
 
 use crate::telemetry::{self, VariantLabels};
 
-/// Limits that shape batches and bound the queue.
+/// How a variant's scheduler forms batches and bounds its queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BatchingConfig {
-    /// Most tokens in one batch, padding included for backends that pad.
-    pub max_batch_tokens: usize,
-    /// Most sequences in one batch.
-    pub max_batch_requests: usize,
+pub struct BatchPolicy {
+    /// The largest batch, in sequences and in tokens (the same limits the backend is told in its
+    /// load document).
+    pub limits: BatchLimits,
     /// Longest time the oldest queued sequence waits for others to join its batch.
     pub max_wait: Duration,
     /// Most sequences waiting in the queue; more are refused with [`SubmitError::QueueFull`].
@@ -50,18 +55,18 @@ pub struct BatchingConfig {
 pub struct Sequence {
     /// Token ids, special tokens included.
     pub ids: Vec<u32>,
-    /// Task id: 0 for the base weights, `k + 1` for adapter `k`.
-    pub task: u32,
+    /// The weights it runs with.
+    pub adapter: AdapterId,
     /// What the backend should return for it.
     pub output: Output,
 }
 
 impl Sequence {
     /// A sequence whose pooled embedding is wanted.
-    pub fn pooled(ids: Vec<u32>, task: u32) -> Self {
+    pub fn pooled(ids: Vec<u32>, adapter: AdapterId) -> Self {
         Self {
             ids,
-            task,
+            adapter,
             output: Output::Pooled,
         }
     }
@@ -116,7 +121,7 @@ struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
     healthy: AtomicBool,
-    config: BatchingConfig,
+    policy: BatchPolicy,
     capabilities: Capabilities,
     labels: VariantLabels,
 }
@@ -126,15 +131,6 @@ impl Shared {
         self.queue
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Tokens a batch of `count` sequences costs, the longest being `longest` and all `total`.
-    fn cost(&self, count: usize, longest: usize, total: usize) -> usize {
-        if self.capabilities.pads_batches {
-            count * longest
-        } else {
-            total
-        }
     }
 }
 
@@ -160,7 +156,7 @@ impl Scheduler {
     pub fn start(
         name: &str,
         replicas: Vec<Box<dyn Backend>>,
-        config: BatchingConfig,
+        policy: BatchPolicy,
         labels: VariantLabels,
     ) -> std::io::Result<Self> {
         assert!(!replicas.is_empty(), "a scheduler needs a backend");
@@ -172,7 +168,7 @@ impl Scheduler {
             wake: Condvar::new(),
             healthy: AtomicBool::new(true),
             capabilities: replicas[0].capabilities().clone(),
-            config,
+            policy,
             labels,
         });
         let mut scheduler = Self {
@@ -190,7 +186,7 @@ impl Scheduler {
             let shared = Arc::clone(&scheduler.shared);
             let worker = std::thread::Builder::new()
                 .name(thread)
-                .spawn(move || run_worker(&shared, index, backend))?;
+                .spawn(move || worker::run(&shared, index, backend))?;
             scheduler.workers.push(worker);
         }
         Ok(scheduler)
@@ -236,12 +232,17 @@ impl Scheduler {
     /// Either all sequences are queued or none is. They are refused with
     /// [`SubmitError::QueueFull`] when they would take the queue past its limit, unless the queue
     /// is empty (a request larger than the whole queue would otherwise never be taken).
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::QueueFull`] as above, [`SubmitError::Unhealthy`] once the backend failed
+    /// fatally, [`SubmitError::Closed`] while the scheduler shuts down.
     pub fn submit(
         &self,
         sequences: Vec<Sequence>,
     ) -> Result<Vec<oneshot::Receiver<SequenceResult>>, SubmitError> {
         let mut queue = self.open_queue()?;
-        let limit = self.shared.config.max_queued;
+        let limit = self.shared.policy.max_queued;
         if !queue.items.is_empty() && queue.items.len() + sequences.len() > limit {
             return Err(SubmitError::QueueFull {
                 queued: queue.items.len(),
@@ -315,178 +316,12 @@ pub fn join_stopped() {
     }
 }
 
-fn run_worker(shared: &Shared, replica: usize, mut backend: Box<dyn Backend>) {
-    while let Some(items) = next_batch(shared, replica) {
-        if !shared.healthy.load(Ordering::Acquire) {
-            fail(
-                items,
-                &BackendError::Unhealthy("the backend failed earlier".into()),
-            );
-            continue;
-        }
-        let labels = &shared.labels;
-        let started = Instant::now();
-        for item in &items {
-            metrics::histogram!(telemetry::QUEUE_SECONDS, labels.labels())
-                .record(started - item.enqueued);
-        }
-        let tokens: usize = items.iter().map(|item| item.sequence.ids.len()).sum();
-        metrics::histogram!(telemetry::BATCH_SIZE, labels.labels()).record(items.len() as f64);
-        metrics::histogram!(telemetry::BATCH_TOKENS, labels.labels()).record(tokens as f64);
-        run_batch(shared, backend.as_mut(), items);
-        metrics::histogram!(telemetry::INFERENCE_SECONDS, labels.labels())
-            .record(started.elapsed());
-    }
-}
-
-/// Blocks until `replica` has a batch: its pinned sequence, else one from the shared queue.
-/// `None` once the queue is closed and empty.
-fn next_batch(shared: &Shared, replica: usize) -> Option<Vec<Item>> {
-    let mut queue = shared.lock();
-    loop {
-        if let Some(item) = queue.pinned[replica].take() {
-            return Some(vec![item]);
-        }
-        if queue.items.is_empty() {
-            if queue.closed {
-                return None;
-            }
-            queue = shared.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
-            continue;
-        }
-        let deadline = queue.items[0].enqueued + shared.config.max_wait;
-        let now = Instant::now();
-        if queue.closed || is_full(shared, &queue) || now >= deadline {
-            break;
-        }
-        // Another replica may take the waiting sequences meanwhile: look again after waking.
-        queue = shared
-            .wake
-            .wait_timeout(queue, deadline - now)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
-    }
-    let batch = select(shared, &mut queue);
-    metrics::gauge!(telemetry::QUEUE_DEPTH, shared.labels.labels()).set(queue.items.len() as f64);
-    let more = !queue.items.is_empty();
-    drop(queue);
-    if more {
-        // What this batch left behind is for an idle replica, if there is one.
-        shared.wake.notify_one();
-    }
-    Some(batch)
-}
-
-/// Whether the queue already holds a full batch (in arrival order).
-fn is_full(shared: &Shared, queue: &Queue) -> bool {
-    let config = &shared.config;
-    if queue.items.len() >= config.max_batch_requests {
-        return true;
-    }
-    let (longest, total) = queue.items.iter().fold((0, 0), |(longest, total), item| {
-        (
-            longest.max(item.sequence.ids.len()),
-            total + item.sequence.ids.len(),
-        )
-    });
-    shared.cost(queue.items.len(), longest, total) >= config.max_batch_tokens
-}
-
-/// Takes the oldest sequence plus the queued sequences closest to it in length that fit the budget,
-/// want the same output, and share its task when the backend cannot mix tasks. Returns them
-/// longest first.
-fn select(shared: &Shared, queue: &mut Queue) -> Vec<Item> {
-    let config = &shared.config;
-    let oldest = &queue.items[0].sequence;
-    let (oldest_len, oldest_task, oldest_output) = (oldest.ids.len(), oldest.task, oldest.output);
-    let window = queue
-        .items
-        .len()
-        .min(config.max_batch_requests.saturating_mul(4));
-    let mut candidates: Vec<usize> = (1..window)
-        .filter(|&i| {
-            let sequence = &queue.items[i].sequence;
-            sequence.output == oldest_output
-                && (shared.capabilities.mixed_tasks || sequence.task == oldest_task)
-        })
-        .collect();
-    candidates.sort_by_key(|&i| (queue.items[i].sequence.ids.len().abs_diff(oldest_len), i));
-
-    let mut chosen = vec![0];
-    let (mut longest, mut total) = (oldest_len, oldest_len);
-    for i in candidates {
-        if chosen.len() == config.max_batch_requests {
-            break;
-        }
-        let len = queue.items[i].sequence.ids.len();
-        if shared.cost(chosen.len() + 1, longest.max(len), total + len) <= config.max_batch_tokens {
-            chosen.push(i);
-            longest = longest.max(len);
-            total += len;
-        }
-    }
-    chosen.sort_unstable_by(|a, b| b.cmp(a));
-    let mut items: Vec<Item> = chosen
-        .into_iter()
-        .filter_map(|i| queue.items.remove(i))
-        .collect();
-    items.sort_by_key(|item| std::cmp::Reverse(item.sequence.ids.len()));
-    items
-}
-
-/// Runs `items` as one batch. When the batch fails for a reason other than a dead backend, each
-/// sequence is retried alone, so one bad input cannot fail the others.
-fn run_batch(shared: &Shared, backend: &mut dyn Backend, items: Vec<Item>) {
-    let batch = Batch::from_sequences(
-        items
-            .iter()
-            .map(|item| (item.sequence.ids.as_slice(), item.sequence.task)),
-    );
-    let result = match items[0].sequence.output {
-        Output::Pooled => backend.embed(&batch).map(|pooled| {
-            (0..batch.len())
-                .map(|i| pooled.row(i).to_vec())
-                .collect::<Vec<_>>()
-        }),
-        Output::TokenStates => backend.embed_tokens(&batch).map(|states| {
-            let rows = |i: usize| batch.span(i).start * states.dim..batch.span(i).end * states.dim;
-            (0..batch.len())
-                .map(|i| states.data[rows(i)].to_vec())
-                .collect()
-        }),
-    };
-    match result {
-        Ok(outputs) => {
-            for (item, output) in items.into_iter().zip(outputs) {
-                let _ = item.reply.send(Ok(output));
-            }
-        }
-        Err(error @ BackendError::Unhealthy(_)) => {
-            tracing::error!(%error, "backend failed fatally; the model stops serving");
-            shared.healthy.store(false, Ordering::Release);
-            fail(items, &error);
-        }
-        Err(error) if items.len() == 1 => fail(items, &error),
-        Err(error) => {
-            tracing::warn!(%error, size = items.len(), "batch failed; retrying its inputs one by one");
-            for item in items {
-                run_batch(shared, backend, vec![item]);
-            }
-        }
-    }
-}
-
-fn fail(items: Vec<Item>, error: &BackendError) {
-    for item in items {
-        let _ = item.reply.send(Err(error.clone()));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use embedrt_backend_core::{Embeddings, TokenStates};
+    use embedrt_backend_core::{Batch, Embeddings, TokenStates};
     use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
 
     /// Embeds a sequence as `[len, first id]`, records batch sizes, fails on id 666, dies on 999.
     struct Fake {
@@ -529,7 +364,7 @@ mod tests {
     fn capabilities() -> Capabilities {
         Capabilities {
             hidden_size: 2,
-            max_tokens: 512,
+            max_input_tokens: 512,
             mixed_tasks: true,
             pads_batches: true,
             token_states: false,
@@ -538,27 +373,25 @@ mod tests {
         }
     }
 
-    fn batching(max_batch_requests: usize, max_queued: usize) -> BatchingConfig {
-        BatchingConfig {
-            max_batch_tokens: 1024,
-            max_batch_requests,
+    fn batching(max_batch_rows: usize, max_queued: usize) -> BatchPolicy {
+        BatchPolicy {
+            limits: BatchLimits {
+                max_batch_rows,
+                max_batch_tokens: 1024,
+            },
             max_wait: Duration::from_millis(20),
             max_queued,
         }
     }
 
-    fn scheduler(
-        max_batch_requests: usize,
-        max_queued: usize,
-        delay: Duration,
-    ) -> (Scheduler, Arc<Mutex<Vec<usize>>>) {
-        replicated(1, batching(max_batch_requests, max_queued), delay)
+    fn scheduler(max_batch_rows: usize, max_queued: usize) -> (Scheduler, Arc<Mutex<Vec<usize>>>) {
+        replicated(1, batching(max_batch_rows, max_queued), Duration::ZERO)
     }
 
     /// A scheduler over `replicas` fakes that record their batch sizes in one list.
     fn replicated(
         replicas: usize,
-        config: BatchingConfig,
+        policy: BatchPolicy,
         delay: Duration,
     ) -> (Scheduler, Arc<Mutex<Vec<usize>>>) {
         let batches = Arc::new(Mutex::new(Vec::new()));
@@ -573,7 +406,7 @@ mod tests {
             .collect();
         let labels = VariantLabels::default();
         (
-            Scheduler::start("test", fakes, config, labels).unwrap(),
+            Scheduler::start("test", fakes, policy, labels).unwrap(),
             batches,
         )
     }
@@ -581,7 +414,7 @@ mod tests {
     fn seq(len: usize, first: u32) -> Sequence {
         let mut ids = vec![1; len];
         ids[0] = first;
-        Sequence::pooled(ids, 0)
+        Sequence::pooled(ids, AdapterId::BASE)
     }
 
     async fn collect(receivers: Vec<oneshot::Receiver<SequenceResult>>) -> Vec<SequenceResult> {
@@ -592,9 +425,75 @@ mod tests {
         out
     }
 
+    /// Embeds like [`Fake`], but every batch announces itself (its size, on `entered`) and then
+    /// waits for the test to let it go (one message on `gate` per batch; every batch once `gate`
+    /// is closed). The tests decide when the backend is busy, so nothing depends on the
+    /// machine's speed.
+    struct Gated {
+        capabilities: Capabilities,
+        entered: mpsc::Sender<usize>,
+        gate: mpsc::Receiver<()>,
+    }
+
+    impl Backend for Gated {
+        fn capabilities(&self) -> &Capabilities {
+            &self.capabilities
+        }
+
+        fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
+            let _ = self.entered.send(batch.len());
+            let _ = self.gate.recv(); // returns at once when the gate is closed (sender dropped)
+            let data = (0..batch.len())
+                .flat_map(|i| [batch.ids(i).len() as f32, batch.ids(i)[0] as f32])
+                .collect();
+            Ok(Embeddings::new(data, 2))
+        }
+    }
+
+    /// The controls of one [`Gated`] replica: batches entering it, and its gate.
+    struct Gate {
+        entered: mpsc::Receiver<usize>,
+        open: mpsc::Sender<()>,
+    }
+
+    impl Gate {
+        /// Lets the replica's current batch go.
+        fn release(&self) {
+            self.open.send(()).unwrap();
+        }
+
+        /// Waits until the replica is running a batch, and returns its size.
+        fn wait_entered(&self) -> usize {
+            self.entered
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the replica never started a batch")
+        }
+    }
+
+    /// A scheduler over `replicas` gated backends, and their controls.
+    fn gated(replicas: usize, policy: BatchPolicy) -> (Scheduler, Vec<Gate>) {
+        let (backends, gates): (Vec<Box<dyn Backend>>, Vec<Gate>) = (0..replicas)
+            .map(|_| {
+                let (entered_tx, entered) = mpsc::channel();
+                let (open, gate) = mpsc::channel();
+                let backend = Gated {
+                    capabilities: capabilities(),
+                    entered: entered_tx,
+                    gate,
+                };
+                (
+                    Box::new(backend) as Box<dyn Backend>,
+                    Gate { entered, open },
+                )
+            })
+            .unzip();
+        let scheduler = Scheduler::start("gated", backends, policy, VariantLabels::default());
+        (scheduler.unwrap(), gates)
+    }
+
     #[tokio::test]
     async fn batches_concurrent_sequences_and_keeps_order() {
-        let (scheduler, batches) = scheduler(8, 100, Duration::ZERO);
+        let (scheduler, batches) = scheduler(8, 100);
         let receivers = scheduler
             .submit((1..=6).map(|n| seq(n, n as u32 + 10)).collect())
             .unwrap();
@@ -607,10 +506,10 @@ mod tests {
 
     #[tokio::test]
     async fn token_state_requests_get_their_own_batches() {
-        let (scheduler, batches) = scheduler(8, 100, Duration::ZERO);
+        let (scheduler, batches) = scheduler(8, 100);
         let tokens = Sequence {
             ids: vec![5, 6, 7],
-            task: 0,
+            adapter: AdapterId::BASE,
             output: Output::TokenStates,
         };
         let results = collect(
@@ -631,7 +530,7 @@ mod tests {
 
     #[tokio::test]
     async fn respects_the_sequence_limit() {
-        let (scheduler, batches) = scheduler(4, 100, Duration::ZERO);
+        let (scheduler, batches) = scheduler(4, 100);
         collect(
             scheduler
                 .submit((0..10).map(|n| seq(3, n)).collect())
@@ -643,7 +542,7 @@ mod tests {
 
     #[tokio::test]
     async fn token_budget_groups_similar_lengths() {
-        let (scheduler, batches) = scheduler(64, 100, Duration::ZERO);
+        let (scheduler, batches) = scheduler(64, 100);
         // Padded cost: 2 x 500 fits the 1024 budget, 500 + 20 x 3 does not fit with the long ones.
         let mut sequences = vec![seq(500, 1)];
         sequences.extend((0..3).map(|n| seq(20, n + 2)));
@@ -655,10 +554,14 @@ mod tests {
 
     #[tokio::test]
     async fn full_queue_refuses_at_once() {
-        let (scheduler, _) = scheduler(1, 3, Duration::from_millis(200));
+        let (scheduler, gates) = gated(1, batching(1, 3));
         let first = scheduler.submit(vec![seq(2, 1)]).unwrap();
-        std::thread::sleep(Duration::from_millis(50)); // the worker is now busy with the first
-        let _queued = scheduler.submit(vec![seq(2, 2), seq(2, 3)]).unwrap();
+        assert_eq!(
+            gates[0].wait_entered(),
+            1,
+            "the worker is now busy with the first"
+        );
+        let queued = scheduler.submit(vec![seq(2, 2), seq(2, 3)]).unwrap();
         let err = scheduler.submit(vec![seq(2, 4), seq(2, 5)]).unwrap_err();
         assert_eq!(
             err,
@@ -667,14 +570,16 @@ mod tests {
                 limit: 3
             }
         );
+        drop(gates);
         assert!(collect(first).await[0].is_ok());
+        assert!(collect(queued).await.iter().all(Result::is_ok));
     }
 
     #[tokio::test]
     async fn a_request_larger_than_the_queue_waits_for_an_empty_queue() {
-        let (scheduler, _) = scheduler(1, 2, Duration::from_millis(100));
+        let (scheduler, gates) = gated(1, batching(1, 2));
         let first = scheduler.submit(vec![seq(2, 1)]).unwrap();
-        std::thread::sleep(Duration::from_millis(30)); // the worker is busy; the queue is empty
+        gates[0].wait_entered(); // the worker is busy; the queue is empty
         let large = scheduler
             .submit(vec![seq(2, 2), seq(2, 3), seq(2, 4)])
             .unwrap();
@@ -685,13 +590,14 @@ mod tests {
                 limit: 2
             }
         );
+        drop(gates);
         assert!(collect(first).await[0].is_ok());
         assert!(collect(large).await.iter().all(Result::is_ok));
     }
 
     #[tokio::test]
     async fn a_bad_input_fails_alone() {
-        let (scheduler, _) = scheduler(8, 100, Duration::ZERO);
+        let (scheduler, _) = scheduler(8, 100);
         let results = collect(
             scheduler
                 .submit(vec![seq(3, 1), seq(3, 666), seq(3, 2)])
@@ -704,7 +610,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dead_backend_marks_the_model_unhealthy() {
-        let (scheduler, _) = scheduler(8, 100, Duration::ZERO);
+        let (scheduler, _) = scheduler(8, 100);
         let results = collect(scheduler.submit(vec![seq(3, 999)]).unwrap()).await;
         assert!(matches!(results[0], Err(BackendError::Unhealthy(_))));
         assert!(!scheduler.is_healthy());
@@ -716,7 +622,7 @@ mod tests {
 
     #[tokio::test]
     async fn drop_finishes_queued_work() {
-        let (scheduler, _) = scheduler(1, 100, Duration::from_millis(10));
+        let (scheduler, _) = replicated(1, batching(1, 100), Duration::from_millis(10));
         let receivers = scheduler
             .submit((0..5).map(|n| seq(2, n)).collect())
             .unwrap();
@@ -729,44 +635,26 @@ mod tests {
         assert_eq!(done.load(Ordering::Relaxed), 5);
     }
 
-    /// Embeds like [`Fake`], but every batch first waits for the test to open the gate.
-    struct Gated {
-        capabilities: Capabilities,
-        gate: std::sync::mpsc::Receiver<()>,
-    }
-
-    impl Backend for Gated {
-        fn capabilities(&self) -> &Capabilities {
-            &self.capabilities
-        }
-
-        fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
-            let _ = self.gate.recv(); // returns at once when the gate is open (sender dropped)
-            Ok(Embeddings::new(vec![1.0; batch.len() * 2], 2))
-        }
-    }
-
     #[tokio::test]
     async fn replicas_run_batches_side_by_side() {
-        let config = BatchingConfig {
+        let policy = BatchPolicy {
             max_wait: Duration::ZERO,
             ..batching(4, 100)
         };
-        let delay = Duration::from_millis(300);
-        let (scheduler, batches) = replicated(2, config, delay);
+        let (scheduler, gates) = gated(2, policy);
         assert_eq!(scheduler.replicas(), 2);
-        let started = Instant::now();
         let receivers = scheduler
             .submit((0..8).map(|n| seq(2, n)).collect())
             .unwrap();
+        // Both replicas hold a batch at once, before either is let go: one replica alone could
+        // only ever hold one.
+        let sizes = [gates[0].wait_entered(), gates[1].wait_entered()];
+        assert_eq!(sizes, [4, 4]);
+        gates.iter().for_each(Gate::release);
         let results = collect(receivers).await;
-        let elapsed = started.elapsed();
         for (n, result) in results.iter().enumerate() {
             assert_eq!(result.as_ref().unwrap(), &vec![2.0, n as f32], "order kept");
         }
-        assert_eq!(*batches.lock().unwrap(), [4, 4]);
-        // One replica alone would need two delays back to back; both at once need one.
-        assert!(elapsed < delay * 2, "{elapsed:?}");
     }
 
     #[tokio::test]
@@ -783,18 +671,7 @@ mod tests {
 
     #[test]
     fn dropping_in_an_async_task_does_not_wait_for_the_queue() {
-        let (gate, closed) = std::sync::mpsc::channel::<()>();
-        let backend = Gated {
-            capabilities: capabilities(),
-            gate: closed,
-        };
-        let scheduler = Scheduler::start(
-            "gated",
-            vec![Box::new(backend)],
-            batching(1, 100),
-            VariantLabels::default(),
-        )
-        .unwrap();
+        let (scheduler, gates) = gated(1, batching(1, 100));
         let receivers = scheduler
             .submit((0..3).map(|n| seq(2, n)).collect())
             .unwrap();
@@ -811,7 +688,7 @@ mod tests {
         // The queue cannot move until the gate opens, so a drop that waited for it would hang.
         done.recv_timeout(Duration::from_secs(10))
             .expect("dropping the scheduler blocked its async task");
-        drop(gate);
+        drop(gates);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();

@@ -1,0 +1,64 @@
+//! What embedrt's test suites share: the end-to-end suite (`tests/`) and each backend's own
+//! (`backends/<name>/tests/`).
+//!
+//! - [`paths`]: the repository, the build folder, the fixtures and the default model;
+//! - [`golden`]: the reference outputs of the fixtures (sentence-transformers' and the models'
+//!   own code), read into types;
+//! - [`vectors`]: comparing vectors and lists of them;
+//! - [`minilm`] and [`jina`]: the fixture checks a backend runs in-process;
+//! - [`TempDir`]: a temporary folder removed when dropped;
+//! - [`load_document`]: what a backend is told for a fixture model.
+
+#![deny(missing_docs)]
+
+pub mod golden;
+pub mod jina;
+pub mod minilm;
+pub mod paths;
+pub mod vectors;
+
+use std::path::{Path, PathBuf};
+
+use embedrt_runtime::backend_core::{BackendSettings, LoadDocument};
+use embedrt_runtime::ModelCard;
+
+/// A temporary folder, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates an empty folder named after `label` (and this process, and a counter).
+    ///
+    /// # Panics
+    ///
+    /// When the folder cannot be made.
+    pub fn new(label: &str) -> Self {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("embedrt-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The load document a backend gets for `card` with `options`, on the CPU in its default dtype.
+pub fn load_document(card: &ModelCard, options: serde_json::Value) -> LoadDocument {
+    LoadDocument::new(
+        card.spec(),
+        BackendSettings {
+            options,
+            ..BackendSettings::default()
+        },
+    )
+}

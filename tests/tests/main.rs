@@ -1,0 +1,52 @@
+//! embedrt's end-to-end suite, one test binary (as ripgrep's `tests/tests.rs`): the real
+//! `embedrt` binary and plugins of this build, driven by real clients. Each module is one
+//! concern; `common` is the harness they share. Build everything first (`cargo build
+//! --workspace`, as `scripts/test.sh` does): the tests start `target/<profile>/embedrt`.
+
+/// The harness: servers, typed model configs, HTTP helpers, load, Python venvs, Redis.
+mod common;
+
+/// The embedding cache: memory and Redis, through the server.
+mod cache;
+/// The backend plugins' dependency graph: never the runtime, never a server stack.
+mod dependencies;
+/// The runtime's tokenization and both engines' vectors over HTTP against the references.
+mod fidelity;
+/// GPU variants refused with what is missing, on a machine without one.
+mod gpu_refusals;
+/// `scripts/test-gpu.sh`, run on the CPU engines.
+mod gpu_script;
+/// The gRPC API: parity with HTTP, streams, errors, operations.
+mod grpc;
+/// Python's grpcio with generated stubs.
+mod grpc_python;
+/// The OpenAI-compatible HTTP API: input shapes, encodings, limits, errors.
+mod http_api;
+/// Models given as hub ids, downloaded from a local file server.
+mod hub;
+/// `dtype = "int8"` served over HTTP.
+mod int8;
+/// jina-embeddings-v3 over HTTP on both engines.
+mod jina_http;
+/// The Kubernetes manifests against the API schemas, and the config they carry.
+mod kubernetes;
+/// Replicas behind a real nginx through a drain and a crash.
+mod nginx;
+/// The onnx backend finding ONNX Runtime by itself.
+mod onnx_library;
+/// The official `openai` Python client.
+mod openai_client;
+/// The plugin loader: real plugins, broken ones, panics, ABI 1.0.
+mod plugins;
+/// The Python client's own suite against this build.
+mod python_client;
+/// Reloading the config under load.
+mod reload;
+/// `replicas = 2`: two copies of a model on one queue.
+mod replicas;
+/// Starting and stopping the binary: config errors, flags, the admin key rule, SIGTERM.
+mod startup;
+/// The harness's own promise: no test server outlives the test process.
+mod test_servers;
+/// Several models and A/B variants in one process: weights, stickiness, metrics, shadows.
+mod variants;
