@@ -6,9 +6,9 @@
 #   docker build -t embedrt .
 #   docker run -p 8080:8080 -p 50051:50051 embedrt
 #
-# Configuration: /etc/embedrt/embedrt.toml (configs/default.toml, listening on all interfaces);
-# mount another there (deploy/kubernetes/configmap.yaml does). More models: mount their folders and
-# point `path` at them.
+# Configuration: /etc/embedrt/embedrt.toml (deploy/docker/embedrt.toml: the default model, listening
+# on all interfaces, the admin endpoint off); mount another there (deploy/kubernetes/configmap.yaml
+# does). More models: mount their folders and point `path` at them.
 
 FROM rust:1-bookworm AS build
 RUN apt-get update \
@@ -16,17 +16,13 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN scripts/setup.sh \
-    && cargo build --release -p embedrt-api -p embedrt-plugin-onnx -p embedrt-plugin-candle \
+# The release build of scripts/lib.sh: the assets, the server and every backend plugin.
+RUN bash -c 'source scripts/lib.sh && build_release' \
     && mkdir -p /out/bin /out/lib /out/models /out/etc \
-    && cp target/release/embedrt target/release/libembedrt_plugin_onnx.so \
-          target/release/libembedrt_plugin_candle.so /out/bin/ \
+    && cp target/release/embedrt target/release/libembedrt_plugin_*.so /out/bin/ \
     && cp .assets/onnxruntime/libonnxruntime.so /out/lib/ \
     && cp -r .assets/models/all-MiniLM-L6-v2 /out/models/ \
-    && sed -e 's|^http = .*|http = "0.0.0.0:8080"|' \
-           -e 's|^grpc = .*|grpc = "0.0.0.0:50051"|' \
-           -e 's|^path = .*|path = "/opt/embedrt/models/all-MiniLM-L6-v2"|' \
-           configs/default.toml > /out/etc/embedrt.toml
+    && cp deploy/docker/embedrt.toml /out/etc/embedrt.toml
 
 FROM debian:bookworm-slim
 RUN apt-get update \

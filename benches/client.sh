@@ -6,15 +6,9 @@
 # The client runs in .assets/bench-client-venv (made here, pinned).
 # Prints a Markdown table; JSON in target/bench-results/client*.json.
 # Usage: benches/client.sh [COUNT] [ENGINE] (engine as in compare.sh; default onnx)
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
+source "$(dirname "$0")/lib.sh"
 count="${1:-10000}"
 engine="${2:-onnx}"
-results="$root/target/bench-results"
-mkdir -p "$results"
-
-source benches/lib.sh
 build_release
 
 venv=.assets/bench-client-venv
@@ -28,14 +22,13 @@ cp -r clients/python/{pyproject.toml,README.md,src} "$copy"
 rm -rf "$copy"
 
 config="$results/client-$engine.toml"
-engine_config "$engine" "$config"
-target/release/embedrt serve --config "$config" --http 127.0.0.1:18085 2>"$results/client.log" &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true' EXIT
-wait_ready http://127.0.0.1:18085/ready
-"$venv/bin/python" benches/client_bench.py http://127.0.0.1:18085 benches/data/sentences.txt \
+model_table "$engine" > "$config"
+start_server "$results/client.log" --config "$config"
+"$venv/bin/python" benches/client_bench.py "$SERVER_URL" benches/data/sentences.txt \
     "$results/client-$engine.json" "$count"
 ceiling="$results/client-ceiling-$engine.json"
-target/release/embedrt-bench --url http://127.0.0.1:18085/v1/embeddings -c 8 -b 64 -d 15 --warmup 3 \
-    --label client-ceiling --json "$ceiling" >/dev/null
-python3 -c "import json, sys; r = json.load(open(sys.argv[1])); print(f\"| reference: Rust load generator, 8 clients x 64 sentences, 15 s | | {r['inputs_per_s']:.0f} | | | |\")" "$ceiling"
+target/release/embedrt-bench --url "$SERVER_URL/v1/embeddings" -c 8 -b 64 -d 15 --warmup 3 \
+    --label "reference: Rust load generator, 8 clients x 64 sentences, 15 s" \
+    --json "$ceiling" >/dev/null
+# One more row of client_bench.py's table: the server's ceiling for the same request shape.
+table --no-header label - inputs_per_s:.0f - - - -- "$ceiling"

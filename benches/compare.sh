@@ -5,25 +5,20 @@
 # target/bench-results/. Usage: benches/compare.sh [SECONDS_PER_RUN] [SERVER...]
 # (servers: onnx onnx-int8 candle infinity infinity-onnx, embedrt's with -xN for N replicas, e.g.
 # onnx-int8-x2; default onnx candle infinity).
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
+source "$(dirname "$0")/lib.sh"
 seconds="${1:-15}"
 shift || true
 servers=("${@:-onnx candle infinity}")
 servers=(${servers[*]})
-results="$root/target/bench-results"
-mkdir -p "$results"
-
-
-source benches/lib.sh
 build_release
 
+files=()
 run_matrix() { # LABEL URL
     for c in 1 60; do
         for b in 1 10; do
             target/release/embedrt-bench --url "$2" -c "$c" -b "$b" -d "$seconds" --label "$1" \
                 --json "$results/$1-c$c-b$b.json"
+            files+=("$results/$1-c$c-b$b.json")
         done
     done
 }
@@ -31,13 +26,10 @@ run_matrix() { # LABEL URL
 for server in "${servers[@]}"; do
     case "$server" in
         onnx*|candle*)
-            config="$results/$server.toml"
-            # The default config with this backend and its default options (see engine_keys).
-            engine_config "$server" "$config"
-            target/release/embedrt serve --config "$config" --http 127.0.0.1:18080 2>"$results/$server.log" &
-            pid=$!
-            wait_ready http://127.0.0.1:18080/ready
-            run_matrix "embedrt-$server" http://127.0.0.1:18080/v1/embeddings
+            # The default model on this backend with its default options (see engine_keys).
+            model_table "$server" > "$results/$server.toml"
+            start_server "$results/$server.log" --config "$results/$server.toml"
+            run_matrix "embedrt-$server" "$SERVER_URL/v1/embeddings"
             ;;
         infinity|infinity-onnx)
             engine=torch model="$root/.assets/models/all-MiniLM-L6-v2"
@@ -50,26 +42,17 @@ for server in "${servers[@]}"; do
                     case "$file" in *_int8*) ;; *) ln -s "$root/$file" "$model/" ;; esac
                 done
             fi
-            MODEL_DIR="$model" PORT=17997 benches/peers/infinity.sh --engine "$engine" >"$results/$server.log" 2>&1 &
-            pid=$!
-            wait_ready http://127.0.0.1:17997/health
-            run_matrix "$server" http://127.0.0.1:17997/v1/embeddings
+            port="$(free_port)"
+            start_background "$results/$server.log" env MODEL_DIR="$model" PORT="$port" \
+                benches/peers/infinity.sh --engine "$engine"
+            wait_ready "http://127.0.0.1:$port/health" "$BACKGROUND_PID"
+            run_matrix "$server" "http://127.0.0.1:$port/v1/embeddings"
             ;;
         *) echo "unknown server $server" >&2; exit 2 ;;
     esac
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    stop_background
 done
 
-python3 - "$results" "${servers[@]}" <<'PY'
-import json, sys, pathlib
-results, servers = pathlib.Path(sys.argv[1]), sys.argv[2:]
-labels = [s if s.startswith("infinity") else f"embedrt-{s}" for s in servers]
-print("| server | clients | inputs/req | req/s | inputs/s | p50 ms | p95 ms | p99 ms | max ms | errors |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for label in labels:
-    for c in (1, 60):
-        for b in (1, 10):
-            r = json.loads((results / f"{label}-c{c}-b{b}.json").read_text())
-            print(f"| {label} | {c} | {b} | {r['requests_per_s']:.1f} | {r['inputs_per_s']:.1f} | {r['p50_ms']:.1f} "
-                  f"| {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | {r['errors']} |")
-PY
+table label=server concurrency=clients batch=inputs/req requests_per_s=req/s \
+    inputs_per_s=inputs/s "p50_ms=p50 ms" "p95_ms=p95 ms" "p99_ms=p99 ms" "max_ms=max ms" \
+    errors -- "${files[@]}"

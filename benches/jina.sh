@@ -9,18 +9,13 @@
 # minutes, once). With MATRIX=1, each engine also runs text-matching only at 1 client with 1 and
 # 10 inputs per request and at 60 clients with 1 (a second table; 60 clients x 10 inputs would queue
 # minutes of work at this model's speed on 2 cores).
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
+source "$(dirname "$0")/lib.sh"
 seconds="${1:-30}"
 shift || true
 engines=("${@:-candle onnx}")
 engines=(${engines[*]})
-results="$root/target/bench-results"
 model="$root/.assets/models/jina-v3-random"
-mkdir -p "$results"
 
-source benches/lib.sh
 scripts/setup.sh
 if [ ! -f "$model/model.safetensors" ]; then
     .assets/venv/bin/python benches/make_random_jina.py "$model" .assets/models/all-MiniLM-L6-v2
@@ -33,6 +28,7 @@ if [[ " ${engines[*]} " == *"-int8"* ]]; then
 fi
 build_release
 
+modes=() matrix=()
 for engine in "${engines[@]}"; do
     config="$results/jina-$engine.toml"
     cat > "$config" <<TOML
@@ -42,49 +38,35 @@ path = "$model"
 $(engine_keys "$engine")
 batching = { max_batch_tokens = 16384, max_batch_requests = 64, max_wait_ms = 0, max_queued_inputs = 4096 }
 TOML
-    target/release/embedrt serve --config "$config" --http 127.0.0.1:18082 2>"$results/jina-$engine.log" &
-    pid=$!
-    wait_ready http://127.0.0.1:18082/ready
+    start_server "$results/jina-$engine.log" --config "$config"
     for mode in one mixed3 mixed5; do
         case "$mode" in
-            one) tasks=text-matching ;;
-            mixed3) tasks=separation,classification,text-matching ;;
-            mixed5) tasks=retrieval.query,retrieval.passage,separation,classification,text-matching ;;
+            one) tasks=text-matching label="text-matching only" ;;
+            mixed3) tasks=separation,classification,text-matching label="3 mixed, no prefixes" ;;
+            mixed5) tasks=retrieval.query,retrieval.passage,separation,classification,text-matching
+                label="all 5 mixed" ;;
         esac
-        target/release/embedrt-bench --url http://127.0.0.1:18082/v1/embeddings --model jina -c 60 -b 1 \
-            -d "$seconds" --warmup 5 --tasks "$tasks" --label "jina-$engine-$mode" --json "$results/jina-$engine-$mode.json"
+        target/release/embedrt-bench --url "$SERVER_URL/v1/embeddings" --model jina -c 60 -b 1 \
+            -d "$seconds" --warmup 5 --tasks "$tasks" --label "jina-$engine-$mode" \
+            --tag "engine=$engine" --tag "tasks=$label" --json "$results/jina-$engine-$mode.json"
+        modes+=("$results/jina-$engine-$mode.json")
     done
     if [ "${MATRIX:-0}" = 1 ]; then
         for load in 1x1 1x10 60x1; do
-            target/release/embedrt-bench --url http://127.0.0.1:18082/v1/embeddings --model jina \
+            target/release/embedrt-bench --url "$SERVER_URL/v1/embeddings" --model jina \
                 -c "${load%x*}" -b "${load#*x}" -d "$seconds" --warmup 5 --tasks text-matching \
-                --label "jina-$engine-$load" --json "$results/jina-$engine-$load.json"
+                --label "jina-$engine-$load" --tag "engine=$engine" \
+                --json "$results/jina-$engine-$load.json"
+            matrix+=("$results/jina-$engine-$load.json")
         done
     fi
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    stop_background "$SERVER_PID"
 done
 
-python3 - "$results" "${engines[@]}" <<'PY'
-import json, sys, pathlib
-results, engines = pathlib.Path(sys.argv[1]), sys.argv[2:]
-print("| engine | tasks | sentences/s | p50 ms | p95 ms | p99 ms | errors |")
-print("|---|---|---:|---:|---:|---:|---:|")
-for engine in engines:
-    for mode, label in (("one", "text-matching only"), ("mixed3", "3 mixed, no prefixes"), ("mixed5", "all 5 mixed")):
-        r = json.loads((results / f"jina-{engine}-{mode}.json").read_text())
-        print(f"| {engine} | {label} | {r['inputs_per_s']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']} |")
-PY
+table engine tasks inputs_per_s:.2f=sentences/s "p50_ms:.0f=p50 ms" "p95_ms:.0f=p95 ms" \
+    "p99_ms:.0f=p99 ms" errors -- "${modes[@]}"
 if [ "${MATRIX:-0}" = 1 ]; then
-    python3 - "$results" "${engines[@]}" <<'PY'
-import json, sys, pathlib
-results, engines = pathlib.Path(sys.argv[1]), sys.argv[2:]
-print()
-print("| engine | clients | inputs/req | sentences/s | p50 ms | p95 ms | p99 ms | errors |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
-for engine in engines:
-    for load in ("1x1", "1x10", "60x1"):
-        r = json.loads((results / f"jina-{engine}-{load}.json").read_text())
-        c, b = load.split("x")
-        print(f"| {engine} | {c} | {b} | {r['inputs_per_s']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']} |")
-PY
+    echo
+    table engine concurrency=clients batch=inputs/req inputs_per_s:.2f=sentences/s \
+        "p50_ms:.0f=p50 ms" "p95_ms:.0f=p95 ms" "p99_ms:.0f=p99 ms" errors -- "${matrix[@]}"
 fi

@@ -1,14 +1,12 @@
-# Helpers the benchmark scripts share; `source` it from the repository root.
+# What the benchmark scripts share beyond scripts/lib.sh (which this sources): where results go,
+# and the config of the default model on one engine. Source it first thing:
+#     source "$(dirname "$0")/lib.sh"
 
-# wait_ready URL: waits until URL answers 2xx (at most 5 minutes); fails otherwise.
-wait_ready() {
-    for _ in $(seq 1 600); do
-        curl -sf "$1" >/dev/null 2>&1 && return 0
-        sleep 0.5
-    done
-    echo "server at $1 did not come up" >&2
-    return 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+
+# Where every benchmark writes its JSON, logs and configs.
+results="$root/target/bench-results"
+mkdir -p "$results"
 
 # engine_keys ENGINE: the model-table keys for ENGINE, written BACKEND[-int8][-xN]: `backend`,
 # `dtype = "int8"` with -int8 and `replicas = N` with -xN (e.g. onnx-int8-x2).
@@ -23,15 +21,21 @@ engine_keys() {
     echo "replicas = $replicas"
 }
 
-# engine_config ENGINE OUT: writes configs/default.toml with ENGINE's keys (see engine_keys) and
-# the backend's default options to OUT, with the model path made absolute and no gRPC listener.
-engine_config() {
-    KEYS="$(engine_keys "$1")" awk '/^backend = /{ print ENVIRON["KEYS"]; next } { print }' configs/default.toml |
-        sed "s/^options = .*/options = {}/; s|^path = \"../|path = \"$PWD/|; s/^grpc = .*//" > "$2"
+# model_table ENGINE: the [[models]] table of the default model (all-MiniLM-L6-v2, as
+# configs/default.toml serves it) on ENGINE (see engine_keys), with the backend's default options
+# or ENGINE_OPTIONS (e.g. '{ intra_threads = 1 }').
+model_table() {
+    cat <<TOML
+[[models]]
+name = "all-MiniLM-L6-v2"
+path = "$root/.assets/models/all-MiniLM-L6-v2"
+$(engine_keys "$1")
+options = ${ENGINE_OPTIONS:-{\}}
+batching = { max_batch_tokens = 16384, max_batch_requests = 64, max_wait_ms = 0, max_queued_inputs = 4096 }
+TOML
 }
 
-# build_release: the assets (scripts/setup.sh) and the release binaries the benchmarks run.
-build_release() {
-    scripts/setup.sh
-    cargo build --release -p embedrt-api -p embedrt-plugin-onnx -p embedrt-plugin-candle -p embedrt-bench
+# table COLUMN... -- FILE...: the Markdown table of embedrt-bench JSON files (benches/table.py).
+table() {
+    python3 "$root/benches/table.py" "$@"
 }

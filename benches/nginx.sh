@@ -4,50 +4,41 @@
 # the replicas share the cores). 1 and 60 concurrent single-sentence clients, 15 s each after
 # 2 s of warm-up. Prints a Markdown table, JSON in target/bench-results/.
 # Usage: benches/nginx.sh [SECONDS_PER_RUN] [ENGINE] (engine as in compare.sh; default onnx)
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
+source "$(dirname "$0")/lib.sh"
 seconds="${1:-15}"
 engine="${2:-onnx}"
-results="$root/target/bench-results"
-mkdir -p "$results"
-
-source benches/lib.sh
 build_release
 config="$results/nginx-$engine.toml"
-engine_config "$engine" "$config"
+model_table "$engine" > "$config"
 
-measure() { # LABEL URL
+files=()
+measure() { # SETUP URL
+    local c out
     for c in 1 60; do
+        out="$results/nginx-${#files[@]}.json"
         target/release/embedrt-bench --url "$2" -c "$c" -b 1 -d "$seconds" --label "$1" \
-            --json "$results/$1-c$c.json" >/dev/null
+            --tag "setup=$1" --json "$out" >/dev/null
+        files+=("$out")
     done
 }
 
-target/release/embedrt serve --config "$config" --http 127.0.0.1:8081 2>"$results/nginx-direct.log" &
-pid=$!
-wait_ready http://127.0.0.1:8081/ready
-measure direct http://127.0.0.1:8081/v1/embeddings
-kill "$pid"; wait "$pid" 2>/dev/null || true
+start_server "$results/nginx-direct.log" --config "$config"
+measure "one embedrt, no nginx" "$SERVER_URL/v1/embeddings"
+stop_background "$SERVER_PID"
 
 for replicas in 1 2; do
-    scripts/replicas.sh "$replicas" "$config" 2>"$results/nginx-$replicas.log" &
-    pid=$!
-    for i in $(seq 0 $((replicas - 1))); do wait_ready "http://127.0.0.1:$((8081 + i))/ready"; done
-    wait_ready http://127.0.0.1:8080/ready
-    measure "nginx-x$replicas" http://127.0.0.1:8080/v1/embeddings
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    # replicas.sh serves the replicas on 8081.. and nginx on 8080, and stops them when stopped.
+    start_background "$results/nginx-$replicas.log" scripts/replicas.sh "$replicas" "$config"
+    replicas_pid="$BACKGROUND_PID"
+    for i in $(seq 0 $((replicas - 1))); do
+        wait_ready "http://127.0.0.1:$((8081 + i))/ready" "$replicas_pid"
+    done
+    wait_ready http://127.0.0.1:8080/ready "$replicas_pid"
+    label="nginx + 1 replica"
+    [ "$replicas" = 2 ] && label="nginx + 2 replicas"
+    measure "$label" http://127.0.0.1:8080/v1/embeddings
+    stop_background "$replicas_pid"
 done
 
-python3 - "$results" <<'PY'
-import json, sys, pathlib
-results = pathlib.Path(sys.argv[1])
-print("| setup | clients | req/s | p50 ms | p95 ms | p99 ms | errors |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-names = {"direct": "one embedrt, no nginx", "nginx-x1": "nginx + 1 replica", "nginx-x2": "nginx + 2 replicas"}
-for label, name in names.items():
-    for c in (1, 60):
-        r = json.loads((results / f"{label}-c{c}.json").read_text())
-        print(f"| {name} | {c} | {r['requests_per_s']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} "
-              f"| {r['p99_ms']:.1f} | {r['errors']} |")
-PY
+table "setup=setup" concurrency=clients requests_per_s=req/s "p50_ms=p50 ms" "p95_ms=p95 ms" \
+    "p99_ms=p99 ms" errors -- "${files[@]}"

@@ -5,30 +5,25 @@
 # clients and 1 and 10 sentences per request. The three protocols run back to back for each
 # setting, so they see the same machine state. Raw JSON goes to target/bench-results/.
 # Usage: benches/protocols.sh [SECONDS_PER_RUN]
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
+source "$(dirname "$0")/lib.sh"
 seconds="${1:-15}"
-results="$root/target/bench-results"
-mkdir -p "$results"
-
-source benches/lib.sh
 build_release
 
-target/release/embedrt serve --config configs/default.toml --http 127.0.0.1:18080 \
-    --grpc 127.0.0.1:18081 2>"$results/protocols.log" &
-pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
-wait_ready http://127.0.0.1:18080/ready
+start_server "$results/protocols.log" --config configs/default.toml
 
+files=()
 for c in 1 60; do
     for b in 1 10; do
-        target/release/embedrt-bench --protocol http --url http://127.0.0.1:18080/v1/embeddings \
+        target/release/embedrt-bench --protocol http --url "$SERVER_URL/v1/embeddings" \
             -c "$c" -b "$b" -d "$seconds" --label http --json "$results/http-c$c-b$b.json"
+        files+=("$results/http-c$c-b$b.json")
         for protocol in grpc grpc-stream; do
-            target/release/embedrt-bench --protocol "$protocol" --url http://127.0.0.1:18081 \
+            target/release/embedrt-bench --protocol "$protocol" --url "$SERVER_GRPC" \
                 -c "$c" -b "$b" -d "$seconds" --label "$protocol" \
                 --json "$results/$protocol-c$c-b$b.json"
+            files+=("$results/$protocol-c$c-b$b.json")
         done
     done
 done
+table label=protocol concurrency=clients batch=inputs/req requests_per_s=req/s \
+    "p50_ms=p50 ms" "p99_ms=p99 ms" errors -- "${files[@]}"

@@ -5,31 +5,23 @@
 # Ctrl-C stops everything. Needs nginx (Debian: nginx-light) and the release build
 # (scripts/serve.sh builds it).
 # Usage: scripts/replicas.sh N [CONFIG] (default configs/default.toml)
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
+source "$(dirname "$0")/lib.sh"
 count="${1:?usage: scripts/replicas.sh N [CONFIG]}"
 config="${2:-configs/default.toml}"
 command -v nginx >/dev/null || { echo "nginx is missing: apt-get install nginx-light" >&2; exit 1; }
 
-scripts/setup.sh
-cargo build --release -p embedrt-api -p embedrt-plugin-onnx -p embedrt-plugin-candle
+build_release
 
 run="$root/target/replicas"
 rm -rf "$run" && mkdir -p "$run"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT INT TERM
 
 http_servers="" grpc_servers=""
+replicas=()
 for i in $(seq 0 $((count - 1))); do
     http_port=$((8081 + i)) grpc_port=$((50061 + i))
-    target/release/embedrt serve --config "$config" --http "127.0.0.1:$http_port" \
-        --grpc "127.0.0.1:$grpc_port" 2>"$run/replica-$i.log" &
-    pids+=($!)
+    start_background "$run/replica-$i.log" target/release/embedrt serve --config "$config" \
+        --http "127.0.0.1:$http_port" --grpc "127.0.0.1:$grpc_port"
+    replicas+=("$BACKGROUND_PID")
     http_servers+="        server 127.0.0.1:$http_port max_fails=0;"$'\n'
     grpc_servers+="        server 127.0.0.1:$grpc_port max_fails=0;"$'\n'
 done
@@ -44,11 +36,10 @@ for field, value in {"@PREFIX@": run, "@HTTP_SERVERS@": http_servers.rstrip("\n"
     text = text.replace(field, value)
 pathlib.Path(run, "nginx.conf").write_text(text)
 PY
-nginx -e stderr -p "$run" -c "$run/nginx.conf" -g 'daemon off;' 2>"$run/nginx.log" &
-pids+=($!)
+start_background "$run/nginx.log" nginx -e stderr -p "$run" -c "$run/nginx.conf" -g 'daemon off;'
 
 for i in $(seq 0 $((count - 1))); do
-    until curl -sf "http://127.0.0.1:$((8081 + i))/ready" >/dev/null; do sleep 0.5; done
+    wait_ready "http://127.0.0.1:$((8081 + i))/ready" "${replicas[$i]}"
 done
 echo "$count replicas behind nginx: http://127.0.0.1:8080 (gRPC 127.0.0.1:50051); logs in $run; Ctrl-C stops" >&2
 wait

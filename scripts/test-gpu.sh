@@ -15,8 +15,7 @@
 #              where scripts/build-cuda-plugin.sh puts the CUDA candle plugin, when it exists)
 #   --device   cpu runs the same checks on the CPU engines (how CI tests this script).
 # Exits non-zero when any engine fails a check or its server does not start.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
+source "$(dirname "$0")/lib.sh"
 device=cuda:0
 bin="$root/target/release"
 engines="candle-f16 candle-bf16 onnx-f32 tensorrt-f16"
@@ -27,33 +26,23 @@ plugins=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) device="$2"; shift 2 ;;
-        --bin) bin="$(cd "$2" && pwd)"; shift 2 ;;
+        --bin) bin="$(cd "$caller_dir" && cd "$2" && pwd)"; shift 2 ;;
         --engines) engines="$2"; shift 2 ;;
         --seconds) seconds="$2"; shift 2 ;;
-        --fixtures) fixtures="$(cd "$2" && pwd)"; shift 2 ;;
-        --minilm) minilm="$(cd "$2" && pwd)"; shift 2 ;;
+        --fixtures) fixtures="$(cd "$caller_dir" && cd "$2" && pwd)"; shift 2 ;;
+        --minilm) minilm="$(cd "$caller_dir" && cd "$2" && pwd)"; shift 2 ;;
         --plugins) plugins="$2"; shift 2 ;;
         *) echo "unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
     esac
 done
 [ -z "$plugins" ] && [ "$device" != cpu ] && plugins="$root/.assets/plugins-cuda"
 work="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+on_exit rm -rf "$work"
 plugin_dirs="\"$bin\""
 [ -n "$plugins" ] && [ -d "$plugins" ] && plugin_dirs="\"$plugins\", $plugin_dirs"
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-# wait_up URL PID: waits for URL to answer (TensorRT may build engines for minutes) while PID lives.
-wait_up() {
-    for _ in $(seq 1 1200); do
-        python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1" \
-            >/dev/null 2>&1 && return 0
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.5
-    done
-    return 1
-}
+EMBEDRT_BIN="$bin/embedrt"
+# TensorRT may build its engines for minutes before a server is ready.
+READY_SECONDS=600
 
 echo "device $device; engines: $engines"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
@@ -61,7 +50,6 @@ failed=()
 for engine in $engines; do
     backend="${engine%-*}"
     dtype="${engine##*-}"
-    port="$(free_port)"
     cat > "$work/$engine.toml" <<TOML
 [server]
 plugin_dirs = [$plugin_dirs]
@@ -79,24 +67,22 @@ device = "$device"
 dtype = "$dtype"
 TOML
     echo "== $engine"
-    "$bin/embedrt" serve --config "$work/$engine.toml" --http "127.0.0.1:$port" 2>"$work/$engine.log" &
-    pid=$!
-    if ! wait_up "http://127.0.0.1:$port/ready" "$pid"; then
+    if ! start_server "$work/$engine.log" --config "$work/$engine.toml" 2>"$work/$engine.failure"; then
         echo "$engine: FAIL the server did not start; its log ends:"
-        tail -5 "$work/$engine.log" | sed 's/\x1b\[[0-9;]*m//g'
+        tail -5 "$work/$engine.failure"
         failed+=("$engine")
-        kill "$pid" 2>/dev/null || true
+        stop_background "$SERVER_PID"
         continue
     fi
-    if ! python3 "$root/scripts/check_engine.py" --url "http://127.0.0.1:$port" \
+    if ! python3 "$root/scripts/check_engine.py" --url "$SERVER_URL" \
         --fixtures "$fixtures" --min-cosine 0.999 --label "$engine"; then
         failed+=("$engine")
     fi
-    "$bin/embedrt-bench" --url "http://127.0.0.1:$port/v1/embeddings" --model jina -c 60 -b 1 \
+    "$bin/embedrt-bench" --url "$SERVER_URL/v1/embeddings" --model jina -c 60 -b 1 \
         -d "$seconds" --warmup 2 --inputs "$root/benches/data/sentences.txt" \
         --tasks retrieval.query,retrieval.passage,separation,classification,text-matching \
         --label "$engine 60 clients" || failed+=("$engine (load)")
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    stop_background "$SERVER_PID"
 done
 if [ ${#failed[@]} -gt 0 ]; then
     echo "FAILED: ${failed[*]}"

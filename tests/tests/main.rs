@@ -44,6 +44,8 @@ mod python_client;
 mod reload;
 /// `replicas = 2`: two copies of a model on one queue.
 mod replicas;
+/// The shell library of `scripts/` and `benches/`: servers started on free ports, stopped on exit.
+mod scripts;
 /// Starting and stopping the binary: config errors, flags, the admin key rule, SIGTERM.
 mod startup;
 /// The harness's own promise: no test server outlives the test process.
