@@ -70,10 +70,9 @@ impl Deployment {
         }
     }
 
-    /// Refuses `task` when a serving backend cannot run its weights: the one rule for the
-    /// default task at startup and for every request. `tasks` are the model's task names, for
-    /// the message.
-    fn check_task(&self, task: &ResolvedTask, tasks: &[String]) -> Result<(), EmbedError> {
+    /// Refuses `task` of the model `card` when a serving backend cannot run its weights: the one
+    /// rule for the default task at startup and for every request.
+    fn check_task(&self, task: &ResolvedTask, card: &ModelCard) -> Result<(), EmbedError> {
         if task.adapter != AdapterId::BASE || self.without_base_task.is_empty() {
             return Ok(());
         }
@@ -83,7 +82,7 @@ impl Deployment {
                 "the {} backend cannot run task `{BASE_TASK}` (the base weights); name one of \
                  this model's tasks: {}",
                 self.without_base_task.join(" and "),
-                tasks.join(", ")
+                card.task_names().join(", ")
             ),
         ))
     }
@@ -274,6 +273,6 @@ fn default_task(
         .task_id(name)
         .with_context(|| format!("unknown task {name:?}"))?;
     let task = card.task(id);
-    deployment.check_task(&task, &card.task_names())?;
+    deployment.check_task(&task, card)?;
     Ok(task)
 }

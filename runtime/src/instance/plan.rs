@@ -63,7 +63,7 @@ impl ModelInstance {
             None => self.default_task.clone(),
             Some(name) => self.named_task(name)?,
         };
-        self.deployment.check_task(&task, &self.card.task_names())?;
+        self.deployment.check_task(&task, &self.card)?;
         Ok(RequestPlan {
             inputs: request.inputs,
             task,
