@@ -9,9 +9,9 @@ server_cpu_ms_per_input, ...) or one of its tags (`embedrt-bench --tag KEY=VALUE
 Python format spec (default: .1f for floats); TITLE is the header (default: KEY). A column `-` is
 an empty cell. One row per file, in the order given.
 
-With --ratio TAG=NUM/DEN (e.g. build=head/base), the files are paired by their other tags and each
-pair is one row: columns of numbers are NUM's value over DEN's (`1.23x`), the others NUM's own.
-Standard library only.
+With --ratio TAG=NUM/DEN (e.g. build=head/base), the files are paired by their other tags and their
+load (concurrency, batch), and each pair is one row: columns of measured numbers are NUM's value
+over DEN's (`1.23x`), the others NUM's own. Standard library only.
 """
 
 import json
@@ -48,12 +48,17 @@ def rows(summaries, columns):
         yield [cell(value(summary, key), fmt) if key != "-" else "" for key, fmt, _ in columns]
 
 
+# The fields that say what load a run put on the server (the same in both runs of a pair).
+LOAD = ("concurrency", "batch")
+
+
 def ratio_rows(summaries, columns, tag, numerator, denominator):
     groups = {}
     for summary in summaries:
         tags = dict(summary.get("tags", {}))
         which = tags.pop(tag, None)
-        groups.setdefault(tuple(sorted(tags.items())), {})[which] = summary
+        key = tuple(sorted(tags.items())) + tuple(summary.get(field) for field in LOAD)
+        groups.setdefault(key, {})[which] = summary
     for pair in groups.values():
         if numerator not in pair or denominator not in pair:
             raise SystemExit(f"no {tag}={numerator} and {tag}={denominator} pair in {sorted(pair)}")
@@ -63,6 +68,8 @@ def ratio_rows(summaries, columns, tag, numerator, denominator):
             a, b = value(num, key), value(den, key)
             if key == "-":
                 row.append("")
+            elif key in LOAD:
+                row.append(cell(a, fmt))
             elif isinstance(a, (int, float)) and not isinstance(a, bool) and b:
                 row.append(f"{a / b:.2f}x")
             else:
