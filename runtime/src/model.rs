@@ -194,9 +194,9 @@ impl ModelCard {
             vocab_size: usize_field(&config, "vocab_size")?,
             max_input_tokens,
             pooling: pooling(path)?.unwrap_or(traits.pooling),
-            normalize: match traits.normalize {
-                Some(always) => always,
-                None => normalizes(path)?,
+            normalize: {
+                let listed = normalizes(path)?;
+                traits.normalize.unwrap_or(listed)
             },
             pad_token_id: config
                 .get("pad_token_id")
@@ -292,36 +292,81 @@ fn declared_max_tokens(path: &Path) -> Result<Option<usize>> {
 }
 
 /// The pooling `1_Pooling/config.json` asks for, when the folder has one.
+///
+/// # Errors
+///
+/// When it asks for a mode embedrt does not implement (mean of square-root length, weighted
+/// mean), for several modes at once, or for pooling without the prompt's tokens.
 fn pooling(path: &Path) -> Result<Option<Pooling>> {
-    let Some(config) = read_optional_json(&path.join("1_Pooling/config.json"))? else {
+    let file = path.join("1_Pooling/config.json");
+    let Some(config) = read_optional_json(&file)? else {
         return Ok(None);
     };
     let flag = |key: &str| config.get(key).and_then(Value::as_bool).unwrap_or(false);
-    match (
-        flag("pooling_mode_mean_tokens"),
-        flag("pooling_mode_cls_token"),
-        flag("pooling_mode_lasttoken"),
-    ) {
-        (true, false, false) => Ok(Some(Pooling::Mean)),
-        (false, true, false) => Ok(Some(Pooling::Cls)),
-        (false, false, true) => Ok(Some(Pooling::LastToken)),
+    let modes = [
+        ("pooling_mode_mean_tokens", Some(Pooling::Mean)),
+        ("pooling_mode_cls_token", Some(Pooling::Cls)),
+        ("pooling_mode_lasttoken", Some(Pooling::LastToken)),
+        ("pooling_mode_max_tokens", Some(Pooling::Max)),
+        ("pooling_mode_mean_sqrt_len_tokens", None),
+        ("pooling_mode_weightedmean_tokens", None),
+    ];
+    let asked: Vec<_> = modes.iter().filter(|(key, _)| flag(key)).collect();
+    if config.get("include_prompt").and_then(Value::as_bool) == Some(false) {
+        bail!(
+            "{}: `include_prompt: false` (pooling without the prompt's tokens) is not supported",
+            file.display()
+        );
+    }
+    match asked.as_slice() {
+        [] => Ok(None),
+        [(_, Some(pooling))] => Ok(Some(*pooling)),
+        [(key, None)] => bail!(
+            "{}: `{key}` is not supported (embedrt pools by CLS, mean, max or last token)",
+            file.display()
+        ),
         _ => bail!(
-            "{}: only one of mean, CLS or last-token pooling is supported",
-            path.join("1_Pooling/config.json").display()
+            "{}: only one pooling mode at a time is supported, not {:?}",
+            file.display(),
+            asked.iter().map(|(key, _)| key).collect::<Vec<_>>()
         ),
     }
 }
 
+/// The sentence-transformers modules embedrt runs itself: the transformer, pooling and
+/// normalization. Anything else (a `Dense` projection, a `LayerNorm`, ...) changes the
+/// vectors, so a model with one is refused rather than served wrong.
+const RUNNABLE_MODULES: [&str; 3] = [".Transformer", ".Pooling", ".Normalize"];
+
+/// Whether `modules.json` (when there is one) ends in a `Normalize` module.
+///
+/// # Errors
+///
+/// When `modules.json` is malformed or lists a module embedrt does not implement; the message
+/// names the module.
 fn normalizes(path: &Path) -> Result<bool> {
-    let Some(modules) = read_optional_json(&path.join("modules.json"))? else {
+    let file = path.join("modules.json");
+    let Some(modules) = read_optional_json(&file)? else {
         return Ok(false);
     };
-    Ok(modules.as_array().into_iter().flatten().any(|module| {
-        module
-            .get("type")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t.ends_with(".Normalize"))
-    }))
+    let modules = modules
+        .as_array()
+        .with_context(|| format!("{}: expected a list of modules", file.display()))?;
+    let mut normalize = false;
+    for module in modules {
+        let kind = module.get("type").and_then(Value::as_str).unwrap_or("");
+        if !RUNNABLE_MODULES.iter().any(|suffix| kind.ends_with(suffix)) {
+            let folder = module.get("path").and_then(Value::as_str).unwrap_or("");
+            bail!(
+                "{}: module {kind:?} (folder {folder:?}) is not one embedrt implements \
+                 (it runs Transformer, Pooling and Normalize); the model cannot be served as it \
+                 was trained",
+                file.display()
+            );
+        }
+        normalize |= kind.ends_with(".Normalize");
+    }
+    Ok(normalize)
 }
 
 #[cfg(test)]
@@ -447,6 +492,102 @@ mod tests {
         assert!(card.normalize);
         assert_eq!(card.default_task.as_deref(), Some("text-matching"));
         assert_eq!(card.spec().tasks.len(), 5);
+    }
+
+    #[test]
+    fn reads_the_encoder_fixtures() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
+        for (folder, family, pooling, max, tasks) in [
+            (
+                "bge-m3-tiny",
+                architecture::XLM_ROBERTA,
+                Pooling::Cls,
+                8192,
+                &[][..],
+            ),
+            (
+                "multilingual-e5-tiny",
+                architecture::XLM_ROBERTA,
+                Pooling::Mean,
+                512,
+                &["passage", "query"][..],
+            ),
+            (
+                "all-mpnet-tiny",
+                architecture::MPNET,
+                Pooling::Mean,
+                384,
+                &[][..],
+            ),
+            (
+                "modernbert-embed-tiny",
+                architecture::MODERNBERT,
+                Pooling::Mean,
+                8192,
+                &["document", "query"][..],
+            ),
+        ] {
+            let card = ModelCard::load(&fixtures.join(folder)).unwrap();
+            assert_eq!(
+                (
+                    card.architecture,
+                    card.pooling,
+                    card.max_input_tokens,
+                    card.normalize
+                ),
+                (family, pooling, max, true),
+                "{folder}"
+            );
+            assert_eq!(card.task_names(), tasks, "{folder}");
+        }
+    }
+
+    #[test]
+    fn max_pooling_is_read_and_unknown_modes_are_refused() {
+        let dir = bert_folder("max");
+        write(
+            &dir,
+            "1_Pooling/config.json",
+            r#"{"pooling_mode_max_tokens": true, "include_prompt": true}"#,
+        );
+        assert_eq!(ModelCard::load(&dir).unwrap().pooling, Pooling::Max);
+        for (config, named) in [
+            (
+                r#"{"pooling_mode_mean_sqrt_len_tokens": true}"#,
+                "pooling_mode_mean_sqrt_len_tokens",
+            ),
+            (
+                r#"{"pooling_mode_mean_tokens": true, "pooling_mode_max_tokens": true}"#,
+                "only one",
+            ),
+            (
+                r#"{"pooling_mode_mean_tokens": true, "include_prompt": false}"#,
+                "include_prompt",
+            ),
+        ] {
+            write(&dir, "1_Pooling/config.json", config);
+            let err = ModelCard::load(&dir).unwrap_err().to_string();
+            assert!(err.contains(named), "{config}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_module_embedrt_does_not_run_is_refused_by_name() {
+        let dir = bert_folder("dense");
+        write(
+            &dir,
+            "modules.json",
+            r#"[{"type": "sentence_transformers.models.Transformer", "path": ""},
+                {"type": "sentence_transformers.models.Pooling", "path": "1_Pooling"},
+                {"type": "sentence_transformers.models.Dense", "path": "2_Dense"}]"#,
+        );
+        let err = ModelCard::load(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("sentence_transformers.models.Dense") && err.contains("2_Dense"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

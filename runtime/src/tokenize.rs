@@ -53,6 +53,44 @@ pub struct TextTokenizer {
     frame: (Vec<u32>, Vec<u32>),
 }
 
+/// The tokenizer classes of transformers that follow SentencePiece's whitespace rule (see
+/// [`add_sentencepiece_whitespace`]).
+const SENTENCEPIECE_CLASSES: [&str; 2] = ["XLMRobertaTokenizer", "XLMRobertaTokenizerFast"];
+
+/// Whether `tokenizer_config.json` in `model_dir` names one of [`SENTENCEPIECE_CLASSES`] and was
+/// written by transformers 5 (it has a `backend` key), which reads it with that class's own
+/// pipeline; transformers 4 ran `tokenizer.json` as it is.
+fn is_sentencepiece_class(model_dir: &Path) -> Result<bool> {
+    let path = model_dir.join("tokenizer_config.json");
+    if !path.is_file() {
+        return Ok(false);
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    let config: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow!("{} is not valid JSON: {e}", path.display()))?;
+    let class = config.get("tokenizer_class").and_then(|c| c.as_str());
+    Ok(config.get("backend").is_some()
+        && class.is_some_and(|class| SENTENCEPIECE_CLASSES.contains(&class)))
+}
+
+/// Appends SentencePiece's whitespace rule to the normalizer: trailing whitespace dropped, runs
+/// of spaces folded into one. transformers' XLM-RoBERTa tokenizer applies it whatever the
+/// `tokenizer.json` says (conversions write the fold as a literal-string `Replace` that the
+/// tokenizers library never matches), so without it `"a   b "` gets stray `▁` tokens the
+/// model never saw and vectors that differ from sentence-transformers'.
+fn add_sentencepiece_whitespace(tokenizer: &mut Tokenizer) -> tokenizers::Result<()> {
+    use tokenizers::normalizers::replace::ReplacePattern;
+    use tokenizers::normalizers::{Replace, Sequence, Strip};
+    use tokenizers::NormalizerWrapper;
+    let mut steps: Vec<NormalizerWrapper> =
+        tokenizer.get_normalizer().cloned().into_iter().collect();
+    steps.push(Strip::new(false, true).into());
+    steps.push(Replace::new(ReplacePattern::Regex(" {2,}".into()), " ")?.into());
+    tokenizer.with_normalizer(Some(Sequence::new(steps)))?;
+    Ok(())
+}
+
 /// A document for late chunking: one token sequence and where each chunk lies in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkedDocument {
@@ -77,6 +115,10 @@ impl TextTokenizer {
         inner
             .with_truncation(None)
             .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        if is_sentencepiece_class(model_dir)? {
+            add_sentencepiece_whitespace(&mut inner)
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        }
         let framed = inner
             .encode("x", true)
             .map_err(|e| anyhow!("{}: {e}", path.display()))?;

@@ -17,6 +17,15 @@ use crate::pooling::Pooling;
 pub mod architecture {
     /// BERT-family encoders (BERT, MiniLM, bge, e5, gte) with absolute positions.
     pub const BERT: &str = "bert";
+    /// XLM-RoBERTa encoders (bge-m3, multilingual-e5): BERT's layers, positions counted from
+    /// the padding id + 1, one token type.
+    pub const XLM_ROBERTA: &str = "xlm-roberta";
+    /// MPNet encoders (all-mpnet-base-v2): RoBERTa-style absolute positions plus a bucketed
+    /// relative-position bias shared by every layer.
+    pub const MPNET: &str = "mpnet";
+    /// ModernBERT encoders (modernbert-embed): rotary positions with a global and a local base,
+    /// global attention every few layers and a sliding window elsewhere, GeGLU, no biases.
+    pub const MODERNBERT: &str = "modernbert";
     /// jina-embeddings-v3: XLM-RoBERTa with rotary positions and stacked LoRA task adapters.
     pub const JINA_V3: &str = "jina-v3";
 }

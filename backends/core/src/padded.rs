@@ -70,6 +70,59 @@ impl PaddedBatch {
     }
 }
 
+/// How a model family numbers the positions of its inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Positions {
+    /// 0, 1, 2, ... in every row, padding included (BERT, ModernBERT, jina-v3's rotary).
+    FromZero,
+    /// RoBERTa's numbering (XLM-RoBERTa, MPNet): real tokens count up from the padding id + 1,
+    /// padding tokens get the padding id itself.
+    AfterPadding {
+        /// The model's padding id.
+        pad_token_id: u32,
+    },
+}
+
+impl Positions {
+    /// How models of `architecture` (see [`crate::architecture`]) with padding id
+    /// `pad_token_id` number positions.
+    pub fn of(architecture: &str, pad_token_id: u32) -> Self {
+        match architecture {
+            crate::architecture::XLM_ROBERTA | crate::architecture::MPNET => {
+                Positions::AfterPadding { pad_token_id }
+            }
+            _ => Positions::FromZero,
+        }
+    }
+}
+
+impl PaddedBatch {
+    /// The position id of every token, `rows * cols`, numbered as `positions` says; a token is
+    /// padding when its id is the padding id (as the reference RoBERTa code decides).
+    pub fn position_ids(&self, positions: Positions) -> Vec<i64> {
+        match positions {
+            Positions::FromZero => (0..self.rows).flat_map(|_| 0..self.cols as i64).collect(),
+            Positions::AfterPadding { pad_token_id } => {
+                let pad = pad_token_id as i64;
+                self.input_ids
+                    .chunks(self.cols.max(1))
+                    .flat_map(|row| {
+                        let mut count = 0;
+                        row.iter().map(move |&id| {
+                            if id == pad {
+                                pad
+                            } else {
+                                count += 1;
+                                pad + count
+                            }
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
 /// What a padded encoder needs to know besides its weights.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncoderSpec {
@@ -156,6 +209,24 @@ mod tests {
         assert_eq!(
             Pooling::Mean.pool(&states, 1, padded.spans(&batch)),
             vec![1.0, 3.0]
+        );
+    }
+
+    #[test]
+    fn positions_from_zero_or_after_the_padding_id() {
+        let base = AdapterId::BASE;
+        let batch = Batch::from_sequences([(&[0, 8, 2][..], base), (&[0, 2][..], base)]);
+        let padded = PaddedBatch::new(&batch, 1);
+        assert_eq!(
+            padded.position_ids(Positions::FromZero),
+            vec![0, 1, 2, 0, 1, 2]
+        );
+        let roberta = Positions::of(crate::architecture::XLM_ROBERTA, 1);
+        assert_eq!(roberta, Positions::AfterPadding { pad_token_id: 1 });
+        assert_eq!(padded.position_ids(roberta), vec![2, 3, 4, 2, 3, 1]);
+        assert_eq!(
+            Positions::of(crate::architecture::BERT, 0),
+            Positions::FromZero
         );
     }
 }

@@ -12,6 +12,8 @@ pub enum Pooling {
     Cls,
     /// The state of the last token (decoder-style embedding models).
     LastToken,
+    /// The largest value of each dimension over the tokens (padding excluded).
+    Max,
 }
 
 impl Pooling {
@@ -30,6 +32,13 @@ impl Pooling {
             match self {
                 Pooling::Cls => out.extend_from_slice(&rows[..hidden]),
                 Pooling::LastToken => out.extend_from_slice(&rows[(len - 1) * hidden..]),
+                Pooling::Max => {
+                    let mut max = vec![f32::NEG_INFINITY; hidden];
+                    for row in rows.chunks_exact(hidden) {
+                        max.iter_mut().zip(row).for_each(|(m, v)| *m = m.max(*v));
+                    }
+                    out.extend(max);
+                }
                 Pooling::Mean => {
                     let mut sum = vec![0f32; hidden];
                     for row in rows.chunks_exact(hidden) {
@@ -49,8 +58,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mean_cls_and_last_token() {
+    fn mean_cls_last_token_and_max() {
         let states = [1.0, 2.0, 3.0, 4.0, 100.0, 100.0];
+        assert_eq!(Pooling::Max.pool(&states, 2, [(0, 2)]), vec![3.0, 4.0]);
+        let mixed = [1.0, 9.0, 5.0, -2.0];
+        assert_eq!(Pooling::Max.pool(&mixed, 2, [(0, 2)]), vec![5.0, 9.0]);
         assert_eq!(Pooling::Mean.pool(&states, 2, [(0, 2)]), vec![2.0, 3.0]);
         assert_eq!(Pooling::Cls.pool(&states, 2, [(1, 2)]), vec![3.0, 4.0]);
         assert_eq!(
@@ -70,9 +82,10 @@ mod tests {
             [
                 name(Pooling::Mean),
                 name(Pooling::Cls),
-                name(Pooling::LastToken)
+                name(Pooling::LastToken),
+                name(Pooling::Max)
             ],
-            ["\"mean\"", "\"cls\"", "\"last-token\""]
+            ["\"mean\"", "\"cls\"", "\"last-token\"", "\"max\""]
         );
     }
 }

@@ -35,11 +35,11 @@
 //! |---|---|---|
 //! | `version` | integer | the document's version; absent means the 1.0 form |
 //! | `card.path` | string | the model folder (Hugging Face layout) |
-//! | `card.architecture` | string | the model family, e.g. `"bert"`, `"jina-v3"`: which of the backend's model implementations to use |
+//! | `card.architecture` | string | the model family, e.g. `"bert"`, `"xlm-roberta"`, `"mpnet"`, `"modernbert"`, `"jina-v3"`: which of the backend's model implementations to use |
 //! | `card.hidden_size` | integer | width of the pooled embedding |
 //! | `card.vocab_size` | integer | number of token ids |
 //! | `card.max_tokens` | integer | longest input, special tokens included |
-//! | `card.pooling` | string | `"mean"`, `"cls"` or `"last-token"` |
+//! | `card.pooling` | string | `"mean"`, `"cls"`, `"last-token"` or `"max"` (added within version 1: a backend that pools itself refuses what it does not know) |
 //! | `card.normalize` | boolean | whether the model's pipeline L2-normalizes (the host does it; backends may ignore it) |
 //! | `card.pad_token_id` | integer | the id padding gets |
 //! | `card.tasks` | array of strings | task adapter names; batch task id `k + 1` selects adapter `k` |
