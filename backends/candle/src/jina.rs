@@ -12,6 +12,7 @@ use embedrt_backend_core::AdapterId;
 use serde::Deserialize;
 
 use crate::attention;
+use crate::rope::{self, Rotary};
 
 /// The parts of jina-embeddings-v3's config.json the forward pass needs.
 #[derive(Clone, Debug, Deserialize)]
@@ -249,11 +250,10 @@ impl Block {
             .forward(x, adapters)?
             .reshape((rows, len, 3, self.heads, head_dim))?;
         let part = |i: usize| qkv.i((.., .., i))?.transpose(1, 2)?.contiguous(); // [rows, heads, len, d]
-        let q = candle_nn::rotary_emb::rope(&part(0)?, &rope.0, &rope.1)?;
-        let k = (candle_nn::rotary_emb::rope(&part(1)?, &rope.0, &rope.1)?
-            * (1.0 / (head_dim as f64).sqrt()))?;
+        let q = rope::rotate(&part(0)?, rope)?;
+        let k = (rope::rotate(&part(1)?, rope)? * (1.0 / (head_dim as f64).sqrt()))?;
         let v = part(2)?;
-        let context = attention::attend(&q, &k, &v, mask)?;
+        let context = attention::attend(&q, &k, &v, mask, None)?;
         let x = (self.out.forward(&context, adapters)? + x)?.apply(&self.norm1)?;
         let inner = self.fc1.forward(&x, adapters)?.gelu_erf()?;
         (self.fc2.forward(&inner, adapters)? + x)?.apply(&self.norm2)
@@ -264,7 +264,7 @@ impl Block {
 pub struct JinaModel {
     embeddings: Embeddings,
     blocks: Vec<Block>,
-    inverse_frequencies: Vec<f32>,
+    rotary: Rotary,
     lora_scale: f64,
     device: Device,
     dtype: DType,
@@ -283,34 +283,15 @@ impl JinaModel {
             .map(|l| Block::load(vb.pp(format!("encoder.layers.{l}")), config))
             .collect::<Result<Vec<_>>>()?;
         let head_dim = config.hidden_size / config.num_attention_heads;
-        let inverse_frequencies = (0..head_dim / 2)
-            .map(|i| {
-                1.0 / config
-                    .rotary_emb_base
-                    .powf(2.0 * i as f32 / head_dim as f32)
-            })
-            .collect();
+        let rotary = Rotary::new(head_dim, config.rotary_emb_base, vb.device(), vb.dtype());
         Ok(Self {
             embeddings: Embeddings::load(vb.clone(), config)?,
             blocks,
-            inverse_frequencies,
+            rotary,
             lora_scale: config.lora_alpha / config.lora_rank as f64,
             device: vb.device().clone(),
             dtype: vb.dtype(),
         })
-    }
-
-    /// Rotary tables `[len, head_dim / 2]`: positions restart at 0 in every row.
-    fn rope_tables(&self, len: usize) -> Result<(Tensor, Tensor)> {
-        let half = self.inverse_frequencies.len();
-        let angles: Vec<f32> = (0..len)
-            .flat_map(|t| self.inverse_frequencies.iter().map(move |f| t as f32 * f))
-            .collect();
-        let angles = Tensor::from_vec(angles, (len, half), &self.device)?;
-        Ok((
-            angles.cos()?.to_dtype(self.dtype)?,
-            angles.sin()?.to_dtype(self.dtype)?,
-        ))
     }
 
     /// `ids`, `mask`: `[rows, len]` (right-padded); `adapters`: one per row.
@@ -326,7 +307,7 @@ impl JinaModel {
             .embeddings
             .forward(&ids.to_dtype(DType::U32)?, &adapters)?;
         let additive = attention::padding_mask(mask, self.dtype)?;
-        let rope = self.rope_tables(len)?;
+        let rope = self.rotary.tables(len)?;
         for block in &self.blocks {
             x = block.forward(&x, &additive, &rope, &adapters)?;
         }

@@ -1,7 +1,7 @@
-//! The candle backend: [`bert`] for BERT-family models and [`jina`] for jina-embeddings-v3
-//! (whose adapters it applies per row, so batches may mix tasks, on the GPU too). Each family the
-//! backend runs is one model file, picked by the load document's model architecture
-//! (`card.architecture` in its JSON).
+//! The candle backend: [`bert`] for BERT and XLM-RoBERTa, [`mpnet`] for MPNet, [`modernbert`]
+//! for ModernBERT and [`jina`] for jina-embeddings-v3 (whose adapters it applies per row, so
+//! batches may mix tasks, on the GPU too). Each family the backend runs is one model file, picked
+//! by the load document's model architecture (`card.architecture` in its JSON).
 //!
 //! **Devices and dtypes.** On the CPU it computes in f32 by default (f16 and bf16 run too, slowly,
 //! which is how the half-precision paths are tested on machines without a GPU). On `cuda:N` it
@@ -25,7 +25,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config as BertConfig;
 use embedrt_backend_core::guest::BackendPlugin;
-use embedrt_backend_core::padded::{EncoderSpec, PaddedBatch, PaddedEncoder};
+use embedrt_backend_core::padded::{EncoderSpec, PaddedBatch, PaddedEncoder, Positions};
 use embedrt_backend_core::{
     architecture, BackendError, BackendSettings, FileSet, FilesQuery, LoadDocument, WeightFiles,
 };
@@ -43,13 +43,21 @@ pub struct CandleOptions {
 mod attention;
 pub mod bert;
 pub mod jina;
+pub mod modernbert;
+pub mod mpnet;
+mod rope;
 
 use bert::BertEncoder;
 use jina::{JinaConfig, JinaModel};
+use modernbert::{ModernBertConfig, ModernBertEncoder};
+use mpnet::{MpnetConfig, MpnetEncoder};
 
 /// The networks this backend runs.
 enum Model {
+    /// BERT and XLM-RoBERTa.
     Bert(Box<BertEncoder>),
+    Mpnet(Box<MpnetEncoder>),
+    ModernBert(Box<ModernBertEncoder>),
     JinaV3(Box<JinaModel>),
 }
 
@@ -59,6 +67,7 @@ pub struct CandleBackend {
     device: Device,
     threads: rayon::ThreadPool,
     spec: EncoderSpec,
+    positions: Positions,
 }
 
 fn load_error(e: impl std::fmt::Display) -> BackendError {
@@ -108,10 +117,22 @@ impl BackendPlugin for CandleBackend {
         let bad_weights = |e: candle_core::Error| load_error(format!("{}: {e}", weights.display()));
         let mut spec = EncoderSpec::new(card, dtype);
         let model = match card.architecture.as_str() {
-            architecture::BERT => {
+            architecture::BERT | architecture::XLM_ROBERTA => {
                 let bert: BertConfig = serde_json::from_str(&text).map_err(bad_config)?;
                 Model::Bert(Box::new(
                     BertEncoder::load(vars, &bert).map_err(bad_weights)?,
+                ))
+            }
+            architecture::MPNET => {
+                let mpnet: MpnetConfig = serde_json::from_str(&text).map_err(bad_config)?;
+                Model::Mpnet(Box::new(
+                    MpnetEncoder::load(vars, &mpnet).map_err(bad_weights)?,
+                ))
+            }
+            architecture::MODERNBERT => {
+                let config: ModernBertConfig = serde_json::from_str(&text).map_err(bad_config)?;
+                Model::ModernBert(Box::new(
+                    ModernBertEncoder::load(vars, &config).map_err(bad_weights)?,
                 ))
             }
             architecture::JINA_V3 => {
@@ -135,6 +156,7 @@ impl BackendPlugin for CandleBackend {
             device,
             threads,
             spec,
+            positions: Positions::of(&card.architecture, card.pad_token_id),
         })
     }
 
@@ -156,10 +178,13 @@ impl PaddedEncoder for CandleBackend {
         self.threads
             .install(|| {
                 let (ids, mask) = (tensor(&padded.input_ids)?, tensor(&padded.attention_mask)?);
+                let positions = || tensor(&padded.position_ids(self.positions));
                 let states = match &self.model {
                     Model::Bert(bert) => {
-                        bert.forward(&ids, &tensor(&padded.token_type_ids)?, &mask)?
+                        bert.forward(&ids, &tensor(&padded.token_type_ids)?, &positions()?, &mask)?
                     }
+                    Model::Mpnet(mpnet) => mpnet.forward(&ids, &positions()?, &mask)?,
+                    Model::ModernBert(modernbert) => modernbert.forward(&ids, &mask)?,
                     Model::JinaV3(jina) => jina.forward(&ids, &mask, &padded.adapter_ids)?,
                 };
                 states.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()

@@ -11,8 +11,10 @@
 //! a GPU variant never silently runs on the CPU. Building them needs no GPU library: `ort`'s
 //! `cuda` and `tensorrt` features only add the option types, and `load-dynamic` links nothing.
 //!
-//! The graph's inputs are bound by name from the session's metadata (`input_ids`,
-//! `attention_mask`, and `token_type_ids` when the graph has it); its token-level output
+//! The graph's inputs are bound by name from the session's metadata: exactly those it declares
+//! among `input_ids`, `attention_mask`, `token_type_ids` and `position_ids` (numbered as the
+//! model's family does, [`Positions`]); a graph asking for anything else is refused at load
+//! with the input's name. Its token-level output
 //! (`last_hidden_state`, else `text_embeds`, else the first output) is pooled here, outside the
 //! graph.
 //!
@@ -31,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use embedrt_backend_core::guest::BackendPlugin;
-use embedrt_backend_core::padded::{EncoderSpec, PaddedBatch, PaddedEncoder};
+use embedrt_backend_core::padded::{EncoderSpec, PaddedBatch, PaddedEncoder, Positions};
 use embedrt_backend_core::{
     AdapterId, BackendError, DType, Device, FileSet, FilesQuery, LoadDocument, ModelSpec,
     WeightFiles,
@@ -112,8 +114,19 @@ pub struct OnnxBackend {
     spec: EncoderSpec,
     has_token_types: bool,
     has_task_id: bool,
+    /// How to number `position_ids`, when the graph takes them.
+    positions: Option<Positions>,
     output: String,
 }
+
+/// The inputs this backend knows how to feed.
+const KNOWN_INPUTS: [&str; 5] = [
+    "input_ids",
+    "attention_mask",
+    "token_type_ids",
+    "position_ids",
+    "task_id",
+];
 
 fn load_error(e: impl std::fmt::Display) -> BackendError {
     BackendError::Load(e.to_string())
@@ -237,8 +250,18 @@ impl OnnxBackend {
                 )));
             }
         }
+        if let Some(unknown) = input_names.iter().find(|n| !KNOWN_INPUTS.contains(n)) {
+            return Err(BackendError::Load(format!(
+                "{} asks for the input `{unknown}`, which this backend does not feed (it feeds \
+                 {KNOWN_INPUTS:?})",
+                file.display()
+            )));
+        }
         let has_token_types = input_names.contains(&"token_type_ids");
         let has_task_id = input_names.contains(&"task_id");
+        let positions = input_names
+            .contains(&"position_ids")
+            .then(|| Positions::of(&card.architecture, card.pad_token_id));
         let output_names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
         let output = ["last_hidden_state", "text_embeds"]
             .into_iter()
@@ -261,6 +284,7 @@ impl OnnxBackend {
             spec,
             has_token_types,
             has_task_id,
+            positions,
             output,
         })
     }
@@ -330,6 +354,12 @@ impl PaddedEncoder for OnnxBackend {
             inputs.push((
                 "token_type_ids".into(),
                 tensor(&padded.token_type_ids)?.into(),
+            ));
+        }
+        if let Some(positions) = self.positions {
+            inputs.push((
+                "position_ids".into(),
+                tensor(&padded.position_ids(positions))?.into(),
             ));
         }
         if self.has_task_id {
