@@ -10,6 +10,8 @@ mod common;
 mod cache;
 /// The backend plugins' dependency graph: never the runtime, never a server stack.
 mod dependencies;
+/// XLM-RoBERTa, MPNet and ModernBERT over HTTP on both engines.
+mod encoders_http;
 /// The runtime's tokenization and both engines' vectors over HTTP against the references.
 mod fidelity;
 /// GPU variants refused with what is missing, on a machine without one.

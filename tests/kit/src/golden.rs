@@ -97,3 +97,33 @@ pub struct JinaTokenStates {
 pub fn jina(dir: &Path) -> Jina {
     read_json(&dir.join("expected.json"))
 }
+
+/// sentence-transformers' outputs for one of the encoder fixtures (XLM-RoBERTa, MPNet,
+/// ModernBERT).
+#[derive(Clone, Debug, Deserialize)]
+pub struct Encoder {
+    /// The input texts of every case.
+    pub texts: Vec<String>,
+    /// The token limit the reference truncated at.
+    pub max_seq_length: usize,
+    /// One case per prompt: none first, then each of `config_sentence_transformers.json`'s.
+    pub cases: Vec<EncoderCase>,
+}
+
+/// One prompt's outputs.
+#[derive(Clone, Debug, Deserialize)]
+pub struct EncoderCase {
+    /// The prompt's name (the task requests name); `None` for no prompt.
+    pub prompt_name: Option<String>,
+    /// The text put before each input.
+    pub prompt: String,
+    /// Token ids per text, prompt and special tokens included.
+    pub token_ids: Vec<Vec<u32>>,
+    /// One vector per text, as `encode` returns them (normalized).
+    pub embeddings: Vec<Vec<f32>>,
+}
+
+/// Reads the golden data of the encoder fixture in `dir`.
+pub fn encoder(dir: &Path) -> Encoder {
+    read_json(&dir.join("expected.json"))
+}

@@ -8,41 +8,8 @@ use embedrt_runtime::ModelCard;
 
 use crate::golden::{self, Jina};
 use crate::paths::jina_dir;
-use crate::vectors::{assert_each_pair, cosine, max_abs_diff};
+use crate::vectors::{assert_each_pair, max_abs_diff, Closeness};
 use crate::TempDir;
-
-/// How close a backend's vector must be to the official one.
-#[derive(Clone, Copy, Debug)]
-pub enum Closeness {
-    /// Every component within this distance (f32 backends).
-    MaxAbs(f32),
-    /// Cosine similarity at least this (half-precision backends).
-    Cosine(f32),
-}
-
-impl Closeness {
-    /// Whether `got` is close enough to `want`; else how far it is.
-    ///
-    /// # Errors
-    ///
-    /// The distance, in words, when it is too far.
-    pub fn accepts(self, got: &[f32], want: &[f32]) -> Result<(), String> {
-        match self {
-            Closeness::MaxAbs(limit) => {
-                let diff = max_abs_diff(got, want);
-                (diff <= limit)
-                    .then_some(())
-                    .ok_or(format!("max abs diff {diff}"))
-            }
-            Closeness::Cosine(limit) => {
-                let similarity = cosine(got, want);
-                (similarity >= limit)
-                    .then_some(())
-                    .ok_or(format!("cosine {similarity}"))
-            }
-        }
-    }
-}
 
 /// The card and golden data of the jina fixture's folder `sub` (`""` for the fixture itself,
 /// `"bf16"` for its bf16 copy).

@@ -5,12 +5,13 @@
 //! - [`golden`]: the reference outputs of the fixtures (sentence-transformers' and the models'
 //!   own code), read into types;
 //! - [`vectors`]: comparing vectors and lists of them;
-//! - [`minilm`] and [`jina`]: the fixture checks a backend runs in-process;
+//! - [`minilm`], [`jina`] and [`encoders`]: the fixture checks a backend runs in-process;
 //! - [`TempDir`]: a temporary folder removed when dropped;
 //! - [`load_document`]: what a backend is told for a fixture model.
 
 #![deny(missing_docs)]
 
+pub mod encoders;
 pub mod golden;
 pub mod jina;
 pub mod minilm;

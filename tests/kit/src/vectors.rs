@@ -49,6 +49,45 @@ pub fn assert_each_pair<A, B>(
     }
 }
 
+/// How close a backend's vector must be to the official one.
+#[derive(Clone, Copy, Debug)]
+pub enum Closeness {
+    /// Every component within this distance (f32 backends).
+    MaxAbs(f32),
+    /// Cosine similarity at least this (half-precision backends).
+    Cosine(f32),
+    /// Both: cosine similarity at least the first, every component within the second (the
+    /// fixtures' tolerance for f32 engines).
+    CosineAndMaxAbs(f32, f32),
+}
+
+impl Closeness {
+    /// Whether `got` is close enough to `want`; else how far it is.
+    ///
+    /// # Errors
+    ///
+    /// The distance, in words, when it is too far.
+    pub fn accepts(self, got: &[f32], want: &[f32]) -> Result<(), String> {
+        match self {
+            Closeness::MaxAbs(limit) => {
+                let diff = max_abs_diff(got, want);
+                (diff <= limit)
+                    .then_some(())
+                    .ok_or(format!("max abs diff {diff}"))
+            }
+            Closeness::Cosine(limit) => {
+                let similarity = cosine(got, want);
+                (similarity >= limit)
+                    .then_some(())
+                    .ok_or(format!("cosine {similarity}"))
+            }
+            Closeness::CosineAndMaxAbs(cosine, max_abs) => Closeness::Cosine(cosine)
+                .accepts(got, want)
+                .and(Closeness::MaxAbs(max_abs).accepts(got, want)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
