@@ -1,8 +1,10 @@
 //! The official `openai` Python client, installed from PyPI into a test venv, works unchanged
 //! against the server (including its base64 default).
 
+use serde_json::json;
+
 use crate::common::python::{run_python_client, test_python};
-use crate::common::{fixtures_dir, Model, Server};
+use crate::common::{fixtures_dir, jina_dir, ok, Model, Server};
 
 /// The pinned client.
 const OPENAI: &str = "openai==3.54.0";
@@ -26,4 +28,70 @@ fn official_openai_client_works_unchanged() {
             ],
         );
     }
+}
+
+/// Clients that cannot send a task (Mem0, LangChain's `OpenAIEmbeddings`, ...) choose one by
+/// model name: aliases that carry a task, on multilingual-e5's prompts and jina-v3's adapters.
+#[test]
+fn aliases_carry_tasks_for_the_official_openai_client() {
+    let python = test_python(&[OPENAI]);
+    let e5_dir = fixtures_dir().join("multilingual-e5-tiny");
+    let server = Server::builder()
+        .model(
+            Model::named("e5")
+                .path(&e5_dir)
+                .on("onnx")
+                .task_alias("e5-query", "query")
+                .task_alias("e5-passage", "passage"),
+        )
+        .model(
+            Model::jina("jina")
+                .on("candle")
+                .task_alias("jina-query", "retrieval.query"),
+        )
+        .start();
+    let models = ok(server.get("/v1/models"));
+    let e5 = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "e5")
+        .unwrap();
+    assert_eq!(e5["aliases"], json!(["e5-query", "e5-passage"]));
+    assert_eq!(
+        e5["alias_tasks"],
+        json!({ "e5-query": "query", "e5-passage": "passage" })
+    );
+    let base_url = format!("{}/v1", server.url);
+    run_python_client(
+        &python,
+        "openai_alias_tasks.py",
+        &[
+            base_url.as_ref(),
+            e5_dir.join("expected.json").as_ref(),
+            jina_dir().join("expected.json").as_ref(),
+        ],
+    );
+    // A task named in the request still wins over the alias's.
+    let named = ok(server.embed(json!({ "model": "e5-query", "input": "x", "task": "passage" })));
+    let passage = ok(server.embed(json!({ "model": "e5-passage", "input": "x" })));
+    assert_eq!(named["data"], passage["data"]);
+}
+
+#[test]
+fn an_alias_with_a_task_the_model_lacks_stops_startup() {
+    let exit = Server::builder()
+        .model(
+            Model::named("e5")
+                .path(&fixtures_dir().join("multilingual-e5-tiny"))
+                .on("onnx")
+                .task_alias("e5-q", "qeury"),
+        )
+        .run_to_exit();
+    assert_eq!(exit.code, Some(1));
+    assert!(
+        exit.log.contains("the task of the alias \"e5-q\"") && exit.log.contains("\"qeury\""),
+        "{}",
+        exit.log
+    );
 }

@@ -125,6 +125,7 @@ pub fn model(info: ModelInfo) -> pb::Model {
     pb::Model {
         name: info.name,
         aliases: info.aliases,
+        alias_tasks: info.alias_tasks.into_iter().collect(),
         backend: info.backend,
         variants: info
             .variants

@@ -44,6 +44,7 @@ fn describe(info: ModelInfo) -> Value {
         "created": 0,
         "owned_by": "embedrt",
         "aliases": info.aliases,
+        "alias_tasks": info.alias_tasks,
         "backend": info.backend,
         "variants": variants,
         "tasks": info.tasks,

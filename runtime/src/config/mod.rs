@@ -15,10 +15,10 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use error::ConfigError;
-pub use model::{BatchingConfig, ModelConfig, VariantConfig};
+pub use model::{AliasConfig, AliasTable, BatchingConfig, ModelConfig, VariantConfig};
 pub use plan::{
-    Access, AdminAccess, Listeners, MessageLimits, ModelPlan, ModelSource, Overrides, Plan, Role,
-    ServerPlan, VariantPlan,
+    Access, AdminAccess, Alias, Listeners, MessageLimits, ModelPlan, ModelSource, Overrides, Plan,
+    Role, ServerPlan, VariantPlan,
 };
 pub use server::{AdminSetting, CacheConfig, ServerConfig};
 
@@ -179,7 +179,7 @@ mod tests {
             r#"
             [[models]]
             name = "m"
-            aliases = ["m2"]
+            aliases = ["m2", { name = "m-query", task = "query" }, { name = "m3" }]
             path = "p"
             [[models.variants]]
             backend = "onnx"
@@ -202,7 +202,16 @@ mod tests {
         assert_eq!(variants[1].role, Role::Serving { weight: 10 });
         assert_eq!(variants[2].role, Role::Shadow { sample_rate: 0.5 });
         assert!(variants[1].serves() && !variants[2].serves());
-        assert_eq!(plan.models[0].names().collect::<Vec<_>>(), ["m", "m2"]);
+        assert_eq!(
+            plan.models[0].names().collect::<Vec<_>>(),
+            ["m", "m2", "m-query", "m3"]
+        );
+        let tasks: Vec<Option<&str>> = plan.models[0]
+            .aliases
+            .iter()
+            .map(|a| a.task.as_deref())
+            .collect();
+        assert_eq!(tasks, [None, Some("query"), None]);
     }
 
     #[test]
@@ -224,6 +233,17 @@ mod tests {
         let (key, problem) = refused("backend = \"onnx\"\naliases = [\"m\"]\n");
         assert_eq!(key, "models[0].name");
         assert!(problem.contains("\"m\""), "{problem}");
+        let (key, problem) =
+            refused("backend = \"onnx\"\naliases = [{ name = \"m\", task = \"q\" }]\n");
+        assert_eq!(key, "models[0].name");
+        assert!(problem.contains("\"m\""), "{problem}");
+        let (key, _) = refused("backend = \"onnx\"\naliases = [\" \"]\n");
+        assert_eq!(key, "models[0].aliases[0]");
+        assert!(refusal(&format!(
+            "{base}backend = \"onnx\"\naliases = [{{ name = \"q\", tsk = \"q\" }}]\n"
+        ))
+        .0
+        .contains("aliases"));
         let rate = "[[models.variants]]\nbackend = \"onnx\"\n[[models.variants]]\nname = \"s\"\n\
                     backend = \"onnx\"\nshadow = true\nsample_rate = 1.5\n";
         assert_eq!(refused(rate).0, "models[0].variants[1].sample_rate");

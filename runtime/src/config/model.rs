@@ -11,9 +11,10 @@ use serde::Deserialize;
 pub struct ModelConfig {
     /// The name clients put in `model`.
     pub name: String,
-    /// More names for the same deployment.
+    /// More names for the same deployment, each optionally with the task its requests get
+    /// when they name none: `aliases = ["m2", { name = "e5-query", task = "query" }]`.
     #[serde(default)]
-    pub aliases: Vec<String>,
+    pub aliases: Vec<AliasConfig>,
     /// The model folder, relative to the config file; or a hub id (`owner/name`) to download.
     pub path: PathBuf,
     /// The backend plugin that runs it (`onnx`, `candle`, ...): shorthand for one variant. Give
@@ -51,6 +52,28 @@ pub struct ModelConfig {
     /// Whether this model uses the `[cache]` (when one is configured).
     #[serde(default = "default_cache")]
     pub cache: bool,
+}
+
+/// One entry of a model's `aliases`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum AliasConfig {
+    /// `"m2"`: another name, with the model's default task.
+    Name(String),
+    /// `{ name = "e5-query", task = "query" }`: another name whose requests run `task` when they
+    /// name none (for clients that cannot send a task, such as OpenAI's).
+    Table(AliasTable),
+}
+
+/// `{ name = ..., task = ... }` in `aliases`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasTable {
+    /// The name.
+    pub name: String,
+    /// The task of requests through this name that name none; default: the model's.
+    #[serde(default)]
+    pub task: Option<String>,
 }
 
 /// `[[models.variants]]`: one backend serving a model, with its share of the traffic.

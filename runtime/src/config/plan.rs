@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use embedrt_backend_core::{BackendSettings, BatchLimits, Device};
 
+use super::model::AliasConfig;
 use super::{
     AdminSetting, BatchingConfig, CacheConfig, Config, ConfigError, ModelConfig, ServerConfig,
     VariantConfig,
@@ -115,7 +116,7 @@ pub struct ModelPlan {
     /// The name clients use.
     pub name: String,
     /// More names for it.
-    pub aliases: Vec<String>,
+    pub aliases: Vec<Alias>,
     /// Where its files are.
     pub source: ModelSource,
     /// The backends serving it, in the file's order (the shorthand is one variant).
@@ -128,6 +129,15 @@ pub struct ModelPlan {
     pub default_task: Option<String>,
     /// Whether the model uses the cache (when one is configured).
     pub cache: bool,
+}
+
+/// Another name of a model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alias {
+    /// The name.
+    pub name: String,
+    /// The task of requests through this name that name none; `None`: the model's default.
+    pub task: Option<String>,
 }
 
 /// Where a model's files are.
@@ -185,10 +195,31 @@ impl Plan {
     }
 }
 
+impl AliasConfig {
+    /// The alias's name.
+    pub fn name(&self) -> &str {
+        match self {
+            AliasConfig::Name(name) => name,
+            AliasConfig::Table(table) => &table.name,
+        }
+    }
+
+    fn to_plan(&self) -> Alias {
+        let task = match self {
+            AliasConfig::Name(_) => None,
+            AliasConfig::Table(table) => table.task.clone(),
+        };
+        Alias {
+            name: self.name().to_string(),
+            task,
+        }
+    }
+}
+
 impl ModelPlan {
     /// Every name clients may use for this model.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.name.as_str()).chain(self.aliases.iter().map(String::as_str))
+        std::iter::once(self.name.as_str()).chain(self.aliases.iter().map(|a| a.name.as_str()))
     }
 }
 
@@ -389,8 +420,19 @@ fn resolve_model<'a>(
     if model.name.trim().is_empty() {
         return Err(ConfigError::invalid(key("name"), "must not be empty"));
     }
-    for name in std::iter::once(&model.name).chain(&model.aliases) {
-        if !names.insert(name.as_str()) {
+    let aliases: Vec<Alias> = model.aliases.iter().map(AliasConfig::to_plan).collect();
+    for (i, alias) in aliases.iter().enumerate() {
+        if alias.name.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                key(&format!("aliases[{i}]")),
+                "the name must not be empty",
+            ));
+        }
+    }
+    for name in
+        std::iter::once(model.name.as_str()).chain(model.aliases.iter().map(AliasConfig::name))
+    {
+        if !names.insert(name) {
             return Err(ConfigError::invalid(
                 key("name"),
                 format!("uses the name {name:?}, which another model or alias has"),
@@ -444,7 +486,7 @@ fn resolve_model<'a>(
     }
     Ok(ModelPlan {
         name: model.name.clone(),
-        aliases: model.aliases.clone(),
+        aliases,
         source: source(&model.path, base),
         variants,
         max_inputs: at_least_one(&key("max_inputs_per_request"), model.max_inputs_per_request)?,

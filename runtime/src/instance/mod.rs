@@ -13,6 +13,7 @@ mod pipeline;
 mod plan;
 mod shadow;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -29,6 +30,8 @@ use crate::variant::{Router, Variant};
 pub struct ModelInstance {
     name: String,
     aliases: Vec<String>,
+    /// The aliases that carry a task, with the task their requests run when they name none.
+    alias_tasks: Vec<(String, String, ResolvedTask)>,
     card: ModelCard,
     tokenizer: Arc<TextTokenizer>,
     variants: Vec<Variant>,
@@ -110,6 +113,9 @@ pub struct ModelInfo {
     pub name: String,
     /// Other names of the model.
     pub aliases: Vec<String>,
+    /// The aliases that carry a task, each with its task: requests through such a name that
+    /// name no task run it.
+    pub alias_tasks: BTreeMap<String, String>,
     /// The backend of the first variant (kept for clients that read one backend; `variants`
     /// says what serves an A/B-tested model).
     pub backend: String,
@@ -163,9 +169,21 @@ impl ModelInstance {
         let deployment = Deployment::of(&variants);
         let default_task = default_task(&card, &deployment, plan.default_task.as_deref())
             .with_context(|| format!("model {:?}: `default_task`", plan.name))?;
+        let alias_tasks = plan
+            .aliases
+            .iter()
+            .filter_map(|alias| alias.task.as_ref().map(|task| (&alias.name, task)))
+            .map(|(alias, task)| {
+                let resolved = default_task_named(&card, &deployment, task).with_context(|| {
+                    format!("model {:?}: the task of the alias {alias:?}", plan.name)
+                })?;
+                Ok((alias.clone(), task.clone(), resolved))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             name: plan.name.clone(),
-            aliases: plan.aliases.clone(),
+            aliases: plan.aliases.iter().map(|a| a.name.clone()).collect(),
+            alias_tasks,
             card,
             tokenizer: Arc::new(tokenizer),
             router: Router::new(&variants),
@@ -203,6 +221,13 @@ impl ModelInstance {
         &self.aliases
     }
 
+    /// The task requests through the name `name` run when they name none: the alias's, when
+    /// `name` is an alias with a task, else the model's default.
+    pub(crate) fn default_task_for(&self, name: Option<&str>) -> &ResolvedTask {
+        name.and_then(|name| self.alias_tasks.iter().find(|(alias, ..)| alias == name))
+            .map_or(&self.default_task, |(.., task)| task)
+    }
+
     /// The model card.
     pub fn card(&self) -> &ModelCard {
         &self.card
@@ -233,6 +258,11 @@ impl ModelInstance {
         ModelInfo {
             name: self.name.clone(),
             aliases: self.aliases.clone(),
+            alias_tasks: self
+                .alias_tasks
+                .iter()
+                .map(|(alias, task, _)| (alias.clone(), task.clone()))
+                .collect(),
             backend: self.variants[0].backend().to_string(),
             variants: self
                 .variants
@@ -269,9 +299,22 @@ fn default_task(
     let name = configured
         .or(card.default_task.as_deref())
         .unwrap_or(BASE_TASK);
-    let id = card
-        .task_id(name)
-        .with_context(|| format!("unknown task {name:?}"))?;
+    default_task_named(card, deployment, name)
+}
+
+/// The task `name` of `card`, checked to run on every serving variant: what a default (the
+/// model's, or an alias's) must be.
+fn default_task_named(
+    card: &ModelCard,
+    deployment: &Deployment,
+    name: &str,
+) -> Result<ResolvedTask> {
+    let id = card.task_id(name).with_context(|| {
+        format!(
+            "unknown task {name:?}; the model's tasks are {} and {BASE_TASK}",
+            card.task_names().join(", ")
+        )
+    })?;
     let task = card.task(id);
     deployment.check_task(&task, card)?;
     Ok(task)

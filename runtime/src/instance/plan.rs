@@ -60,7 +60,7 @@ impl ModelInstance {
             .map(|d| self.check_dimensions(d))
             .transpose()?;
         let task = match request.task.as_deref() {
-            None => self.default_task.clone(),
+            None => self.default_task_for(request.model.as_deref()).clone(),
             Some(name) => self.named_task(name)?,
         };
         self.deployment.check_task(&task, &self.card)?;

@@ -51,6 +51,22 @@ impl Model {
         self
     }
 
+    /// This model with one more alias whose requests run `task` when they name none
+    /// (`aliases = [{ name, task }]`).
+    pub fn task_alias(mut self, name: &str, task: &str) -> Self {
+        let mut alias = Table::new();
+        alias.insert("name".into(), name.into());
+        alias.insert("task".into(), task.into());
+        let aliases = self
+            .table
+            .entry("aliases")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(aliases) = aliases {
+            aliases.push(Value::Table(alias));
+        }
+        self
+    }
+
     /// This model with the backend option `key = value` (`options = { key = value }`).
     pub fn option(self, key: &str, value: impl Into<Value>) -> Self {
         self.set_in("options", key, value)

@@ -50,7 +50,11 @@ fn server() -> &'static Server {
                     .batching("max_queued_inputs", 2),
             )
             .model(Model::jina("jina-candle").on("candle"))
-            .model(Model::jina("jina-onnx").on("onnx"))
+            .model(
+                Model::jina("jina-onnx")
+                    .on("onnx")
+                    .task_alias("jina-query", "retrieval.query"),
+            )
             .model(
                 Model::minilm("ab")
                     .variant(Variant::on("onnx").named("a"))

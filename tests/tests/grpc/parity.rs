@@ -269,6 +269,7 @@ fn list_models_describes_what_http_describes() {
         assert_each_pair(&got.models, want, |_, model, want| {
             assert_eq!(model.name, want["id"]);
             assert_eq!(json!(model.aliases), want["aliases"]);
+            assert_eq!(json!(model.alias_tasks), want["alias_tasks"]);
             assert_eq!(model.backend, want["backend"]);
             assert_eq!(json!(model.tasks), want["tasks"]);
             assert_eq!(json!(model.dimensions), want["dimensions"]);
@@ -291,5 +292,6 @@ fn list_models_describes_what_http_describes() {
         let jina = got.models.iter().find(|m| m.name == "jina-onnx").unwrap();
         assert_eq!(jina.tasks.len(), 5);
         assert!(jina.matryoshka_dimensions.contains(&32));
+        assert_eq!(jina.alias_tasks["jina-query"], "retrieval.query");
     });
 }

@@ -28,6 +28,8 @@ class Model:
     Attributes:
         id: the name to pass as ``model``.
         aliases: other names the server accepts for it.
+        alias_tasks: the aliases that carry a task, each with its task (requests through such a
+            name that name no task run it).
         backend: the engine of its primary variant.
         tasks: the tasks it accepts (jina-embeddings-v3's adapters); empty when it has none.
         dimensions: the size of its vectors.
@@ -39,6 +41,7 @@ class Model:
 
     id: str
     aliases: Tuple[str, ...] = ()
+    alias_tasks: Mapping[str, str] = field(default_factory=dict, hash=False)
     backend: str = ""
     tasks: Tuple[str, ...] = ()
     dimensions: int = 0
@@ -58,6 +61,7 @@ class Model:
         return cls(
             id=entry["id"],
             aliases=tuple(entry.get("aliases", ())),
+            alias_tasks=dict(entry.get("alias_tasks", {})),
             backend=entry.get("backend", ""),
             tasks=tuple(entry.get("tasks", ())),
             dimensions=int(entry.get("dimensions", 0)),
@@ -84,6 +88,7 @@ class Model:
         return cls(
             id=message.name,
             aliases=tuple(message.aliases),
+            alias_tasks=dict(message.alias_tasks),
             backend=message.backend,
             tasks=tuple(message.tasks),
             dimensions=message.dimensions,
