@@ -239,11 +239,13 @@ mod tests {
         assert!(problem.contains("\"m\""), "{problem}");
         let (key, _) = refused("backend = \"onnx\"\naliases = [\" \"]\n");
         assert_eq!(key, "models[0].aliases[0]");
-        assert!(refusal(&format!(
-            "{base}backend = \"onnx\"\naliases = [{{ name = \"q\", tsk = \"q\" }}]\n"
-        ))
-        .0
-        .contains("aliases"));
+        let misspelt =
+            format!("{base}backend = \"onnx\"\naliases = [{{ name = \"q\", tsk = \"q\" }}]\n");
+        let err = resolve(&misspelt).unwrap_err().to_string();
+        assert!(
+            err.contains("aliases") && err.contains("optionally `task`"),
+            "{err}"
+        );
         let rate = "[[models.variants]]\nbackend = \"onnx\"\n[[models.variants]]\nname = \"s\"\n\
                     backend = \"onnx\"\nshadow = true\nsample_rate = 1.5\n";
         assert_eq!(refused(rate).0, "models[0].variants[1].sample_rate");

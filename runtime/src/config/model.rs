@@ -56,7 +56,10 @@ pub struct ModelConfig {
 
 /// One entry of a model's `aliases`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "an alias: a name, or a table with `name` and optionally `task` (nothing else)"
+)]
 pub enum AliasConfig {
     /// `"m2"`: another name, with the model's default task.
     Name(String),
