@@ -252,27 +252,27 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// What the server logged when the folder `dir` on `engine` stopped its startup.
+fn refusal(dir: &TempDir, engine: &str) -> String {
+    let Exit { code, log } = Server::builder()
+        .model(Model::named("m").path(dir.path()).on(engine))
+        .run_to_exit();
+    assert_eq!(code, Some(1), "{log}");
+    log
+}
+
 #[test]
 fn unknown_families_and_missing_files_stop_startup_with_the_reason() {
     let renamed = broken_copy("all-mpnet-tiny", |c| c["model_type"] = json!("t5"), &[]);
-    let Exit { code, log } = Server::builder()
-        .model(Model::named("m").path(renamed.path()).on("candle"))
-        .run_to_exit();
-    assert_eq!(code, Some(1));
+    let log = refusal(&renamed, "candle");
     assert!(
         log.contains("model_type \"t5\" is not a family embedrt serves"),
         "{log}"
     );
     let no_weights = broken_copy("modernbert-embed-tiny", |_| {}, &["model.safetensors"]);
-    let Exit { code, log } = Server::builder()
-        .model(Model::named("m").path(no_weights.path()).on("candle"))
-        .run_to_exit();
-    assert_eq!(code, Some(1));
+    let log = refusal(&no_weights, "candle");
     assert!(log.contains("model.safetensors"), "{log}");
     let no_graph = broken_copy("bge-m3-tiny", |_| {}, &["onnx/model.onnx"]);
-    let Exit { code, log } = Server::builder()
-        .model(Model::named("m").path(no_graph.path()).on("onnx"))
-        .run_to_exit();
-    assert_eq!(code, Some(1));
+    let log = refusal(&no_graph, "onnx");
     assert!(log.contains("no ONNX file"), "{log}");
 }

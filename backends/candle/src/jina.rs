@@ -22,7 +22,7 @@ pub struct JinaConfig {
     num_hidden_layers: usize,
     num_attention_heads: usize,
     intermediate_size: usize,
-    #[serde(default = "default_eps")]
+    #[serde(default = "crate::default_norm_eps")]
     layer_norm_eps: f64,
     #[serde(default = "default_rotary_base")]
     rotary_emb_base: f32,
@@ -35,9 +35,6 @@ pub struct JinaConfig {
     lora_alpha: f64,
 }
 
-fn default_eps() -> f64 {
-    1e-5
-}
 fn default_rotary_base() -> f32 {
     10_000.0
 }

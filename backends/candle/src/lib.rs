@@ -52,6 +52,11 @@ use jina::{JinaConfig, JinaModel};
 use modernbert::{ModernBertConfig, ModernBertEncoder};
 use mpnet::{MpnetConfig, MpnetEncoder};
 
+/// The norm epsilon of configs that name none (transformers' default for these families).
+fn default_norm_eps() -> f64 {
+    1e-5
+}
+
 /// The networks this backend runs.
 enum Model {
     /// BERT and XLM-RoBERTa.

@@ -24,7 +24,7 @@ pub struct ModernBertConfig {
     num_hidden_layers: usize,
     num_attention_heads: usize,
     intermediate_size: usize,
-    #[serde(default = "default_eps")]
+    #[serde(default = "crate::default_norm_eps")]
     norm_eps: f64,
     #[serde(default)]
     norm_bias: bool,
@@ -52,9 +52,6 @@ pub struct ModernBertConfig {
     local_rope_theta: Option<f32>,
 }
 
-fn default_eps() -> f64 {
-    1e-5
-}
 fn default_activation() -> String {
     "gelu".into()
 }

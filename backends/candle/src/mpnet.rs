@@ -21,7 +21,7 @@ pub struct MpnetConfig {
     intermediate_size: usize,
     hidden_act: HiddenAct,
     max_position_embeddings: usize,
-    #[serde(default = "default_eps")]
+    #[serde(default = "crate::default_norm_eps")]
     layer_norm_eps: f64,
     #[serde(default = "default_buckets")]
     relative_attention_num_buckets: usize,
@@ -29,9 +29,6 @@ pub struct MpnetConfig {
     pad_token_id: usize,
 }
 
-fn default_eps() -> f64 {
-    1e-5
-}
 fn default_buckets() -> usize {
     32
 }
