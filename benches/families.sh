@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The encoder families at their real sizes (random weights: speed does not depend on the values),
+# side by side on this machine: embedrt onnx (fp32), onnx-int8 and candle, Infinity's torch and
+# ONNX (optimum) engines serving the same folder, one server at a time, each at 1 client with 1
+# and 10 sentences per request and at 60 clients with 1; then sentence-transformers in-process at
+# its best batch, the ceiling of a Python app without a server.
+# Usage: benches/families.sh [SECONDS_PER_RUN] [SIZE...] (sizes: bge-m3 multilingual-e5-small
+# all-mpnet-base-v2 modernbert-embed-base, the default all four; SERVERS overrides the servers,
+# default "onnx onnx-int8 candle infinity infinity-onnx st"). Prints one Markdown table per size;
+# JSON in target/bench-results/. The checkpoints are made once by benches/make_random_encoder.py
+# into .assets/models/SIZE-random (torch from Infinity's venv), their int8 graphs by
+# scripts/quantize_onnx.py.
+source "$(dirname "$0")/lib.sh"
+seconds="${1:-15}"
+shift || true
+sizes=("${@:-bge-m3 multilingual-e5-small all-mpnet-base-v2 modernbert-embed-base}")
+sizes=(${sizes[*]})
+servers=(${SERVERS:-onnx onnx-int8 candle infinity infinity-onnx st})
+venv="$root/.assets/infinity-venv/bin/python"
+sentences="$root/benches/data/sentences.txt"
+
+build_release
+# Infinity's venv (torch, transformers, sentence-transformers) is made by its script.
+[ -x "$venv" ] || benches/peers/infinity.sh --help >/dev/null
+
+run_load() { # LABEL URL MODEL SIZE SERVER
+    for load in 1x1 1x10 60x1; do
+        target/release/embedrt-bench --url "$2" --model "$3" -c "${load%x*}" -b "${load#*x}" \
+            -d "$seconds" --warmup 3 --label "$1" --tag "size=$4" --tag "server=$5" \
+            --json "$results/$1-$load.json"
+        files+=("$results/$1-$load.json")
+    done
+}
+
+for size in "${sizes[@]}"; do
+    model="$root/.assets/models/$size-random"
+    if [ ! -f "$model/onnx/model.onnx" ]; then
+        "$venv" benches/make_random_encoder.py "$size" "$model" .assets/models/all-MiniLM-L6-v2
+    fi
+    if [[ " ${servers[*]} " == *" onnx-int8 "* ]]; then
+        .assets/venv/bin/python scripts/quantize_onnx.py "$model"
+    fi
+    files=()
+    for server in "${servers[@]}"; do
+        label="$size-$server"
+        case "$server" in
+            onnx*|candle*)
+                cat > "$results/$label.toml" <<TOML
+[[models]]
+name = "$size"
+path = "$model"
+$(engine_keys "$server")
+max_inputs_per_request = 64
+batching = { max_batch_tokens = 16384, max_batch_requests = 64, max_wait_ms = 0, max_queued_inputs = 4096 }
+TOML
+                start_server "$results/$label.log" --config "$results/$label.toml"
+                run_load "$label" "$SERVER_URL/v1/embeddings" "$size" "$size" "embedrt-$server"
+                ;;
+            infinity|infinity-onnx)
+                engine=torch folder="$model"
+                if [ "$server" = infinity-onnx ]; then
+                    # Its ONNX engine prefers a quantized file when the folder has one: give it
+                    # the folder without our int8 graph, so it runs fp32 like embedrt-onnx.
+                    engine=optimum folder="$results/$size-fp32"
+                    rm -rf "$folder" && mkdir -p "$folder/onnx"
+                    for file in "$model"/* "$model"/onnx/*; do
+                        case "$file" in
+                            *_int8*|*/onnx) ;;
+                            "$model"/onnx/*) ln -s "$file" "$folder/onnx/" ;;
+                            *) ln -s "$file" "$folder/" ;;
+                        esac
+                    done
+                fi
+                port="$(free_port)"
+                start_background "$results/$label.log" env MODEL_DIR="$folder" MODEL_NAME="$size" \
+                    PORT="$port" benches/peers/infinity.sh --engine "$engine"
+                if ! wait_ready "http://127.0.0.1:$port/health" "$BACKGROUND_PID" 600; then
+                    echo "$label did not start; its log:" >&2
+                    tail -20 "$results/$label.log" >&2
+                    stop_background
+                    continue
+                fi
+                run_load "$label" "http://127.0.0.1:$port/v1/embeddings" "$size" "$size" "$server"
+                ;;
+            st)
+                "$venv" benches/peers/st_inprocess.py "$model" "$sentences" "$results/$label.json" \
+                    --seconds "$seconds" --tag "size=$size" --tag "server=sentence-transformers"
+                files+=("$results/$label.json")
+                ;;
+            *) echo "unknown server $server" >&2; exit 2 ;;
+        esac
+        stop_background
+    done
+    echo
+    echo "### $size"
+    echo
+    table server concurrency=clients batch=inputs/req inputs_per_s=sentences/s \
+        "p50_ms=p50 ms" "p95_ms=p95 ms" errors -- "${files[@]}"
+done

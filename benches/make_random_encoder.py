@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Writes a random-weight encoder at a real model's size, with its ONNX export, for speed
+benchmarks of the encoder families.
+
+Usage: make_random_encoder.py SIZE OUT_DIR TOKENIZER_DIR
+
+SIZE is one of the real models below; OUT_DIR gets what a sentence-transformers repo of that
+model holds: config.json (the real dimensions), model.safetensors (f32), the sentence-transformers
+modules (the model's pooling, Normalize, its max length) and onnx/model.onnx (inputs input_ids and
+attention_mask, output last_hidden_state, dynamic batch and sequence axes). The tokenizer comes
+from TOKENIZER_DIR (a WordPiece one serves: speed depends on sequence lengths, not on the
+vocabulary, whose size only moves the embedding table), and the vocabulary is the tokenizer's.
+
+Needs torch and transformers (the Infinity venv of benches/peers/infinity.sh has both).
+"""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModel, ModernBertConfig, MPNetConfig, XLMRobertaConfig
+
+# Each real model's dimensions, its pooling and its sentence-transformers length limit.
+SIZES = {
+    # BAAI/bge-m3: XLM-RoBERTa large.
+    "bge-m3": (XLMRobertaConfig, dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                      intermediate_size=4096, max_position_embeddings=8194), "cls", 8192),
+    # intfloat/multilingual-e5-small.
+    "multilingual-e5-small": (XLMRobertaConfig, dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=12,
+                                                     intermediate_size=1536, max_position_embeddings=514), "mean", 512),
+    # sentence-transformers/all-mpnet-base-v2.
+    "all-mpnet-base-v2": (MPNetConfig, dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                            intermediate_size=3072, max_position_embeddings=514,
+                                            relative_attention_num_buckets=32), "mean", 384),
+    # nomic-ai/modernbert-embed-base (ModernBERT base).
+    "modernbert-embed-base": (ModernBertConfig, dict(hidden_size=768, num_hidden_layers=22, num_attention_heads=12,
+                                                     intermediate_size=1152, max_position_embeddings=8192,
+                                                     global_attn_every_n_layers=3, local_attention=128,
+                                                     global_rope_theta=160000.0, local_rope_theta=10000.0,
+                                                     norm_eps=1e-5), "mean", 8192),
+}
+
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"]
+
+
+def write_json(path, value):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2))
+
+
+def main():
+    size, out, tokenizer_dir = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    config_class, dims, pooling, max_length = SIZES[size]
+    vocab = len(json.loads((tokenizer_dir / "tokenizer.json").read_text())["model"]["vocab"])
+    pad = json.loads((tokenizer_dir / "config.json").read_text()).get("pad_token_id", 0)
+    config = config_class(vocab_size=vocab, pad_token_id=pad, **dims)
+    if config_class is ModernBertConfig:
+        config._attn_implementation = "eager"  # exports without flash or SDPA kernels
+    torch.manual_seed(0)
+    model = AutoModel.from_config(config).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        if (tokenizer_dir / name).exists():
+            shutil.copy(tokenizer_dir / name, out / name)
+    write_json(out / "modules.json", [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ])
+    write_json(out / "1_Pooling/config.json", {
+        "word_embedding_dimension": config.hidden_size,
+        "pooling_mode_cls_token": pooling == "cls",
+        "pooling_mode_mean_tokens": pooling == "mean",
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    })
+    write_json(out / "sentence_bert_config.json", {"max_seq_length": max_length, "do_lower_case": False})
+    write_json(out / "config_sentence_transformers.json", {"prompts": {}, "default_prompt_name": None})
+    ids = torch.randint(1000, vocab, (2, 16))
+    mask = torch.ones_like(ids)
+    mask[1, 10:] = 0
+    (out / "onnx").mkdir(exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(
+            model, (ids, mask), out / "onnx/model.onnx",
+            input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
+            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in ["input_ids", "attention_mask", "last_hidden_state"]},
+            opset_version=17, dynamo=False,
+        )
+    print(f"{out}: {size}, {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters")
+
+
+if __name__ == "__main__":
+    main()
