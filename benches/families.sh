@@ -6,7 +6,10 @@
 # its best batch, the ceiling of a Python app without a server.
 # Usage: benches/families.sh [SECONDS_PER_RUN] [SIZE...] (sizes: bge-m3 multilingual-e5-small
 # all-mpnet-base-v2 modernbert-embed-base, the default all four; SERVERS overrides the servers,
-# default "onnx onnx-int8 candle infinity infinity-onnx st"). Prints one Markdown table per size;
+# default "onnx onnx-int8 candle infinity infinity-onnx st"; LOADS the loads, default "1x1 1x10
+# 60x1" as CLIENTSxINPUTS; BATCH_ROWS embedrt's max_batch_requests, default 64, in the label when
+# set; ENGINE_OPTIONS embedrt's backend options, with NOTE naming them in the label, e.g.
+# ENGINE_OPTIONS='{ file = "onnx/model_fused.onnx" }' NOTE=fused). Prints one Markdown table per size;
 # JSON in target/bench-results/. The checkpoints are made once by benches/make_random_encoder.py
 # into .assets/models/SIZE-random (torch from Infinity's venv), their int8 graphs by
 # scripts/quantize_onnx.py.
@@ -24,7 +27,7 @@ build_release
 [ -x "$venv" ] || benches/peers/infinity.sh --help >/dev/null
 
 run_load() { # LABEL URL MODEL SIZE SERVER
-    for load in 1x1 1x10 60x1; do
+    for load in ${LOADS:-1x1 1x10 60x1}; do
         target/release/embedrt-bench --url "$2" --model "$3" -c "${load%x*}" -b "${load#*x}" \
             -d "$seconds" --warmup 3 --label "$1" --tag "size=$4" --tag "server=$5" \
             --json "$results/$1-$load.json"
@@ -45,16 +48,19 @@ for size in "${sizes[@]}"; do
         label="$size-$server"
         case "$server" in
             onnx*|candle*)
+                label="$label${BATCH_ROWS:+-rows$BATCH_ROWS}${NOTE:+-$NOTE}"
                 cat > "$results/$label.toml" <<TOML
 [[models]]
 name = "$size"
 path = "$model"
 $(engine_keys "$server")
+options = ${ENGINE_OPTIONS:-{\}}
 max_inputs_per_request = 64
-batching = { max_batch_tokens = 16384, max_batch_requests = 64, max_wait_ms = 0, max_queued_inputs = 4096 }
+batching = { max_batch_tokens = 16384, max_batch_requests = ${BATCH_ROWS:-64}, max_wait_ms = 0, max_queued_inputs = 4096 }
 TOML
                 start_server "$results/$label.log" --config "$results/$label.toml"
-                run_load "$label" "$SERVER_URL/v1/embeddings" "$size" "$size" "embedrt-$server"
+                run_load "$label" "$SERVER_URL/v1/embeddings" "$size" "$size" \
+                    "embedrt-$server${NOTE:+-$NOTE}${BATCH_ROWS:+ (rows $BATCH_ROWS)}"
                 ;;
             infinity|infinity-onnx)
                 engine=torch folder="$model"

@@ -65,6 +65,11 @@ def main():
     for name in TOKENIZER_FILES:
         if (tokenizer_dir / name).exists():
             shutil.copy(tokenizer_dir / name, out / name)
+    # Like the real models' tokenizers, give no token types: ModernBERT's forward takes none, and
+    # a peer passing them would fail where it would not on the real model.
+    tokenizer_config = json.loads((out / "tokenizer_config.json").read_text())
+    tokenizer_config["model_input_names"] = ["input_ids", "attention_mask"]
+    write_json(out / "tokenizer_config.json", tokenizer_config)
     write_json(out / "modules.json", [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},

@@ -27,6 +27,7 @@ MINILM_VERSION=0.1.0
 ONNX_VERSION=1.23.2
 NUMPY_VERSION=2.3.5
 TOKENIZERS_VERSION=0.23.3
+SYMPY_VERSION=1.14.0
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 assets="$root/.assets"
@@ -97,11 +98,12 @@ PY
 fi
 
 venv="$assets/venv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import onnx, numpy, onnxruntime, tokenizers" 2>/dev/null; then
-    log "creating the tool venv (onnx $ONNX_VERSION, numpy $NUMPY_VERSION, onnxruntime $ORT_VERSION, tokenizers $TOKENIZERS_VERSION)"
+# sympy: ONNX Runtime's transformer optimizer (scripts/fuse_onnx.py) infers shapes with it.
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import onnx, numpy, onnxruntime, tokenizers, sympy" 2>/dev/null; then
+    log "creating the tool venv (onnx $ONNX_VERSION, numpy $NUMPY_VERSION, onnxruntime $ORT_VERSION, tokenizers $TOKENIZERS_VERSION, sympy $SYMPY_VERSION)"
     "$python" -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "onnx==$ONNX_VERSION" "numpy==$NUMPY_VERSION" \
-        "onnxruntime==$ORT_VERSION" "tokenizers==$TOKENIZERS_VERSION"
+        "onnxruntime==$ORT_VERSION" "tokenizers==$TOKENIZERS_VERSION" "sympy==$SYMPY_VERSION"
 fi
 
 if [ ! -f "$model_dir/model.onnx" ]; then

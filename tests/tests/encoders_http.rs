@@ -220,16 +220,9 @@ fn an_ab_split_between_the_engines_serves_the_same_vectors() {
 
 /// A copy of the fixture `name` with `edit` applied to its config.json, without `drop`.
 fn broken_copy(name: &str, edit: impl Fn(&mut Value), drop: &[&str]) -> TempDir {
-    let dir = TempDir::new(name);
-    let source = fixtures_dir().join(name);
-    for entry in walk(&source) {
-        let relative = entry.strip_prefix(&source).unwrap();
-        if drop.iter().any(|d| relative == std::path::Path::new(d)) {
-            continue;
-        }
-        let target = dir.path().join(relative);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(&entry, &target).unwrap();
+    let dir = TempDir::copy_of(name, &fixtures_dir().join(name));
+    for file in drop {
+        std::fs::remove_file(dir.path().join(file)).unwrap();
     }
     let config = dir.path().join("config.json");
     let mut value: Value =
@@ -237,19 +230,6 @@ fn broken_copy(name: &str, edit: impl Fn(&mut Value), drop: &[&str]) -> TempDir 
     edit(&mut value);
     std::fs::write(&config, value.to_string()).unwrap();
     dir
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 /// What the server logged when the folder `dir` on `engine` stopped its startup.

@@ -41,6 +41,29 @@ impl TempDir {
         Self(dir)
     }
 
+    /// Creates a folder named after `label` holding a copy of everything under `source`.
+    ///
+    /// # Panics
+    ///
+    /// When a file cannot be read or copied.
+    pub fn copy_of(label: &str, source: &Path) -> Self {
+        fn copy(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for entry in std::fs::read_dir(from).unwrap() {
+                let path = entry.unwrap().path();
+                let target = to.join(path.file_name().unwrap());
+                if path.is_dir() {
+                    copy(&path, &target);
+                } else {
+                    std::fs::copy(&path, &target).unwrap();
+                }
+            }
+        }
+        let dir = Self::new(label);
+        copy(source, dir.path());
+        dir
+    }
+
     /// The folder.
     pub fn path(&self) -> &Path {
         &self.0
