@@ -49,15 +49,7 @@ for size in "${sizes[@]}"; do
         case "$server" in
             onnx*|candle*)
                 label="$label${BATCH_ROWS:+-rows$BATCH_ROWS}${NOTE:+-$NOTE}"
-                cat > "$results/$label.toml" <<TOML
-[[models]]
-name = "$size"
-path = "$model"
-$(engine_keys "$server")
-options = ${ENGINE_OPTIONS:-{\}}
-max_inputs_per_request = 64
-batching = { max_batch_tokens = 16384, max_batch_requests = ${BATCH_ROWS:-64}, max_wait_ms = 0, max_queued_inputs = 4096 }
-TOML
+                model_table "$server" "$size" "$model" > "$results/$label.toml"
                 start_server "$results/$label.log" --config "$results/$label.toml"
                 run_load "$label" "$SERVER_URL/v1/embeddings" "$size" "$size" \
                     "embedrt-$server${NOTE:+-$NOTE}${BATCH_ROWS:+ (rows $BATCH_ROWS)}"

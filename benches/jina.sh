@@ -31,13 +31,7 @@ build_release
 modes=() matrix=()
 for engine in "${engines[@]}"; do
     config="$results/jina-$engine.toml"
-    cat > "$config" <<TOML
-[[models]]
-name = "jina"
-path = "$model"
-$(engine_keys "$engine")
-batching = { max_batch_tokens = 16384, max_batch_requests = 64, max_wait_ms = 0, max_queued_inputs = 4096 }
-TOML
+    model_table "$engine" jina "$model" > "$config"
     start_server "$results/jina-$engine.log" --config "$config"
     for mode in one mixed3 mixed5; do
         case "$mode" in

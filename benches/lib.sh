@@ -21,17 +21,18 @@ engine_keys() {
     echo "replicas = $replicas"
 }
 
-# model_table ENGINE: the [[models]] table of the default model (all-MiniLM-L6-v2, as
-# configs/default.toml serves it) on ENGINE (see engine_keys), with the backend's default options
-# or ENGINE_OPTIONS (e.g. '{ intra_threads = 1 }').
+# model_table ENGINE [NAME PATH]: the [[models]] table of the model NAME at PATH (default:
+# all-MiniLM-L6-v2, as configs/default.toml serves it) on ENGINE (see engine_keys), with the
+# backend's default options or ENGINE_OPTIONS (e.g. '{ intra_threads = 1 }'), and
+# BATCH_ROWS rows a batch at most (default 64, the CPU default).
 model_table() {
     cat <<TOML
 [[models]]
-name = "all-MiniLM-L6-v2"
-path = "$root/.assets/models/all-MiniLM-L6-v2"
+name = "${2:-all-MiniLM-L6-v2}"
+path = "${3:-$root/.assets/models/all-MiniLM-L6-v2}"
 $(engine_keys "$1")
 options = ${ENGINE_OPTIONS:-{\}}
-batching = { max_batch_tokens = 16384, max_batch_requests = 64, max_wait_ms = 0, max_queued_inputs = 4096 }
+batching = { max_batch_tokens = 16384, max_batch_requests = ${BATCH_ROWS:-64}, max_wait_ms = 0, max_queued_inputs = 4096 }
 TOML
 }
 
