@@ -122,12 +122,12 @@ struct Layer {
     down: Linear,
     activation: Activation,
     heads: usize,
+    /// Whether it attends globally (else through the sliding window).
     global: bool,
-    rotary: Rotary,
 }
 
 impl Layer {
-    fn load(vb: VarBuilder, index: usize, config: &ModernBertConfig) -> Result<Self> {
+    fn load(vb: VarBuilder, global: bool, config: &ModernBertConfig) -> Result<Self> {
         let (hidden, inner) = (config.hidden_size, config.intermediate_size);
         let linear = |i, o, bias, name: &str| candle_nn::linear_b(i, o, bias, vb.pp(name));
         let activation = match config.hidden_activation.as_str() {
@@ -139,8 +139,6 @@ impl Layer {
                 )))
             }
         };
-        let global = config.is_global(index)?;
-        let head_dim = hidden / config.num_attention_heads;
         Ok(Self {
             attention_norm: if vb.contains_tensor("attn_norm.weight") {
                 Some(norm(hidden, config, vb.pp("attn_norm"))?)
@@ -155,16 +153,18 @@ impl Layer {
             activation,
             heads: config.num_attention_heads,
             global,
-            rotary: Rotary::new(
-                head_dim,
-                config.rope_theta(global)?,
-                vb.device(),
-                vb.dtype(),
-            ),
         })
     }
 
-    fn forward(&self, x: &Tensor, mask: &Tensor, window: &Tensor) -> Result<Tensor> {
+    /// `x: [rows, len, hidden]`; `mask` the padding mask, `tables` the rotary tables of this
+    /// layer's kind, `window` the sliding-window mask (local layers).
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        tables: &(Tensor, Tensor),
+        window: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (rows, len, hidden) = x.dims3()?;
         let head_dim = hidden / self.heads;
         let normed = match &self.attention_norm {
@@ -176,11 +176,9 @@ impl Layer {
             .apply(&self.qkv)?
             .reshape((rows, len, 3, self.heads, head_dim))?;
         let part = |i: usize| qkv.i((.., .., i))?.transpose(1, 2)?.contiguous();
-        let tables = self.rotary.tables(len)?;
-        let q = rope::rotate(&part(0)?, &tables)?;
-        let k = (rope::rotate(&part(1)?, &tables)? * (1.0 / (head_dim as f64).sqrt()))?;
-        let bias = (!self.global).then_some(window);
-        let context = attention::attend(&q, &k, &part(2)?, mask, bias)?;
+        let q = rope::rotate(&part(0)?, tables)?;
+        let k = (rope::rotate(&part(1)?, tables)? * (1.0 / (head_dim as f64).sqrt()))?;
+        let context = attention::attend(&q, &k, &part(2)?, mask, window)?;
         let x = (x + context.apply(&self.output)?)?;
         let up = x.apply(&self.mlp_norm)?.apply(&self.up)?;
         let inner = up.dim(2)? / 2;
@@ -199,6 +197,9 @@ pub struct ModernBertEncoder {
     embedding_norm: LayerNorm,
     layers: Vec<Layer>,
     final_norm: LayerNorm,
+    /// The rotary bases of the global and of the local layers, each when some layer has it.
+    global_rotary: Option<Rotary>,
+    local_rotary: Option<Rotary>,
     half_window: usize,
     device: Device,
     dtype: DType,
@@ -218,9 +219,24 @@ impl ModernBertEncoder {
             vb
         };
         let hidden = config.hidden_size;
-        let layers = (0..config.num_hidden_layers)
-            .map(|l| Layer::load(vb.pp(format!("layers.{l}")), l, config))
+        let kinds = (0..config.num_hidden_layers)
+            .map(|l| config.is_global(l))
+            .collect::<Result<Vec<bool>>>()?;
+        let layers = kinds
+            .iter()
+            .enumerate()
+            .map(|(l, &global)| Layer::load(vb.pp(format!("layers.{l}")), global, config))
             .collect::<Result<Vec<_>>>()?;
+        let head_dim = hidden / config.num_attention_heads;
+        let rotary = |global: bool| -> Result<Option<Rotary>> {
+            kinds
+                .contains(&global)
+                .then(|| {
+                    let theta = config.rope_theta(global)?;
+                    Ok(Rotary::new(head_dim, theta, vb.device(), vb.dtype()))
+                })
+                .transpose()
+        };
         Ok(Self {
             words: candle_nn::embedding(
                 config.vocab_size,
@@ -230,6 +246,8 @@ impl ModernBertEncoder {
             embedding_norm: norm(hidden, config, vb.pp("embeddings.norm"))?,
             layers,
             final_norm: norm(hidden, config, vb.pp("final_norm"))?,
+            global_rotary: rotary(true)?,
+            local_rotary: rotary(false)?,
             half_window: config.local_attention / 2,
             device: vb.device().clone(),
             dtype: vb.dtype(),
@@ -245,13 +263,27 @@ impl ModernBertEncoder {
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let len = ids.dim(1)?;
         let mask = attention::padding_mask(mask, self.dtype)?;
-        let window = attention::window_mask(len, self.half_window, self.dtype, &self.device)?;
+        // Built once per pass for all the layers of their kind, not once per layer.
+        let tables = |rotary: &Option<Rotary>| rotary.as_ref().map(|r| r.tables(len)).transpose();
+        let (global, local) = (tables(&self.global_rotary)?, tables(&self.local_rotary)?);
+        let window = local
+            .is_some()
+            .then(|| attention::window_mask(len, self.half_window, self.dtype, &self.device))
+            .transpose()?;
         let mut x = self
             .words
             .forward(&ids.to_dtype(DType::U32)?)?
             .apply(&self.embedding_norm)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &mask, &window)?;
+            let (tables, window) = if layer.global {
+                (global.as_ref(), None)
+            } else {
+                (local.as_ref(), window.as_ref())
+            };
+            let tables = tables.ok_or_else(|| {
+                candle_core::Error::Msg("no rotary table for a layer's kind".into())
+            })?;
+            x = layer.forward(&x, &mask, tables, window)?;
         }
         x.apply(&self.final_norm)
     }
