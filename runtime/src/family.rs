@@ -49,60 +49,40 @@ pub static FAMILIES: &[Family] = &[
     Family {
         architecture: architecture::BERT,
         detect: |config| has_model_type(config, "bert"),
-        traits: |_| Ok(Traits::encoder(None)),
+        traits: plain_encoder,
     },
     Family {
         architecture: architecture::XLM_ROBERTA,
         detect: |config| has_model_type(config, "xlm-roberta"),
-        traits: offset_positions,
+        traits: plain_encoder,
     },
     Family {
         architecture: architecture::MPNET,
         detect: |config| has_model_type(config, "mpnet"),
-        traits: offset_positions,
+        traits: plain_encoder,
     },
     Family {
         architecture: architecture::MODERNBERT,
         detect: |config| has_model_type(config, "modernbert"),
-        traits: |_| Ok(Traits::encoder(None)),
+        traits: plain_encoder,
     },
 ];
 
-impl Traits {
-    /// A plain encoder's traits: mean pooling unless the folder says otherwise, normalization
-    /// as `modules.json` says, no adapters, any Matryoshka size.
-    fn encoder(max_input_tokens: Option<usize>) -> Self {
-        Traits {
-            pooling: Pooling::Mean,
-            normalize: None,
-            max_input_tokens,
-            adapters: Vec::new(),
-            default_task: None,
-            matryoshka_dimensions: Vec::new(),
-        }
-    }
+/// A plain encoder's traits: mean pooling unless the folder says otherwise, normalization as
+/// `modules.json` says, the position table's context, no adapters, any Matryoshka size.
+fn plain_encoder(_: &Value) -> Result<Traits> {
+    Ok(Traits {
+        pooling: Pooling::Mean,
+        normalize: None,
+        max_input_tokens: None,
+        adapters: Vec::new(),
+        default_task: None,
+        matryoshka_dimensions: Vec::new(),
+    })
 }
 
 fn has_model_type(config: &Value, model_type: &str) -> bool {
     config.get("model_type").and_then(Value::as_str) == Some(model_type)
-}
-
-/// RoBERTa-style encoders (XLM-RoBERTa, MPNet) number positions from the padding id + 1, so
-/// their position table holds `pad_token_id + 1` entries fewer inputs than rows (514 rows: 512
-/// tokens).
-fn offset_positions(config: &Value) -> Result<Traits> {
-    let rows = config
-        .get("max_position_embeddings")
-        .and_then(Value::as_u64)
-        .context("config.json lacks a numeric `max_position_embeddings`")?;
-    let pad = config
-        .get("pad_token_id")
-        .and_then(Value::as_u64)
-        .unwrap_or(1);
-    let max = rows.checked_sub(pad + 1).with_context(|| {
-        format!("config.json: `max_position_embeddings` {rows} leaves no position after the padding id {pad}")
-    })?;
-    Ok(Traits::encoder(Some(max as usize)))
 }
 
 /// The family of the model whose `config.json` is `config`.
@@ -182,19 +162,15 @@ mod tests {
     }
 
     #[test]
-    fn roberta_style_families_lose_the_positions_before_the_first_token() {
-        let config = json!({ "model_type": "xlm-roberta", "max_position_embeddings": 514, "pad_token_id": 1 });
-        let family = detect(&config).unwrap();
-        assert_eq!(family.architecture, architecture::XLM_ROBERTA);
-        assert_eq!(
-            (family.traits)(&config).unwrap().max_input_tokens,
-            Some(512)
-        );
-        let mpnet =
-            json!({ "model_type": "mpnet", "max_position_embeddings": 1, "pad_token_id": 1 });
-        assert!(offset_positions(&mpnet).is_err());
-        let modernbert = detect(&json!({ "model_type": "modernbert" })).unwrap();
-        assert_eq!(modernbert.architecture, architecture::MODERNBERT);
+    fn the_encoder_families_are_told_apart_by_model_type() {
+        for (model_type, family) in [
+            ("xlm-roberta", architecture::XLM_ROBERTA),
+            ("mpnet", architecture::MPNET),
+            ("modernbert", architecture::MODERNBERT),
+        ] {
+            let found = detect(&json!({ "model_type": model_type })).unwrap();
+            assert_eq!(found.architecture, family);
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use embedrt_backend_core::padded::Positions;
 use embedrt_backend_core::{AdapterId, ModelSpec, Pooling};
 use serde_json::Value;
 
@@ -155,7 +156,14 @@ impl ModelCard {
         }
         let family = family::detect(&config)?;
         let traits = (family.traits)(&config)?;
-        let max_positions = usize_field(&config, "max_position_embeddings")?;
+        let pad_token_id = config
+            .get("pad_token_id")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as u32;
+        let max_positions = usable_positions(
+            usize_field(&config, "max_position_embeddings")?,
+            Positions::of(family.architecture, pad_token_id),
+        )?;
         let max_input_tokens = declared_max_tokens(path)?
             .unwrap_or(max_positions)
             .min(max_positions)
@@ -198,10 +206,7 @@ impl ModelCard {
                 let listed = normalizes(path)?;
                 traits.normalize.unwrap_or(listed)
             },
-            pad_token_id: config
-                .get("pad_token_id")
-                .and_then(Value::as_u64)
-                .unwrap_or(0) as u32,
+            pad_token_id,
             tasks,
             default_task: traits
                 .default_task
@@ -209,6 +214,28 @@ impl ModelCard {
                 .or(prompts.default_name),
             matryoshka_dimensions: traits.matryoshka_dimensions,
         })
+    }
+}
+
+/// How many tokens a position table of `rows` rows holds when positions are numbered as
+/// `positions` says: RoBERTa-style numbering (XLM-RoBERTa, MPNet) starts after the padding id,
+/// so 514 rows hold 512 tokens.
+///
+/// # Errors
+///
+/// When the padding id leaves no row for a token.
+fn usable_positions(rows: usize, positions: Positions) -> Result<usize> {
+    match positions {
+        Positions::FromZero => Ok(rows),
+        Positions::AfterPadding { pad_token_id } => {
+            let first = pad_token_id as usize + 1;
+            rows.checked_sub(first).filter(|&n| n > 0).with_context(|| {
+                format!(
+                    "config.json: `max_position_embeddings` {rows} leaves no position after the \
+                     padding id {pad_token_id}"
+                )
+            })
+        }
     }
 }
 
@@ -540,6 +567,24 @@ mod tests {
             );
             assert_eq!(card.task_names(), tasks, "{folder}");
         }
+    }
+
+    #[test]
+    fn roberta_style_families_lose_the_positions_before_the_first_token() {
+        let dir = bert_folder("roberta");
+        let config = |rows: usize| {
+            format!(
+                r#"{{"model_type": "xlm-roberta", "hidden_size": 8, "vocab_size": 100, "max_position_embeddings": {rows}, "pad_token_id": 1}}"#
+            )
+        };
+        write(&dir, "config.json", &config(514));
+        let card = ModelCard::load(&dir).unwrap();
+        assert_eq!(card.architecture, architecture::XLM_ROBERTA);
+        assert_eq!(card.max_input_tokens, 512);
+        write(&dir, "config.json", &config(1));
+        let err = ModelCard::load(&dir).unwrap_err().to_string();
+        assert!(err.contains("leaves no position"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
