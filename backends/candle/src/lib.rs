@@ -1,7 +1,9 @@
 //! The candle backend: [`bert`] for BERT and XLM-RoBERTa, [`mpnet`] for MPNet, [`modernbert`]
 //! for ModernBERT and [`jina`] for jina-embeddings-v3 (whose adapters it applies per row, so
 //! batches may mix tasks, on the GPU too). Each family the backend runs is one model file, picked
-//! by the load document's model architecture (`card.architecture` in its JSON).
+//! by the load document's model architecture (`card.architecture` in its JSON). BERT and
+//! XLM-RoBERTa cross-encoders (rerankers) end in a [`classifier`] head when the load document
+//! asks for one (`card.head`).
 //!
 //! **Devices and dtypes.** On the CPU it computes in f32 by default (f16 and bf16 run too, slowly,
 //! which is how the half-precision paths are tested on machines without a GPU). On `cuda:N` it
@@ -27,7 +29,8 @@ use candle_transformers::models::bert::Config as BertConfig;
 use embedrt_backend_core::guest::BackendPlugin;
 use embedrt_backend_core::padded::{EncoderSpec, PaddedBatch, PaddedEncoder, Positions};
 use embedrt_backend_core::{
-    architecture, BackendError, BackendSettings, FileSet, FilesQuery, LoadDocument, WeightFiles,
+    architecture, BackendError, BackendSettings, FileSet, FilesQuery, Head, LoadDocument,
+    WeightFiles,
 };
 use serde::Deserialize;
 
@@ -42,12 +45,14 @@ pub struct CandleOptions {
 
 mod attention;
 pub mod bert;
+pub mod classifier;
 pub mod jina;
 pub mod modernbert;
 pub mod mpnet;
 mod rope;
 
 use bert::BertEncoder;
+use classifier::Classifier;
 use jina::{JinaConfig, JinaModel};
 use modernbert::{ModernBertConfig, ModernBertEncoder};
 use mpnet::{MpnetConfig, MpnetEncoder};
@@ -73,6 +78,8 @@ pub struct CandleBackend {
     threads: rayon::ThreadPool,
     spec: EncoderSpec,
     positions: Positions,
+    /// The classifier the encoder's states go through, for a cross-encoder.
+    classifier: Option<Classifier>,
 }
 
 fn load_error(e: impl std::fmt::Display) -> BackendError {
@@ -121,6 +128,20 @@ impl BackendPlugin for CandleBackend {
                 .map_err(|e| load_error(format!("{}: {e}", weights.display())))?;
         let bad_weights = |e: candle_core::Error| load_error(format!("{}: {e}", weights.display()));
         let mut spec = EncoderSpec::new(card, dtype);
+        let classifier = match card.head {
+            Head::Pooled => None,
+            Head::Classifier { labels } => match card.architecture.as_str() {
+                architecture::BERT | architecture::XLM_ROBERTA => Some(
+                    Classifier::load(vars.clone(), card.hidden_size, labels)
+                        .map_err(bad_weights)?,
+                ),
+                other => {
+                    return Err(BackendError::Load(format!(
+                        "the candle backend runs classifier heads (rerankers) on bert and                          xlm-roberta encoders, not on {other:?}"
+                    )))
+                }
+            },
+        };
         let model = match card.architecture.as_str() {
             architecture::BERT | architecture::XLM_ROBERTA => {
                 let bert: BertConfig = serde_json::from_str(&text).map_err(bad_config)?;
@@ -162,6 +183,7 @@ impl BackendPlugin for CandleBackend {
             threads,
             spec,
             positions: Positions::of(&card.architecture, card.pad_token_id),
+            classifier,
         })
     }
 
@@ -192,7 +214,11 @@ impl PaddedEncoder for CandleBackend {
                     Model::ModernBert(modernbert) => modernbert.forward(&ids, &mask)?,
                     Model::JinaV3(jina) => jina.forward(&ids, &mask, &padded.adapter_ids)?,
                 };
-                states.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+                let output = match &self.classifier {
+                    Some(classifier) => classifier.forward(&states)?,
+                    None => states,
+                };
+                output.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
             })
             .map_err(inference_error)
     }

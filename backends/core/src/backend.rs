@@ -7,7 +7,9 @@ use crate::placement::DType;
 /// What a loaded model can do, as its backend reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Capabilities {
-    /// Width of the pooled embedding.
+    /// Width of each row [`Backend::embed`] returns: the pooled embedding, or for a model loaded
+    /// with a classifier head ([`Head::Classifier`](crate::Head::Classifier)) its number of
+    /// labels.
     pub hidden_size: usize,
     /// Longest input the backend accepts, in tokens, special tokens included.
     pub max_input_tokens: usize,
@@ -92,6 +94,16 @@ impl Batch {
         }
         batch.token_type_ids = vec![0; batch.input_ids.len()];
         batch
+    }
+
+    /// Sets the token types of sequence `i` (a text pair's second segment is type 1 in BERT).
+    ///
+    /// # Panics
+    ///
+    /// When `types` is not as long as the sequence.
+    pub fn set_token_types(&mut self, i: usize, types: &[u32]) {
+        let span = self.span(i);
+        self.token_type_ids[span].copy_from_slice(types);
     }
 
     /// Number of sequences.
@@ -188,7 +200,8 @@ pub trait Backend: Send {
     /// What the loaded model can do.
     fn capabilities(&self) -> &Capabilities;
 
-    /// Pooled embeddings for every sequence of `batch`: `[batch.len(), hidden_size]`.
+    /// Pooled embeddings for every sequence of `batch`: `[batch.len(), hidden_size]`; for a
+    /// model loaded with a classifier head, each sequence's logits.
     fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError>;
 
     /// Last-layer token states for every token of `batch`: `[batch.input_ids.len(), hidden_size]`.
@@ -217,6 +230,9 @@ mod tests {
         assert_eq!(batch.max_len, 3);
         assert_eq!(batch.ids(1), &[8]);
         assert_eq!(batch.token_type_ids, vec![0; 4]);
+        let mut pair = batch;
+        pair.set_token_types(0, &[0, 1, 1]);
+        assert_eq!(pair.token_type_ids, vec![0, 1, 1, 0]);
     }
 
     #[test]

@@ -118,6 +118,42 @@ pub struct ModelSpec {
     /// for models without adapters.
     #[serde(default)]
     pub tasks: Vec<String>,
+    /// What the network ends in, and so what a backend returns per sequence (added within
+    /// version 1: absent from older hosts and for every embedding model, meaning
+    /// [`Head::Pooled`]).
+    #[serde(default, skip_serializing_if = "Head::is_pooled")]
+    pub head: Head,
+}
+
+/// What a model's network ends in, and so what [`Backend::embed`](crate::Backend::embed)
+/// returns for each sequence.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Head {
+    /// The last-layer token states, pooled into one embedding of `hidden_size` values.
+    #[default]
+    Pooled,
+    /// A sequence-classification head on the first token (a cross-encoder reranker): one logit
+    /// per label, before any activation.
+    Classifier {
+        /// The number of labels (logits per sequence).
+        labels: usize,
+    },
+}
+
+impl Head {
+    /// Whether this is [`Head::Pooled`].
+    pub fn is_pooled(&self) -> bool {
+        *self == Head::Pooled
+    }
+
+    /// How many values each sequence's output row holds for a model `hidden_size` wide.
+    pub fn output_width(self, hidden_size: usize) -> usize {
+        match self {
+            Head::Pooled => hidden_size,
+            Head::Classifier { labels } => labels,
+        }
+    }
 }
 
 impl LoadDocument {
@@ -201,7 +237,33 @@ mod tests {
             normalize: true,
             pad_token_id: 0,
             tasks: Vec::new(),
+            head: Head::Pooled,
         }
+    }
+
+    #[test]
+    fn a_classifier_head_is_written_and_an_embedder_says_nothing_of_it() {
+        let embedder = LoadDocument::new(spec(), BackendSettings::default());
+        assert!(
+            !embedder.to_json().contains("head"),
+            "{}",
+            embedder.to_json()
+        );
+        let reranker = LoadDocument::new(
+            ModelSpec {
+                head: Head::Classifier { labels: 1 },
+                ..spec()
+            },
+            BackendSettings::default(),
+        );
+        let json = reranker.to_json();
+        assert!(
+            json.contains(r#""head":{"kind":"classifier","labels":1}"#),
+            "{json}"
+        );
+        assert_eq!(LoadDocument::from_json(&json).unwrap(), reranker);
+        assert_eq!(reranker.model.head.output_width(8), 1);
+        assert_eq!(Head::Pooled.output_width(8), 8);
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub mod threads;
 pub use backend::{
     AdapterId, Backend, BackendError, Batch, Capabilities, Embeddings, Matrix, TokenStates,
 };
-pub use document::{architecture, BatchLimits, LoadDocument, ModelSpec};
+pub use document::{architecture, BatchLimits, Head, LoadDocument, ModelSpec};
 pub use embedrt_plugin_abi as abi;
 pub use files::{FileSet, FilesQuery, WeightFiles};
 pub use placement::{BackendSettings, DType, Device};

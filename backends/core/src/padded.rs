@@ -4,7 +4,7 @@
 use crate::backend::{
     AdapterId, Backend, BackendError, Batch, Capabilities, Embeddings, TokenStates,
 };
-use crate::document::ModelSpec;
+use crate::document::{Head, ModelSpec};
 use crate::placement::DType;
 use crate::pooling::Pooling;
 
@@ -128,40 +128,45 @@ impl PaddedBatch {
 pub struct EncoderSpec {
     /// What the backend reports.
     pub capabilities: Capabilities,
-    /// How token states are pooled.
+    /// How token states are pooled (for [`Head::Pooled`]).
     pub pooling: Pooling,
     /// The id padding positions get.
     pub pad_token_id: u32,
+    /// What the network ends in: what [`PaddedEncoder::encode_padded`] returns.
+    pub head: Head,
 }
 
 impl EncoderSpec {
     /// The spec of a single-task encoder of `model`, computing in `dtype`, that pads batches and
-    /// can return token states.
+    /// can return token states (unless it ends in a classifier).
     pub fn new(model: &ModelSpec, dtype: DType) -> Self {
         Self {
             capabilities: Capabilities {
-                hidden_size: model.hidden_size,
+                hidden_size: model.head.output_width(model.hidden_size),
                 max_input_tokens: model.max_input_tokens,
                 mixed_tasks: false,
                 pads_batches: true,
-                token_states: true,
+                token_states: model.head.is_pooled(),
                 base_task: true,
                 dtype: Some(dtype),
             },
             pooling: model.pooling,
             pad_token_id: model.pad_token_id,
+            head: model.head,
         }
     }
 }
 
-/// A backend that encodes a right-padded batch into `[rows * cols, hidden]` token states.
+/// A backend that encodes a right-padded batch into `[rows * cols, hidden]` token states, or
+/// (for a model with a classifier head) into `[rows, labels]` logits.
 ///
 /// Every such encoder is a [`Backend`]: padding, pooling and unpadding are done here, once.
 pub trait PaddedEncoder: Send {
     /// The encoder's spec.
     fn spec(&self) -> &EncoderSpec;
 
-    /// Last-layer states of every position of `batch`, padding included, row-major.
+    /// For [`Head::Pooled`]: the last-layer states of every position of `batch`, padding
+    /// included, row-major. For [`Head::Classifier`]: each row's logits.
     fn encode_padded(&mut self, batch: &PaddedBatch) -> Result<Vec<f32>, BackendError>;
 }
 
@@ -174,6 +179,16 @@ impl<E: PaddedEncoder> Backend for E {
         let padded = PaddedBatch::new(batch, self.spec().pad_token_id);
         let states = self.encode_padded(&padded)?;
         let hidden = self.spec().capabilities.hidden_size;
+        if let Head::Classifier { labels } = self.spec().head {
+            if states.len() != batch.len() * labels {
+                return Err(BackendError::Inference(format!(
+                    "the classifier returned {} values for {} sequences of {labels} labels",
+                    states.len(),
+                    batch.len()
+                )));
+            }
+            return Ok(Embeddings::new(states, labels));
+        }
         Ok(Embeddings::new(
             self.spec()
                 .pooling
@@ -183,6 +198,11 @@ impl<E: PaddedEncoder> Backend for E {
     }
 
     fn embed_tokens(&mut self, batch: &Batch) -> Result<TokenStates, BackendError> {
+        if !self.spec().head.is_pooled() {
+            return Err(BackendError::Unsupported(
+                "token states of a model with a classifier head".into(),
+            ));
+        }
         let padded = PaddedBatch::new(batch, self.spec().pad_token_id);
         let states = self.encode_padded(&padded)?;
         let hidden = self.spec().capabilities.hidden_size;

@@ -16,7 +16,8 @@
 //! model's family does, [`Positions`]); a graph asking for anything else is refused at load
 //! with the input's name. Its token-level output
 //! (`last_hidden_state`, else `text_embeds`, else the first output) is pooled here, outside the
-//! graph.
+//! graph. A cross-encoder's graph (the load document's `card.head` is a classifier) is read at
+//! its `logits` output, `[batch, labels]`, as it is.
 //!
 //! A graph with a scalar `task_id` input (jina-embeddings-v3's official export) selects one task
 //! adapter per run: such a model declares that it cannot mix tasks in a batch (the scheduler then
@@ -35,7 +36,7 @@ use std::sync::OnceLock;
 use embedrt_backend_core::guest::BackendPlugin;
 use embedrt_backend_core::padded::{EncoderSpec, PaddedBatch, PaddedEncoder, Positions};
 use embedrt_backend_core::{
-    AdapterId, BackendError, DType, Device, FileSet, FilesQuery, LoadDocument, ModelSpec,
+    AdapterId, BackendError, DType, Device, FileSet, FilesQuery, Head, LoadDocument, ModelSpec,
     WeightFiles,
 };
 use library::Library;
@@ -263,8 +264,14 @@ impl OnnxBackend {
             .contains(&"position_ids")
             .then(|| Positions::of(&card.architecture, card.pad_token_id));
         let output_names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-        let output = ["last_hidden_state", "text_embeds"]
-            .into_iter()
+        // A cross-encoder's graph (transformers' sequence classification export) ends in `logits`.
+        let wanted: &[&str] = match card.head {
+            Head::Pooled => &["last_hidden_state", "text_embeds"],
+            Head::Classifier { .. } => &["logits"],
+        };
+        let output = wanted
+            .iter()
+            .copied()
             .find(|name| output_names.contains(name))
             .or(output_names.first().copied())
             .map(str::to_string)
@@ -371,12 +378,12 @@ impl PaddedEncoder for OnnxBackend {
         let (out_shape, values) = outputs[self.output.as_str()]
             .try_extract_tensor::<f32>()
             .map_err(inference_error)?;
-        let expected = [
-            padded.rows as i64,
-            padded.cols as i64,
-            self.spec.capabilities.hidden_size as i64,
-        ];
-        if **out_shape != expected {
+        let width = self.spec.capabilities.hidden_size as i64;
+        let expected: Vec<i64> = match self.spec.head {
+            Head::Pooled => vec![padded.rows as i64, padded.cols as i64, width],
+            Head::Classifier { .. } => vec![padded.rows as i64, width],
+        };
+        if **out_shape != *expected {
             return Err(BackendError::Inference(format!(
                 "output shape {:?}, expected {expected:?}",
                 &**out_shape

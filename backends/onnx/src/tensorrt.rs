@@ -226,6 +226,7 @@ mod tests {
             normalize: true,
             pad_token_id: 0,
             tasks: Vec::new(),
+            head: Default::default(),
         }
     }
 

@@ -36,13 +36,14 @@
 //! | `version` | integer | the document's version; absent means the 1.0 form |
 //! | `card.path` | string | the model folder (Hugging Face layout) |
 //! | `card.architecture` | string | the model family, e.g. `"bert"`, `"xlm-roberta"`, `"mpnet"`, `"modernbert"`, `"jina-v3"`: which of the backend's model implementations to use |
-//! | `card.hidden_size` | integer | width of the pooled embedding |
+//! | `card.hidden_size` | integer | width of the encoder's states (of the pooled embedding, for an embedder) |
 //! | `card.vocab_size` | integer | number of token ids |
 //! | `card.max_tokens` | integer | longest input, special tokens included |
 //! | `card.pooling` | string | `"mean"`, `"cls"`, `"last-token"` or `"max"` (added within version 1: a backend that pools itself refuses what it does not know) |
 //! | `card.normalize` | boolean | whether the model's pipeline L2-normalizes (the host does it; backends may ignore it) |
 //! | `card.pad_token_id` | integer | the id padding gets |
 //! | `card.tasks` | array of strings | task adapter names; batch task id `k + 1` selects adapter `k` |
+//! | `card.head` | object, optional | what the network ends in (added within version 1): absent for an embedder (token states pooled, `card.hidden_size` wide); `{"kind": "classifier", "labels": N}` for a sequence-classification head (a cross-encoder), whose output row per sequence is its `N` raw logits, and whose capabilities report `N` as the hidden size |
 //! | `options` | object or null | the backend's own options from the config file |
 //! | `device` | string | `"cpu"` or `"cuda:N"`; absent means `"cpu"` |
 //! | `dtype` | string or null | `"f32"`, `"f16"`, `"bf16"` or `"int8"`; null: the backend's default |

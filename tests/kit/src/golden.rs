@@ -127,3 +127,34 @@ pub struct EncoderCase {
 pub fn encoder(dir: &Path) -> Encoder {
     read_json(&dir.join("expected.json"))
 }
+
+/// sentence-transformers' `CrossEncoder` outputs for one of the reranker fixtures.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CrossEncoder {
+    /// The query every document was scored against.
+    pub query: String,
+    /// The documents, in request order.
+    pub documents: Vec<String>,
+    /// Each (query, document) pair's token ids, special tokens included.
+    pub token_ids: Vec<Vec<u32>>,
+    /// The model's one logit per pair.
+    pub raw_logits: Vec<f32>,
+    /// The logits after the model's activation.
+    pub scores: Vec<f32>,
+    /// The documents by score, best first.
+    pub ranking: Vec<Ranked>,
+}
+
+/// One place of a [`CrossEncoder`]'s ranking.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct Ranked {
+    /// The document's index.
+    pub corpus_id: usize,
+    /// Its score.
+    pub score: f32,
+}
+
+/// Reads the golden data of the cross-encoder fixture in `dir`.
+pub fn cross_encoder(dir: &Path) -> CrossEncoder {
+    read_json(&dir.join("expected.json"))
+}

@@ -5,7 +5,8 @@
 //! - [`golden`]: the reference outputs of the fixtures (sentence-transformers' and the models'
 //!   own code), read into types;
 //! - [`vectors`]: comparing vectors and lists of them;
-//! - [`minilm`], [`jina`] and [`encoders`]: the fixture checks a backend runs in-process;
+//! - [`minilm`], [`jina`], [`encoders`] and [`rerankers`]: the fixture checks a backend runs
+//!   in-process;
 //! - [`TempDir`]: a temporary folder removed when dropped;
 //! - [`load_document`]: what a backend is told for a fixture model.
 
@@ -16,6 +17,7 @@ pub mod golden;
 pub mod jina;
 pub mod minilm;
 pub mod paths;
+pub mod rerankers;
 pub mod vectors;
 
 use std::path::{Path, PathBuf};
