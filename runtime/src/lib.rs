@@ -2,8 +2,8 @@
 //!
 //! - [`config`]: the TOML file as written ([`Config`]) and the [`Plan`] it resolves to once;
 //! - [`cache`]: vectors of inputs already embedded, in memory and in a shared Redis;
-//! - [`family`] and [`model`]: which model families embedrt serves, and what a model folder says
-//!   about its model ([`ModelCard`]);
+//! - [`family`], [`kind`] and [`model`]: which model families embedrt serves, whether a model
+//!   embeds or reranks, and what a model folder says about its model ([`ModelCard`]);
 //! - [`hub`]: model folders given as hub ids, fetched with `hf-hub`;
 //! - [`tokenize`]: the model's tokenizer, and the pool it runs on;
 //! - [`scheduler`]: dynamic batching in front of one backend;
@@ -23,6 +23,7 @@ pub mod config;
 pub mod family;
 pub mod hub;
 pub mod instance;
+pub mod kind;
 pub mod model;
 pub mod plugin;
 pub mod postprocess;
@@ -39,8 +40,10 @@ pub use embedrt_backend_core::{
     AdapterId, Backend, BackendError, Batch, Capabilities, Embeddings, TokenStates,
 };
 pub use instance::{ModelInfo, ModelInstance, VariantInfo};
+pub use kind::{Activation, ModelKind};
 pub use model::{ModelCard, ResolvedTask, TaskId};
 pub use registry::{Registry, ReloadReport};
 pub use request::{
-    EmbedError, EmbedRequest, EmbedResponse, Input, TokenizeRequest, TokenizeResponse,
+    EmbedError, EmbedRequest, EmbedResponse, Input, RerankRequest, RerankResponse, RerankResult,
+    TokenizeRequest, TokenizeResponse,
 };

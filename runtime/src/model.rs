@@ -11,6 +11,7 @@ use embedrt_backend_core::{AdapterId, ModelSpec, Pooling};
 use serde_json::Value;
 
 use crate::family;
+use crate::kind::ModelKind;
 
 /// Everything about a model that does not depend on the backend that runs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +40,11 @@ pub struct ModelCard {
     pub default_task: Option<String>,
     /// The Matryoshka sizes the model was trained for; empty means any size up to `hidden_size`.
     pub matryoshka_dimensions: Vec<usize>,
+    /// What the model answers: embeddings, or rerank scores.
+    pub kind: ModelKind,
+    /// How many token types (segments) the model has embeddings for (`type_vocab_size`): a text
+    /// pair's second segment is type 1 only where there are two.
+    pub token_types: usize,
 }
 
 /// One task a request may name.
@@ -135,7 +141,14 @@ impl ModelCard {
                 .into_iter()
                 .map(|(_, name)| name.to_string())
                 .collect(),
+            head: self.kind.head(),
         }
+    }
+
+    /// How many values a backend returns per input: the hidden size for an embedder, one
+    /// logit for a reranker.
+    pub fn output_width(&self) -> usize {
+        self.kind.head().output_width(self.hidden_size)
     }
 }
 
@@ -156,6 +169,7 @@ impl ModelCard {
         }
         let family = family::detect(&config)?;
         let traits = (family.traits)(&config)?;
+        let kind = ModelKind::of(&config, family.architecture)?;
         let pad_token_id = config
             .get("pad_token_id")
             .and_then(Value::as_u64)
@@ -213,6 +227,11 @@ impl ModelCard {
                 .map(str::to_string)
                 .or(prompts.default_name),
             matryoshka_dimensions: traits.matryoshka_dimensions,
+            kind,
+            token_types: config
+                .get("type_vocab_size")
+                .and_then(Value::as_u64)
+                .map_or(2, |n| n as usize),
         })
     }
 }
@@ -633,6 +652,44 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reads_the_cross_encoder_fixtures_as_rerankers() {
+        use crate::kind::Activation;
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
+        for (folder, family, activation, max, types) in [
+            (
+                "ms-marco-reranker-tiny",
+                architecture::BERT,
+                Activation::Identity,
+                512,
+                2,
+            ),
+            (
+                "bge-reranker-tiny",
+                architecture::XLM_ROBERTA,
+                Activation::Sigmoid,
+                8192,
+                1,
+            ),
+        ] {
+            let card = ModelCard::load(&fixtures.join(folder)).unwrap();
+            assert_eq!(card.kind, ModelKind::Reranker { activation }, "{folder}");
+            assert_eq!(
+                (card.architecture, card.max_input_tokens, card.token_types),
+                (family, max, types),
+                "{folder}"
+            );
+            assert_eq!(card.output_width(), 1);
+            assert_eq!(
+                card.spec().head,
+                embedrt_backend_core::Head::Classifier { labels: 1 }
+            );
+        }
+        let embedder = ModelCard::load(&fixtures.join("bge-m3-tiny")).unwrap();
+        assert_eq!(embedder.kind, ModelKind::Embedding);
+        assert_eq!(embedder.output_width(), embedder.hidden_size);
     }
 
     #[test]

@@ -11,7 +11,10 @@ use crate::cache::EmbeddingCache;
 use crate::config::{ModelPlan, Plan};
 use crate::instance::ModelInstance;
 use crate::plugin::PluginHost;
-use crate::request::{EmbedError, EmbedRequest, EmbedResponse, TokenizeRequest, TokenizeResponse};
+use crate::request::{
+    EmbedError, EmbedRequest, EmbedResponse, RerankRequest, RerankResponse, TokenizeRequest,
+    TokenizeResponse,
+};
 use crate::tokenize::WorkerPool;
 
 /// Every served model, ready to answer requests.
@@ -142,6 +145,17 @@ impl Registry {
     pub async fn embed(&self, request: EmbedRequest) -> Result<EmbedResponse, EmbedError> {
         self.model(request.model.as_deref())?
             .embed(request, &self.tokenizers)
+            .await
+    }
+
+    /// Ranks `request`'s documents with the model it names.
+    ///
+    /// # Errors
+    ///
+    /// See [`Registry::model`] and [`ModelInstance::rerank`].
+    pub async fn rerank(&self, request: RerankRequest) -> Result<RerankResponse, EmbedError> {
+        self.model(request.model.as_deref())?
+            .rerank(request, &self.tokenizers)
             .await
     }
 

@@ -1,5 +1,5 @@
-//! The one embedding request type every front end (HTTP, gRPC) turns its wire format into, and
-//! the errors it can get back.
+//! The request types every front end (HTTP, gRPC) turns its wire formats into (embeddings,
+//! tokenization, reranking), their answers, and the errors they can get back.
 
 /// One input: text to tokenize, or token ids used as given.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +94,69 @@ pub struct EmbedResponse {
     /// One vector per input, in input order.
     pub embeddings: Vec<Vec<f32>>,
     /// Tokens processed, special tokens included.
+    pub prompt_tokens: usize,
+    /// The variant that answered.
+    pub variant: String,
+    /// The backend of that variant.
+    pub backend: String,
+    /// Where that variant runs (`cpu`, `cuda:0`).
+    pub device: String,
+}
+
+/// A rerank request: score each document's relevance to the query with a cross-encoder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RerankRequest {
+    /// The served model's name; `None`: the only model, when one is served.
+    pub model: Option<String>,
+    /// The query every document is scored against.
+    pub query: String,
+    /// The documents, answered by their index in this list.
+    pub documents: Vec<String>,
+    /// Keep only the best this many results; all when `None`.
+    pub top_n: Option<usize>,
+    /// Cut each document to this many tokens before pairing it with the query.
+    pub max_tokens_per_doc: Option<usize>,
+    /// Cut over-long pairs (true) or reject them (false); the model's default when `None`.
+    pub truncate: Option<bool>,
+    /// Return the model's logits instead of scores after its activation.
+    pub raw_scores: bool,
+    /// The caller's user id: requests with the same one go to the same variant.
+    pub user: Option<String>,
+}
+
+impl RerankRequest {
+    /// A request to `model` ranking `documents` against `query`, every option at its default.
+    pub fn new(model: Option<String>, query: String, documents: Vec<String>) -> Self {
+        Self {
+            model,
+            query,
+            documents,
+            top_n: None,
+            max_tokens_per_doc: None,
+            truncate: None,
+            raw_scores: false,
+            user: None,
+        }
+    }
+}
+
+/// One document's place in a [`RerankResponse`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RerankResult {
+    /// The document's index in the request.
+    pub index: usize,
+    /// Its relevance: the model's score (its logit when raw scores were asked for).
+    pub score: f32,
+}
+
+/// The answer to a [`RerankRequest`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct RerankResponse {
+    /// The model that answered.
+    pub model: String,
+    /// The documents best first (ties in request order), at most `top_n` of them.
+    pub results: Vec<RerankResult>,
+    /// Tokens processed (every pair's, special tokens included).
     pub prompt_tokens: usize,
     /// The variant that answered.
     pub variant: String,

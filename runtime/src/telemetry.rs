@@ -25,6 +25,9 @@ pub const MODEL_LOADED: &str = "embedrt_model_loaded";
 pub const SHADOW_COSINE_MIN: &str = "embedrt_shadow_cosine_min";
 /// Mean cosine between a shadow's vectors and the answer's, per request.
 pub const SHADOW_COSINE_MEAN: &str = "embedrt_shadow_cosine_mean";
+/// Largest absolute difference between a shadow's rerank logits and the answer's, per request
+/// (a reranker's shadows record this instead of cosines, which mean nothing for one value).
+pub const SHADOW_LOGIT_DIFF_MAX: &str = "embedrt_shadow_logit_diff_max";
 
 /// Inputs whose vector a cache layer had, by `layer` (`memory`, `redis`) and `model`.
 pub const CACHE_HITS: &str = "embedrt_cache_hits_total";

@@ -3,7 +3,10 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use tokenizers::{Tokenizer, TruncationDirection};
+use tokenizers::utils::truncation::truncate_encodings;
+use tokenizers::{
+    Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
 
 /// Why an input could not be turned into token ids.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -89,6 +92,17 @@ fn add_sentencepiece_whitespace(tokenizer: &mut Tokenizer) -> tokenizers::Result
     steps.push(Replace::new(ReplacePattern::Regex(" {2,}".into()), " ")?.into());
     tokenizer.with_normalizer(Some(Sequence::new(steps)))?;
     Ok(())
+}
+
+/// A (query, document) pair as a cross-encoder reads it: both texts in the template's pair
+/// frame (`[CLS] q [SEP] d [SEP]`, `<s> q </s></s> d </s>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedPair {
+    /// Token ids, special tokens included.
+    pub ids: Vec<u32>,
+    /// Each token's segment as the template numbers it (0 for the query's, 1 for the
+    /// document's in BERT's; 0 throughout in XLM-RoBERTa's).
+    pub type_ids: Vec<u32>,
 }
 
 /// A document for late chunking: one token sequence and where each chunk lies in it.
@@ -211,6 +225,60 @@ impl TextTokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// Token ids of the pair (`query`, `document`) with the template's special tokens, as the
+    /// reference cross-encoders tokenize pairs: the document first cut to `max_document_tokens`
+    /// when given, then, when the pair is over the model's limit and `truncate` is set, the
+    /// longer of the two cut first until it fits (transformers' `longest_first`).
+    ///
+    /// # Errors
+    ///
+    /// [`TokenizeError::TooLong`] for a pair over the limit without `truncate`,
+    /// [`TokenizeError::Failed`] when the tokenizer fails.
+    pub fn encode_pair(
+        &self,
+        query: &str,
+        document: &str,
+        truncate: bool,
+        max_document_tokens: Option<usize>,
+    ) -> Result<EncodedPair, TokenizeError> {
+        let failed = |e: tokenizers::Error| TokenizeError::Failed(e.to_string());
+        let query = self.inner.encode(query, false).map_err(failed)?;
+        let mut document: Encoding = self.inner.encode(document, false).map_err(failed)?;
+        if let Some(max) = max_document_tokens {
+            document.truncate(max, 0, TruncationDirection::Right);
+        }
+        let added = self
+            .inner
+            .get_post_processor()
+            .map_or(0, |processor| processor.added_tokens(true));
+        let tokens = query.len() + document.len() + added;
+        let (query, document) = if tokens > self.max_input_tokens {
+            if !truncate {
+                return Err(TokenizeError::TooLong {
+                    tokens,
+                    max: self.max_input_tokens,
+                });
+            }
+            let params = TruncationParams {
+                max_length: self.max_input_tokens.saturating_sub(added),
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            };
+            truncate_encodings(query, Some(document), &params).map_err(failed)?
+        } else {
+            (query, Some(document))
+        };
+        let pair = self
+            .inner
+            .post_process(query, document, true)
+            .map_err(failed)?;
+        Ok(EncodedPair {
+            ids: pair.get_ids().to_vec(),
+            type_ids: pair.get_type_ids().to_vec(),
+        })
+    }
+
     /// Checks caller-supplied token ids (used as they are, without added special tokens); cuts
     /// them to the limit when `truncate` is set.
     ///
@@ -296,6 +364,74 @@ pub struct JobPanicked;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture(name: &str) -> (std::path::PathBuf, serde_json::Value) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures")
+            .join(name);
+        let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
+        (dir, serde_json::from_str(&text).unwrap())
+    }
+
+    #[test]
+    fn pairs_are_tokenized_as_the_reference_cross_encoders_do() {
+        for (name, max, second_type) in [
+            ("ms-marco-reranker-tiny", 512, 1),
+            ("bge-reranker-tiny", 8192, 0),
+        ] {
+            let (dir, expected) = fixture(name);
+            let tokenizer = TextTokenizer::load(&dir, max, 1 << 20).unwrap();
+            let query = expected["query"].as_str().unwrap();
+            for (document, ids) in expected["documents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(expected["token_ids"].as_array().unwrap())
+            {
+                let pair = tokenizer
+                    .encode_pair(query, document.as_str().unwrap(), false, None)
+                    .unwrap();
+                let ids: Vec<u32> = serde_json::from_value(ids.clone()).unwrap();
+                assert_eq!(pair.ids, ids, "{name}");
+                let query_tokens = pair.type_ids.iter().take_while(|&&t| t == 0).count();
+                assert!(pair.type_ids[query_tokens..]
+                    .iter()
+                    .all(|&t| t == second_type));
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_pair_is_cut_longest_first_or_refused() {
+        let (dir, _) = fixture("ms-marco-reranker-tiny");
+        let tokenizer = TextTokenizer::load(&dir, 16, 1 << 20).unwrap();
+        let long = "capital gains are taxed differently in france ".repeat(8);
+        let err = tokenizer
+            .encode_pair("what is the capital of france?", &long, false, None)
+            .unwrap_err();
+        assert!(
+            matches!(err, TokenizeError::TooLong { max: 16, .. }),
+            "{err}"
+        );
+        let pair = tokenizer
+            .encode_pair("capital?", &long, true, None)
+            .unwrap();
+        assert_eq!(pair.ids.len(), 16);
+        let query = tokenizer.encode("capital?", false).unwrap();
+        assert!(query.len() < 8, "{query:?}");
+        assert!(
+            pair.ids.starts_with(&query),
+            "the short query is kept whole, the long document cut"
+        );
+        let short = tokenizer
+            .encode_pair("capital?", &long, true, Some(2))
+            .unwrap();
+        assert_eq!(
+            short.ids.len(),
+            query.len() + 3,
+            "the document cut to 2 tokens, then its [SEP]"
+        );
+    }
 
     #[tokio::test]
     async fn pool_survives_a_panicking_job() {

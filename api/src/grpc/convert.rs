@@ -3,7 +3,8 @@
 
 use embedrt_proto::v1 as pb;
 use embedrt_runtime::{
-    EmbedError, EmbedRequest, EmbedResponse, Input, ModelInfo, TokenizeRequest, TokenizeResponse,
+    EmbedError, EmbedRequest, EmbedResponse, Input, ModelInfo, RerankRequest, RerankResponse,
+    TokenizeRequest, TokenizeResponse,
 };
 use tonic::Status;
 
@@ -93,6 +94,47 @@ pub fn embed_response(response: EmbedResponse, format: VectorEncoding) -> pb::Em
     }
 }
 
+/// The runtime request of `message`, and whether its answer returns the documents; an empty
+/// `model` or `user` is none.
+pub fn rerank_request(message: pb::RerankRequest) -> (RerankRequest, bool) {
+    let request = RerankRequest {
+        top_n: message.top_n.map(|n| n as usize),
+        max_tokens_per_doc: message.max_tokens_per_doc.map(|n| n as usize),
+        truncate: message.truncate,
+        raw_scores: message.raw_scores,
+        user: non_empty(message.user),
+        ..RerankRequest::new(non_empty(message.model), message.query, message.documents)
+    };
+    (request, message.return_documents)
+}
+
+/// The message of `response`; `documents` are the request's when its answer returns them.
+pub fn rerank_response(
+    response: RerankResponse,
+    documents: Option<&[String]>,
+) -> pb::RerankResponse {
+    let tokens = response.prompt_tokens as u64;
+    pb::RerankResponse {
+        model: response.model,
+        results: response
+            .results
+            .iter()
+            .map(|result| pb::RerankResult {
+                index: result.index as u32,
+                relevance_score: result.score,
+                document: documents.map(|documents| documents[result.index].clone()),
+            })
+            .collect(),
+        usage: Some(pb::Usage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        }),
+        variant: response.variant,
+        backend: response.backend,
+        device: response.device,
+    }
+}
+
 /// The runtime request of `message`; an empty `model` is none.
 pub fn tokenize_request(message: pb::TokenizeRequest) -> TokenizeRequest {
     TokenizeRequest {
@@ -149,6 +191,7 @@ pub fn model(info: ModelInfo) -> pb::Model {
             .collect(),
         max_tokens: info.max_input_tokens as u32,
         max_inputs: info.max_inputs as u32,
+        kind: info.kind.name().to_string(),
     }
 }
 

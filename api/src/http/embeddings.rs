@@ -36,14 +36,23 @@ pub(super) async fn handle(
     let mut parsed = parse_request(&body)?;
     parsed.request.user = state.user(parsed.request.user.take(), &headers);
     let response = registry.embed(parsed.request).await?;
+    let headers = served_by(&response.variant, &response.backend, &response.device);
+    Ok((headers, Json(write_response(response, parsed.encoding))).into_response())
+}
+
+/// The response headers naming the variant that answered, its backend and its device.
+pub(super) fn served_by(
+    variant: &str,
+    backend: &str,
+    device: &str,
+) -> [(HeaderName, HeaderValue); 3] {
     let header =
         |text: &str| HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("invalid"));
-    let headers = [
-        (VARIANT_HEADER, header(&response.variant)),
-        (BACKEND_HEADER, header(&response.backend)),
-        (DEVICE_HEADER, header(&response.device)),
-    ];
-    Ok((headers, Json(write_response(response, parsed.encoding))).into_response())
+    [
+        (VARIANT_HEADER, header(variant)),
+        (BACKEND_HEADER, header(backend)),
+        (DEVICE_HEADER, header(device)),
+    ]
 }
 
 /// A parsed request: the runtime's request plus how to encode the answer.

@@ -54,7 +54,7 @@ impl ApiError {
             ..Self::bad_request(
                 None,
                 "",
-                "no such endpoint; see /v1/embeddings and /v1/models",
+                "no such endpoint; see /v1/embeddings, /v1/rerank and /v1/models",
             )
         }
     }

@@ -1,5 +1,6 @@
 //! The HTTP API (axum): OpenAI's `POST /v1/embeddings` with Jina's fields, `POST /v1/tokenize`,
-//! `GET /v1/models`, and the operational routes (`/health`, `/ready`, `/metrics`,
+//! `GET /v1/models`, reranking in Cohere's and TEI's shapes (`POST /v1/rerank`, `/v2/rerank`,
+//! `/rerank`), and the operational routes (`/health`, `/ready`, `/metrics`,
 //! `POST /admin/reload`). Errors take OpenAI's shape ([`error::ApiError`]).
 
 pub mod embeddings;
@@ -7,6 +8,7 @@ pub mod error;
 mod fields;
 mod models;
 mod ops;
+mod rerank;
 pub mod tokenize;
 
 use std::sync::Arc;
@@ -30,6 +32,9 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/embeddings", post(embeddings::handle))
         .route("/v1/tokenize", post(tokenize::handle))
         .route("/v1/models", get(models::handle))
+        .route("/v1/rerank", post(rerank::v1))
+        .route("/v2/rerank", post(rerank::v2))
+        .route("/rerank", post(rerank::any_shape))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             require_api_key,

@@ -1,4 +1,5 @@
-//! `GET /v1/models`: OpenAI's model list, with each model's backends, tasks and limits.
+//! `GET /v1/models`: OpenAI's model list, with each model's kind (`embedding` or `rerank`),
+//! backends, tasks and limits.
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ fn describe(info: ModelInfo) -> Value {
     json!({
         "id": info.name,
         "object": "model",
+        "kind": info.kind.name(),
         "created": 0,
         "owned_by": "embedrt",
         "aliases": info.aliases,

@@ -1,5 +1,6 @@
 //! The embedding cache in front of a variant: the vectors it has come from it, only the rest
-//! run on the backend, and those are stored.
+//! run on the backend, and those are stored. A reranker's logits are cached the same way, keyed
+//! by each pair's token ids.
 
 use std::sync::Arc;
 
@@ -25,13 +26,13 @@ impl ModelInstance {
             .iter()
             .map(|s| CacheKey::new(identity, &backend, s.adapter, &s.ids))
             .collect();
-        let hidden = self.card.hidden_size;
+        let width = self.card.output_width();
         let found: Vec<Option<Vector>> = cache
             .lookup(&self.name, &keys)
             .await
             .into_iter()
             // A stored value of the wrong width (another writer's mistake) is a miss.
-            .map(|vector| vector.filter(|v| v.len() == hidden))
+            .map(|vector| vector.filter(|v| v.len() == width))
             .collect();
         let missing: Vec<Sequence> = sequences
             .into_iter()

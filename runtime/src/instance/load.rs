@@ -7,6 +7,7 @@ use embedrt_backend_core::{Backend, FilesQuery, LoadDocument};
 use super::ModelInstance;
 use crate::config::{ModelPlan, Role, VariantPlan};
 use crate::hub;
+use crate::kind::ModelKind;
 use crate::model::ModelCard;
 use crate::plugin::PluginHost;
 use crate::scheduler::{BatchPolicy, Sequence};
@@ -123,11 +124,16 @@ fn load_variant_here(
         .with_context(context)?;
     let capabilities = replicas[0].capabilities();
     anyhow::ensure!(
-        capabilities.hidden_size == card.hidden_size,
-        "{}: the backend reports hidden size {} but config.json says {}",
+        capabilities.hidden_size == card.output_width(),
+        "{}: the backend reports an output {} wide, but the model's is {} ({}; a plugin older \
+         than rerankers reports its hidden size for a classifier)",
         context(),
         capabilities.hidden_size,
-        card.hidden_size
+        card.output_width(),
+        match card.kind {
+            ModelKind::Embedding => "config.json's hidden size",
+            ModelKind::Reranker { .. } => "one logit per pair",
+        }
     );
     anyhow::ensure!(
         capabilities.max_input_tokens > 0,

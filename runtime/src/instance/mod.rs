@@ -2,7 +2,8 @@
 //!
 //! The jobs are apart: `load` finds the files, loads every variant through its plugin and warms
 //! up; `plan` turns a request into the checked, resolved `RequestPlan` the request path
-//! runs; `pipeline` is that path (tokenization, routing, batching, post-processing); `cached`
+//! runs; `pipeline` is that path (tokenization, routing, batching, post-processing); `rerank`
+//! is a cross-encoder's path (pairs in, documents sorted by score out); `cached`
 //! puts the embedding cache in front of a variant; `shadow` copies sampled requests to shadow
 //! variants. A [`ModelInstance`] can also be assembled from variants around in-memory backends
 //! ([`ModelInstance::new`]), which is how the pipeline is unit-tested.
@@ -11,6 +12,7 @@ mod cached;
 mod load;
 mod pipeline;
 mod plan;
+mod rerank;
 mod shadow;
 
 use std::collections::BTreeMap;
@@ -21,6 +23,7 @@ use embedrt_backend_core::{AdapterId, Capabilities};
 
 use crate::cache::{EmbeddingCache, ModelIdentity};
 use crate::config::ModelPlan;
+use crate::kind::ModelKind;
 use crate::model::{ModelCard, ResolvedTask, BASE_TASK};
 use crate::request::EmbedError;
 use crate::tokenize::TextTokenizer;
@@ -111,6 +114,8 @@ impl Deployment {
 pub struct ModelInfo {
     /// The name clients use.
     pub name: String,
+    /// What the model answers: embeddings or rerank scores.
+    pub kind: ModelKind,
     /// Other names of the model.
     pub aliases: Vec<String>,
     /// The aliases that carry a task, each with its task: requests through such a name that
@@ -129,7 +134,7 @@ pub struct ModelInfo {
     pub matryoshka_dimensions: Vec<usize>,
     /// The longest input in tokens, special tokens included (`max_tokens` on the wire).
     pub max_input_tokens: usize,
-    /// The most inputs one request may carry.
+    /// The most inputs (a reranker: documents) one request may carry.
     pub max_inputs: usize,
 }
 
@@ -257,6 +262,7 @@ impl ModelInstance {
     pub fn info(&self) -> ModelInfo {
         ModelInfo {
             name: self.name.clone(),
+            kind: self.card.kind,
             aliases: self.aliases.clone(),
             alias_tasks: self
                 .alias_tasks

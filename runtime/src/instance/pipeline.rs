@@ -8,6 +8,7 @@ use embedrt_backend_core::Pooling;
 
 use super::plan::{Mode, RequestPlan};
 use super::ModelInstance;
+use crate::kind::ModelKind;
 use crate::postprocess::finish;
 use crate::request::{
     EmbedError, EmbedRequest, EmbedResponse, Input, TokenizeRequest, TokenizeResponse,
@@ -34,18 +35,43 @@ impl ModelInstance {
     ) -> Result<EmbedResponse, EmbedError> {
         let variant = &self.variants[self.router.pick(request.user.as_deref())];
         let started = std::time::Instant::now();
-        let result = match self.plan(request) {
+        let result = match self.check_embeds().and_then(|()| self.plan(request)) {
             Ok(plan) => self.run_plan(variant, plan, pool).await,
             Err(error) => Err(error),
         };
+        self.record_outcome(variant, started, &result);
+        result
+    }
+
+    /// Refuses embedding requests to a reranker, saying what it is for.
+    fn check_embeds(&self) -> Result<(), EmbedError> {
+        match self.card.kind {
+            ModelKind::Embedding => Ok(()),
+            ModelKind::Reranker { .. } => Err(EmbedError::invalid(
+                "model",
+                format!(
+                    "the model `{}` is a reranker (a cross-encoder): it scores (query, document) \
+                     pairs at /v1/rerank and answers no embedding requests",
+                    self.name
+                ),
+            )),
+        }
+    }
+
+    /// Counts a request's outcome and records its duration in `variant`'s metrics.
+    pub(super) fn record_outcome<T>(
+        &self,
+        variant: &Variant,
+        started: std::time::Instant,
+        result: &Result<T, EmbedError>,
+    ) {
         let labels = variant.labels();
         metrics::counter!(
             telemetry::REQUESTS,
-            labels.with("status", telemetry::status_label(&result))
+            labels.with("status", telemetry::status_label(result))
         )
         .increment(1);
         metrics::histogram!(telemetry::REQUEST_SECONDS, labels.labels()).record(started.elapsed());
-        result
     }
 
     async fn run_plan(
@@ -71,9 +97,8 @@ impl ModelInstance {
             let prompt_tokens = document.len();
             let states = variant
                 .run(vec![Sequence {
-                    ids: document,
-                    adapter,
                     output: Output::TokenStates,
+                    ..Sequence::pooled(document, adapter)
                 }])
                 .await?;
             let hidden = self.card.hidden_size;
@@ -146,11 +171,11 @@ impl ModelInstance {
     }
 
     /// Runs `job` on `pool` with this model's tokenizer and `plan`.
-    async fn tokenize_on<T: Send + 'static>(
+    pub(super) async fn tokenize_on<P: Send + 'static, T: Send + 'static>(
         &self,
         pool: &WorkerPool,
-        plan: RequestPlan,
-        job: impl FnOnce(&TextTokenizer, RequestPlan) -> Result<T, EmbedError> + Send + 'static,
+        plan: P,
+        job: impl FnOnce(&TextTokenizer, P) -> Result<T, EmbedError> + Send + 'static,
     ) -> Result<T, EmbedError> {
         let tokenizer = Arc::clone(&self.tokenizer);
         pool.run(move || job(&tokenizer, plan))

@@ -1,9 +1,11 @@
 //! Shadow traffic: a sampled copy of a request's token ids runs on each shadow variant after the
-//! answer has gone, and the cosine agreement of its vectors with the answer's is recorded.
+//! answer has gone, and the cosine agreement of its vectors with the answer's is recorded (for
+//! a reranker: the largest difference of its logits).
 
 use std::sync::Arc;
 
 use super::ModelInstance;
+use crate::kind::ModelKind;
 use crate::scheduler::Sequence;
 use crate::telemetry;
 
@@ -28,11 +30,23 @@ impl ModelInstance {
         answer: Vec<Vec<f32>>,
     ) {
         let instance = Arc::clone(self);
+        let reranks = matches!(self.card.kind, ModelKind::Reranker { .. });
         tokio::spawn(async move {
             for index in shadows {
                 let shadow = &instance.variants[index];
                 let labels = shadow.labels();
                 let status = match shadow.run(sequences.clone()).await {
+                    Ok(vectors) if reranks => {
+                        let diff = vectors
+                            .iter()
+                            .flatten()
+                            .zip(answer.iter().flatten())
+                            .map(|(a, b)| (a - b).abs())
+                            .fold(0f32, f32::max);
+                        metrics::histogram!(telemetry::SHADOW_LOGIT_DIFF_MAX, labels.labels())
+                            .record(diff as f64);
+                        "ok"
+                    }
                     Ok(vectors) => {
                         let cosines: Vec<f32> = vectors
                             .iter()

@@ -55,6 +55,8 @@ pub struct BatchPolicy {
 pub struct Sequence {
     /// Token ids, special tokens included.
     pub ids: Vec<u32>,
+    /// Each token's type (segment), as long as `ids`, for a text pair; `None`: all type 0.
+    pub type_ids: Option<Vec<u32>>,
     /// The weights it runs with.
     pub adapter: AdapterId,
     /// What the backend should return for it.
@@ -66,8 +68,23 @@ impl Sequence {
     pub fn pooled(ids: Vec<u32>, adapter: AdapterId) -> Self {
         Self {
             ids,
+            type_ids: None,
             adapter,
             output: Output::Pooled,
+        }
+    }
+
+    /// A (query, document) pair whose score is wanted from a cross-encoder (whose backend's
+    /// pooled output is its logits).
+    ///
+    /// # Panics
+    ///
+    /// When `type_ids` is not as long as `ids`.
+    pub fn pair(ids: Vec<u32>, type_ids: Vec<u32>) -> Self {
+        assert_eq!(ids.len(), type_ids.len(), "a type id per token");
+        Self {
+            type_ids: Some(type_ids),
+            ..Self::pooled(ids, AdapterId::BASE)
         }
     }
 }
@@ -508,9 +525,8 @@ mod tests {
     async fn token_state_requests_get_their_own_batches() {
         let (scheduler, batches) = scheduler(8, 100);
         let tokens = Sequence {
-            ids: vec![5, 6, 7],
-            adapter: AdapterId::BASE,
             output: Output::TokenStates,
+            ..Sequence::pooled(vec![5, 6, 7], AdapterId::BASE)
         };
         let results = collect(
             scheduler

@@ -89,11 +89,16 @@ fn next_batch(shared: &Shared, replica: usize) -> Option<Vec<Item>> {
 /// Runs `items` as one batch. When the batch fails for a reason other than a dead backend, each
 /// sequence is retried alone, so one bad input cannot fail the others.
 fn run_batch(shared: &Shared, backend: &mut dyn Backend, items: Vec<Item>) {
-    let batch = Batch::from_sequences(
+    let mut batch = Batch::from_sequences(
         items
             .iter()
             .map(|item| (item.sequence.ids.as_slice(), item.sequence.adapter)),
     );
+    for (i, item) in items.iter().enumerate() {
+        if let Some(types) = &item.sequence.type_ids {
+            batch.set_token_types(i, types);
+        }
+    }
     let result = match items[0].sequence.output {
         Output::Pooled => backend.embed(&batch).map(|pooled| {
             (0..batch.len())

@@ -1,0 +1,418 @@
+//! Reranking over HTTP in the two shapes clients send:
+//!
+//! - Cohere's (which Jina's follows): `POST /v1/rerank` and `POST /v2/rerank` with `query`,
+//!   `documents` (strings or `{ "text": ... }`), `top_n`, `return_documents`,
+//!   `max_tokens_per_doc`, plus `truncate` and `raw_scores`; answered with `results` best first
+//!   (`index`, `relevance_score`, `document` when asked), `model`, `usage`, `id` and `meta`;
+//! - TEI's: `POST /rerank` with `query`, `texts`, `raw_scores`, `return_text`, `truncate`,
+//!   answered with a bare array of `{ index, score, text? }` best first. `/rerank` takes
+//!   Cohere's shape too, told apart by the body: `texts` is TEI's, `documents` Cohere's.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use embedrt_runtime::{RerankRequest, RerankResponse};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::embeddings::served_by;
+use super::error::ApiError;
+use super::fields::{json_object, model_field, optional};
+use crate::state::AppState;
+
+/// The two request shapes, and so the two answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// Cohere's (and Jina's), of API version `1` or `2`.
+    Cohere { version: &'static str },
+    /// Text Embeddings Inference's.
+    Tei,
+}
+
+/// A parsed rerank request and what its answer must carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Parsed {
+    request: RerankRequest,
+    /// Whether each result carries its document's text.
+    return_documents: bool,
+    shape: Shape,
+}
+
+/// `POST /v1/rerank` (Cohere's API version 1 and Jina's).
+pub(super) async fn v1(
+    state: State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let fields = json_object(&super::body_or_error(body)?)?;
+    answer(state, headers, parse_cohere(&fields, "1")?).await
+}
+
+/// `POST /v2/rerank` (Cohere's API version 2).
+pub(super) async fn v2(
+    state: State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let fields = json_object(&super::body_or_error(body)?)?;
+    answer(state, headers, parse_cohere(&fields, "2")?).await
+}
+
+/// `POST /rerank`: TEI's request when the body has `texts`, Cohere's when it has `documents`.
+pub(super) async fn any_shape(
+    state: State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let fields = json_object(&super::body_or_error(body)?)?;
+    let parsed = if fields.contains_key("texts") {
+        parse_tei(&fields)?
+    } else if fields.contains_key("documents") {
+        parse_cohere(&fields, "2")?
+    } else {
+        return Err(ApiError::bad_request(
+            Some("texts"),
+            "missing_documents",
+            "`/rerank` needs `texts` (Text Embeddings Inference's request) or `documents` \
+             (Cohere's)",
+        ));
+    };
+    answer(state, headers, parsed).await
+}
+
+async fn answer(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    mut parsed: Parsed,
+) -> Result<Response, ApiError> {
+    let registry = state.registry()?;
+    parsed.request.user = state.user(parsed.request.user.take(), &headers);
+    // The texts go to the runtime; a copy stays here only when the answer returns them.
+    let texts = parsed
+        .return_documents
+        .then(|| parsed.request.documents.clone());
+    let response = registry.rerank(parsed.request).await?;
+    let headers = served_by(&response.variant, &response.backend, &response.device);
+    let text = |index: usize| texts.as_ref().map(|texts| texts[index].clone());
+    Ok(match parsed.shape {
+        Shape::Cohere { version } => {
+            (headers, Json(cohere_answer(response, version, text))).into_response()
+        }
+        Shape::Tei => (headers, Json(tei_answer(&response, text))).into_response(),
+    })
+}
+
+/// Parses Cohere's request (of API `version`).
+///
+/// # Errors
+///
+/// 400 for a missing `query` or `documents`, 422 for fields of the wrong type.
+fn parse_cohere(fields: &Map<String, Value>, version: &'static str) -> Result<Parsed, ApiError> {
+    let documents = match fields.get("documents") {
+        None | Some(Value::Null) => return Err(missing("documents")),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| document_text(i, item))
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => {
+            return Err(ApiError::wrong_type(
+                Some("documents"),
+                "`documents` must be an array of strings or of objects with a `text`",
+            ))
+        }
+    };
+    let request = RerankRequest {
+        top_n: count(fields, "top_n")?,
+        max_tokens_per_doc: count(fields, "max_tokens_per_doc")?,
+        ..common(fields, documents)?
+    };
+    Ok(Parsed {
+        request,
+        return_documents: flag(fields, "return_documents")?,
+        shape: Shape::Cohere { version },
+    })
+}
+
+/// Parses TEI's request.
+///
+/// # Errors
+///
+/// 400 for a missing `query`, a left truncation; 422 for fields of the wrong type.
+fn parse_tei(fields: &Map<String, Value>) -> Result<Parsed, ApiError> {
+    let texts = optional(
+        fields,
+        "texts",
+        |value| {
+            value
+                .as_array()?
+                .iter()
+                .map(|text| text.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+        },
+        "an array of strings",
+    )?
+    .ok_or_else(|| missing("texts"))?;
+    let direction = optional(fields, "truncation_direction", Value::as_str, "a string")?;
+    if direction.is_some_and(|d| !d.eq_ignore_ascii_case("right")) {
+        return Err(ApiError::bad_request(
+            Some("truncation_direction"),
+            "invalid_value",
+            "`truncation_direction` must be \"Right\": embedrt cuts pairs at their end, as the \
+             reference cross-encoders do",
+        ));
+    }
+    Ok(Parsed {
+        request: common(fields, texts)?,
+        return_documents: flag(fields, "return_text")?,
+        shape: Shape::Tei,
+    })
+}
+
+/// The fields both shapes share: `model`, `query`, `truncate`, `raw_scores`, `user`.
+fn common(fields: &Map<String, Value>, documents: Vec<String>) -> Result<RerankRequest, ApiError> {
+    let query = optional(fields, "query", Value::as_str, "a string")?
+        .ok_or_else(|| missing("query"))?
+        .to_string();
+    Ok(RerankRequest {
+        truncate: optional(fields, "truncate", Value::as_bool, "a boolean")?,
+        raw_scores: flag(fields, "raw_scores")?,
+        user: optional(fields, "user", Value::as_str, "a string")?.map(str::to_string),
+        ..RerankRequest::new(model_field(fields)?, query, documents)
+    })
+}
+
+/// A document given as a string or as an object with a string `text`.
+fn document_text(index: usize, item: &Value) -> Result<String, ApiError> {
+    let text = match item {
+        Value::String(text) => Some(text.clone()),
+        Value::Object(object) => object
+            .get("text")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => None,
+    };
+    text.ok_or_else(|| {
+        ApiError::wrong_type(
+            Some("documents"),
+            format!("documents[{index}] must be a string or an object with a string `text`"),
+        )
+    })
+}
+
+/// An optional boolean field, false when absent.
+fn flag(fields: &Map<String, Value>, key: &'static str) -> Result<bool, ApiError> {
+    Ok(optional(fields, key, Value::as_bool, "a boolean")?.unwrap_or(false))
+}
+
+/// An optional count (a non-negative integer; the model refuses 0 where it means nothing).
+fn count(fields: &Map<String, Value>, key: &'static str) -> Result<Option<usize>, ApiError> {
+    optional(
+        fields,
+        key,
+        |value| value.as_u64().and_then(|n| usize::try_from(n).ok()),
+        "a positive integer",
+    )
+}
+
+fn missing(key: &'static str) -> ApiError {
+    ApiError::bad_request(Some(key), "missing_field", format!("`{key}` is required"))
+}
+
+/// Cohere's answer.
+#[derive(Serialize)]
+struct CohereAnswer {
+    id: String,
+    results: Vec<CohereResult>,
+    model: String,
+    usage: Usage,
+    meta: Meta,
+}
+
+#[derive(Serialize)]
+struct CohereResult {
+    index: usize,
+    relevance_score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document: Option<Document>,
+}
+
+#[derive(Serialize)]
+struct Document {
+    text: String,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: usize,
+    total_tokens: usize,
+}
+
+#[derive(Serialize)]
+struct Meta {
+    api_version: ApiVersion,
+    billed_units: BilledUnits,
+}
+
+#[derive(Serialize)]
+struct ApiVersion {
+    version: &'static str,
+}
+
+/// Cohere bills a rerank call as one search unit; clients that read `meta` find it here.
+#[derive(Serialize)]
+struct BilledUnits {
+    search_units: u32,
+}
+
+fn cohere_answer(
+    response: RerankResponse,
+    version: &'static str,
+    text: impl Fn(usize) -> Option<String>,
+) -> CohereAnswer {
+    CohereAnswer {
+        id: uuid::Uuid::new_v4().to_string(),
+        results: response
+            .results
+            .iter()
+            .map(|result| CohereResult {
+                index: result.index,
+                relevance_score: result.score,
+                document: text(result.index).map(|text| Document { text }),
+            })
+            .collect(),
+        model: response.model,
+        usage: Usage {
+            prompt_tokens: response.prompt_tokens,
+            total_tokens: response.prompt_tokens,
+        },
+        meta: Meta {
+            api_version: ApiVersion { version },
+            billed_units: BilledUnits { search_units: 1 },
+        },
+    }
+}
+
+/// One entry of TEI's answer.
+#[derive(Serialize)]
+struct TeiResult {
+    index: usize,
+    score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+}
+
+fn tei_answer(response: &RerankResponse, text: impl Fn(usize) -> Option<String>) -> Vec<TeiResult> {
+    response
+        .results
+        .iter()
+        .map(|result| TeiResult {
+            index: result.index,
+            score: result.score,
+            text: text(result.index),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    fn fields(body: &str) -> Map<String, Value> {
+        json_object(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn cohere_requests_take_strings_or_objects_and_every_option() {
+        let parsed = parse_cohere(
+            &fields(
+                r#"{"model":"r","query":"q","documents":["a",{"text":"b","title":"t"}],
+                    "top_n":1,"return_documents":true,"max_tokens_per_doc":64,
+                    "truncate":false,"raw_scores":true}"#,
+            ),
+            "2",
+        )
+        .unwrap();
+        assert_eq!(parsed.request.documents, ["a", "b"]);
+        assert_eq!(
+            (
+                parsed.request.top_n,
+                parsed.request.max_tokens_per_doc,
+                parsed.request.truncate,
+                parsed.request.raw_scores
+            ),
+            (Some(1), Some(64), Some(false), true)
+        );
+        assert!(parsed.return_documents);
+        assert_eq!(parsed.request.model.as_deref(), Some("r"));
+        let plain = parse_cohere(&fields(r#"{"query":"q","documents":["a"]}"#), "1").unwrap();
+        assert_eq!(
+            (
+                plain.request.top_n,
+                plain.return_documents,
+                plain.request.raw_scores
+            ),
+            (None, false, false)
+        );
+    }
+
+    #[test]
+    fn tei_requests_read_texts_and_return_text() {
+        let parsed = parse_tei(&fields(
+            r#"{"query":"q","texts":["a","b"],"return_text":true,"raw_scores":true,"truncation_direction":"Right"}"#,
+        ))
+        .unwrap();
+        assert_eq!(parsed.shape, Shape::Tei);
+        assert_eq!(parsed.request.documents, ["a", "b"]);
+        assert!(parsed.return_documents && parsed.request.raw_scores);
+        let left = parse_tei(&fields(
+            r#"{"query":"q","texts":["a"],"truncation_direction":"Left"}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(left.param, Some("truncation_direction"));
+    }
+
+    #[test]
+    fn bad_rerank_bodies_name_their_field() {
+        for (body, status, param) in [
+            (r#"{"documents":["a"]}"#, StatusCode::BAD_REQUEST, "query"),
+            (r#"{"query":"q"}"#, StatusCode::BAD_REQUEST, "documents"),
+            (
+                r#"{"query":"q","documents":[1]}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "documents",
+            ),
+            (
+                r#"{"query":"q","documents":[{"title":"x"}]}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "documents",
+            ),
+            (
+                r#"{"query":"q","documents":"a"}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "documents",
+            ),
+            (
+                r#"{"query":"q","documents":["a"],"top_n":-1}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "top_n",
+            ),
+            (
+                r#"{"query":3,"documents":["a"]}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "query",
+            ),
+        ] {
+            let err = parse_cohere(&fields(body), "2").unwrap_err();
+            assert_eq!((err.status, err.param), (status, Some(param)), "{body}");
+        }
+        let err = parse_tei(&fields(r#"{"query":"q","texts":[1]}"#)).unwrap_err();
+        assert_eq!(err.param, Some("texts"));
+    }
+}
