@@ -46,6 +46,8 @@ mod python_client;
 mod reload;
 /// `replicas = 2`: two copies of a model on one queue.
 mod replicas;
+/// Rerankers (cross-encoders) over HTTP's three shapes and gRPC on both engines.
+mod rerank;
 /// The shell library of `scripts/` and `benches/`: servers started on free ports, stopped on exit.
 mod scripts;
 /// Starting and stopping the binary: config errors, flags, the admin key rule, SIGTERM.
