@@ -14,6 +14,7 @@ use embedrt_testkit::golden::CrossEncoder;
 use embedrt_testkit::rerankers::{check_logits, fixture, logit_close, RERANKERS};
 use serde_json::{json, Value};
 
+use crate::common::python::{run_python_client, venv_python};
 use crate::common::{concurrently, error, fixtures_dir, header, ok, Model, Server, Variant};
 
 const ENGINES: [&str; 2] = ["candle", "onnx"];
@@ -360,6 +361,39 @@ fn models_say_their_kind_and_requests_of_the_other_kind_are_refused() {
         404,
     );
     assert_eq!(unknown["code"], "model_not_found");
+}
+
+/// The clients rerankers are called through, pinned (the venv is `.assets/rerank-venv`, apart
+/// from the others: the Cohere SDK brings its own pydantic and httpx pins).
+const RERANK_CLIENTS: [&str; 3] = [
+    "cohere==7.3.1",
+    "llama-index-postprocessor-tei-rerank==0.6.0",
+    "httpx==0.28.1",
+];
+
+/// The Cohere SDK (v2 and v1), LlamaIndex's TEI reranker and Open WebUI's request, each
+/// against a server that serves one reranker (TEI's client names no model), on both engines.
+#[test]
+fn real_clients_rank_as_the_reference() {
+    let python = venv_python("rerank-venv", &RERANK_CLIENTS);
+    for (name, engine) in [
+        ("ms-marco-reranker-tiny", "onnx"),
+        ("bge-reranker-tiny", "candle"),
+    ] {
+        let dir = fixtures_dir().join(name);
+        let server = Server::builder()
+            .model(Model::named("reranker").path(&dir).on(engine))
+            .start();
+        run_python_client(
+            &python,
+            "rerank_clients.py",
+            &[
+                server.url.as_ref(),
+                "reranker".as_ref(),
+                dir.join("expected.json").as_ref(),
+            ],
+        );
+    }
 }
 
 fn run<F: std::future::Future>(test: F) -> F::Output {

@@ -126,6 +126,22 @@ def server() -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
+def rerank_server() -> Iterator[Server]:
+    """The two tiny cross-encoders (ms-marco on onnx, at most 4 documents a request; bge on
+    candle) and MiniLM, an embedding model."""
+    models = (
+        model_table(
+            "ms-marco", FIXTURES / "ms-marco-reranker-tiny", "onnx", "max_inputs_per_request = 4"
+        )
+        + model_table("bge", FIXTURES / "bge-reranker-tiny", "candle")
+        + model_table(MINILM_NAME, MINILM, "onnx")
+    )
+    running = Server("", models)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
 def busy_server() -> Iterator[Server]:
     """A slow engine (20 ms a batch of at most 4) behind a queue of 8 inputs: concurrent
     clients are refused with 429 most of the time."""
@@ -161,6 +177,11 @@ def golden() -> Dict:
 def jina_expected() -> Dict:
     """The official jina-embeddings-v3 code's outputs on the tiny checkpoint."""
     return json.loads((FIXTURES / "jina-v3-tiny/expected.json").read_text())
+
+
+def cross_encoder_expected(name: str) -> Dict:
+    """sentence-transformers' CrossEncoder outputs on one of the tiny rerankers."""
+    return json.loads((FIXTURES / name / "expected.json").read_text())
 
 
 def distinct_texts(count: int) -> List[str]:

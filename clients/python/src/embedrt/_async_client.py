@@ -6,12 +6,21 @@ import asyncio
 from array import array
 from typing import Any, Awaitable, Callable, List, Optional, Sequence, TypeVar, overload
 
-from ._base import ClientBase, Texts, as_lists, as_numpy, text_list
+from ._base import (
+    ClientBase,
+    Texts,
+    as_lists,
+    as_numpy,
+    check_top_n,
+    document_list,
+    ranked,
+    text_list,
+)
 from ._coalesce import Coalescer
 from ._errors import APIError
 from ._http import AsyncHttpTransport
-from ._models import Model
-from ._request import EmbedOptions
+from ._models import Model, RerankResult
+from ._request import EmbedOptions, RerankOptions
 
 T = TypeVar("T")
 
@@ -135,6 +144,48 @@ class AsyncClient(ClientBase):
         options = EmbedOptions(model, task, dimensions, normalized, late_chunking)
         return as_numpy(await self._vectors(listed, options))
 
+    async def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        model: Optional[str] = None,
+        top_n: Optional[int] = None,
+        return_documents: bool = False,
+        max_tokens_per_doc: Optional[int] = None,
+        truncate: Optional[bool] = None,
+        raw_scores: bool = False,
+    ) -> List[RerankResult]:
+        """Scores ``documents`` against ``query`` with a reranker, best first.
+
+        As `Client.rerank`: any number of documents, cut into concurrent requests by the
+        model's limits, joined and cut to ``top_n`` here.
+
+        Raises:
+            APIError: as for `Client.rerank`.
+        """
+        check_top_n(top_n)
+        listed = document_list(documents)
+        if not listed:
+            return []
+        self._bind()
+        await self._know_models()
+        options = RerankOptions(model, max_tokens_per_doc, truncate, raw_scores)
+        ranges = self._text_ranges(listed, model)
+
+        async def send(start: int, end: int) -> List[RerankResult]:
+            transport = self._bind()
+            if self._slots is None:
+                self._slots = asyncio.Semaphore(self.max_concurrency)
+            async with self._slots:
+                return await self._with_retries(
+                    lambda: transport.rerank(query, listed[start:end], options)
+                )
+
+        parts = await asyncio.gather(*(send(start, end) for start, end in ranges))
+        starts = [start for start, _ in ranges]
+        return ranked(list(zip(starts, parts)), listed, top_n, return_documents)
+
     async def models(self) -> List[Model]:
         """Lists the models the server serves, with their tasks, sizes and limits.
 
@@ -185,7 +236,7 @@ class AsyncClient(ClientBase):
             return []
         self._bind()
         await self._know_models()
-        size = self._request_size(options)
+        size = self._request_size(options.model)
         if self.coalesce_ms > 0 and not options.late_chunking and len(texts) < size:
             if self._coalescer is None:
                 self._coalescer = Coalescer(self._send, self.coalesce_ms / 1000, self.batch_tokens)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from array import array
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
-from ._models import Model, find_model
+from ._models import Model, RerankResult, find_model
 from ._request import DEFAULT_MAX_INPUTS, EmbedOptions, split
 from ._retry import RetryPolicy
 
@@ -56,10 +56,10 @@ class ClientBase:
         """The listed model that ``name`` designates (the only one when ``name`` is None)."""
         return find_model(self._models or [], name)
 
-    def _request_size(self, options: EmbedOptions) -> int:
-        """The most texts one request of ``options`` carries: ``batch_size``, or the model's
-        ``max_inputs`` when smaller."""
-        model = self._model_named(options.model)
+    def _request_size(self, model_name: Optional[str]) -> int:
+        """The most texts one request to the model ``model_name`` carries: ``batch_size``, or
+        the model's ``max_inputs`` when smaller."""
+        model = self._model_named(model_name)
         max_inputs = model.max_inputs if model and model.max_inputs else DEFAULT_MAX_INPUTS
         return min(self.batch_size, max_inputs)
 
@@ -68,9 +68,14 @@ class ClientBase:
         if options.late_chunking:
             # The texts are chunks of one document, encoded together: one request.
             return [(0, len(texts))]
-        model = self._model_named(options.model)
+        return self._text_ranges(texts, options.model)
+
+    def _text_ranges(self, texts: Sequence[str], model_name: Optional[str]) -> List[Tuple[int, int]]:
+        """How texts (inputs, or a rerank call's documents) are cut into requests to the model
+        ``model_name``: by its ``max_inputs``, ``batch_size`` and ``batch_tokens``."""
+        model = self._model_named(model_name)
         longest = model.max_tokens if model else None
-        return split(texts, self._request_size(options), self.batch_tokens, longest)
+        return split(texts, self._request_size(model_name), self.batch_tokens, longest)
 
 
 def text_list(texts: Texts) -> Tuple[List[str], bool]:
@@ -88,6 +93,46 @@ def text_list(texts: Texts) -> Tuple[List[str], bool]:
         if not isinstance(text, str):
             raise TypeError(f"every text must be a str, not {type(text).__name__}")
     return listed, False
+
+
+def document_list(documents: Sequence[str]) -> List[str]:
+    """A rerank call's documents as a list.
+
+    Raises:
+        TypeError: ``documents`` is a bare string, or holds something that is no string.
+    """
+    if isinstance(documents, str):
+        raise TypeError("documents must be a sequence of str, not one str")
+    listed, _ = text_list(documents)
+    return listed
+
+
+def check_top_n(top_n: Optional[int]) -> None:
+    """Raises ValueError for a ``top_n`` below 1."""
+    if top_n is not None and top_n < 1:
+        raise ValueError(f"top_n must be at least 1, not {top_n}")
+
+
+def ranked(
+    parts: Sequence[Tuple[int, List[RerankResult]]],
+    documents: Sequence[str],
+    top_n: Optional[int],
+    return_documents: bool,
+) -> List[RerankResult]:
+    """Joins the answers of a rerank call's requests (each with the index of its first
+    document): best first (ties in document order), the best ``top_n``, with their texts when
+    ``return_documents``."""
+    results = [
+        RerankResult(
+            index=start + result.index,
+            relevance_score=result.relevance_score,
+            document=documents[start + result.index] if return_documents else None,
+        )
+        for start, part in parts
+        for result in part
+    ]
+    results.sort(key=lambda result: (-result.relevance_score, result.index))
+    return results[:top_n] if top_n is not None else results
 
 
 def as_lists(vectors: List[array[float]], single: bool) -> Any:

@@ -8,11 +8,20 @@ from array import array
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, List, Optional, Sequence, Tuple, TypeVar, overload
 
-from ._base import ClientBase, Texts, as_lists, as_numpy, text_list
+from ._base import (
+    ClientBase,
+    Texts,
+    as_lists,
+    as_numpy,
+    check_top_n,
+    document_list,
+    ranked,
+    text_list,
+)
 from ._errors import APIError
 from ._http import HttpTransport
-from ._models import Model
-from ._request import EmbedOptions
+from ._models import Model, RerankResult
+from ._request import EmbedOptions, RerankOptions
 
 T = TypeVar("T")
 
@@ -142,6 +151,73 @@ class Client(ClientBase):
         options = EmbedOptions(model, task, dimensions, normalized, late_chunking)
         return as_numpy(self._vectors(listed, options))
 
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        model: Optional[str] = None,
+        top_n: Optional[int] = None,
+        return_documents: bool = False,
+        max_tokens_per_doc: Optional[int] = None,
+        truncate: Optional[bool] = None,
+        raw_scores: bool = False,
+    ) -> List[RerankResult]:
+        """Scores ``documents`` against ``query`` with a reranker (a cross-encoder), best first.
+
+        Any number of documents may be given: they are cut into requests by the model's
+        ``max_inputs`` and ``batch_size``/``batch_tokens``, sent side by side, and the answers
+        joined and cut to the best ``top_n`` here (each pair's score does not depend on the
+        others, so the result is the one a single request would give). Each result names its
+        document by ``index`` into ``documents``.
+
+        Args:
+            query: what the documents are scored against.
+            documents: the texts to rank.
+            model: the reranker's name (the only model when None and one is served).
+            top_n: keep the best this many; all when None.
+            return_documents: put each document's text in its result.
+            max_tokens_per_doc: cut each document to this many tokens first.
+            truncate: cut (True) or refuse (False) pairs over the model's limit; the
+                server's default when None.
+            raw_scores: the model's logits instead of its scores.
+
+        Raises:
+            ValueError: ``top_n`` is below 1.
+            TypeError: ``documents`` is a bare string or holds a non-string.
+            APIError: the server refused the request (an embedding model, a bad option), or
+                kept refusing it after every retry.
+            APIConnectionError: the server could not be reached after every retry.
+
+        Example:
+            >>> from embedrt import Client
+            >>> with Client("http://127.0.0.1:8080") as client:  # doctest: +SKIP
+            ...     best = client.rerank("capital of France?", ["Paris", "Berlin"], top_n=1)
+            ...     best[0].index
+            0
+        """
+        check_top_n(top_n)
+        listed = document_list(documents)
+        if not listed:
+            return []
+        if self._models is None:
+            self.models()
+        options = RerankOptions(model, max_tokens_per_doc, truncate, raw_scores)
+        ranges = self._text_ranges(listed, model)
+
+        def send(bounds: Tuple[int, int]) -> Tuple[int, List[RerankResult]]:
+            start, end = bounds
+            part = self._with_retries(
+                lambda: self._transport.rerank(query, listed[start:end], options)
+            )
+            return start, part
+
+        if len(ranges) == 1:
+            parts = [send(ranges[0])]
+        else:
+            parts = list(self._thread_pool().map(send, ranges))
+        return ranked(parts, listed, top_n, return_documents)
+
     def models(self) -> List[Model]:
         """Lists the models the server serves, with their tasks, sizes and limits.
 
@@ -172,17 +248,21 @@ class Client(ClientBase):
         ranges = self._ranges(texts, options)
         if len(ranges) == 1:
             return self._send(texts, options)
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.max_concurrency, "embedrt-client")
 
         def send(bounds: Tuple[int, int]) -> List[array[float]]:
             return self._send(texts[bounds[0] : bounds[1]], options)
 
         vectors: List[array[float]] = []
-        for part in self._pool.map(send, ranges):
+        for part in self._thread_pool().map(send, ranges):
             vectors.extend(part)
         return vectors
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        """The pool requests of one call are sent side by side from, started on first use."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_concurrency, "embedrt-client")
+            return self._pool
 
     def _send(self, texts: Sequence[str], options: EmbedOptions) -> List[array[float]]:
         return self._with_retries(lambda: self._transport.embed(texts, options))

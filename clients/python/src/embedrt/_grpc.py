@@ -27,8 +27,8 @@ except ImportError as missing:  # pragma: no cover - exercised only without the 
     ) from missing
 
 from ._errors import APIConnectionError, APIError
-from ._models import Model
-from ._request import EmbedOptions
+from ._models import Model, RerankResult
+from ._request import EmbedOptions, RerankOptions
 
 SERVICE = "/embedrt.v1.Embedder/"
 
@@ -53,18 +53,35 @@ CHANNEL_OPTIONS = [
 ]
 
 
-def _message_classes() -> Tuple[Any, Any, Any, Any]:
+MESSAGES = (
+    "EmbedRequest",
+    "EmbedResponse",
+    "ListModelsRequest",
+    "ListModelsResponse",
+    "RerankRequest",
+    "RerankResponse",
+)
+
+
+def _message_classes() -> Tuple[Any, ...]:
     data = resources.files(__package__).joinpath("_proto/embedrt_v1.binpb").read_bytes()
     pool = descriptor_pool.DescriptorPool()
     for file in descriptor_pb2.FileDescriptorSet.FromString(data).file:
         pool.Add(file)
     return tuple(
         message_factory.GetMessageClass(pool.FindMessageTypeByName(f"embedrt.v1.{name}"))
-        for name in ("EmbedRequest", "EmbedResponse", "ListModelsRequest", "ListModelsResponse")
+        for name in MESSAGES
     )
 
 
-EmbedRequest, EmbedResponse, ListModelsRequest, ListModelsResponse = _message_classes()
+(
+    EmbedRequest,
+    EmbedResponse,
+    ListModelsRequest,
+    ListModelsResponse,
+    RerankRequest,
+    RerankResponse,
+) = _message_classes()
 
 
 class GrpcTransport:
@@ -79,6 +96,16 @@ class GrpcTransport:
         with _rpc_errors():
             response = self._calls.embed(_embed_request(texts, options), **self._calls.settings)
         return _vectors(response)
+
+    def rerank(
+        self, query: str, documents: Sequence[str], options: RerankOptions
+    ) -> List[RerankResult]:
+        """Sends one ``Rerank``; returns its results (errors as `HttpTransport.embed`)."""
+        with _rpc_errors():
+            response = self._calls.rerank(
+                _rerank_request(query, documents, options), **self._calls.settings
+            )
+        return _rerank_results(response)
 
     def models(self) -> List[Model]:
         """Lists the served models (``ListModels``)."""
@@ -112,6 +139,17 @@ class AsyncGrpcTransport:
             response = await calls.embed(_embed_request(texts, options), **calls.settings)
         return _vectors(response)
 
+    async def rerank(
+        self, query: str, documents: Sequence[str], options: RerankOptions
+    ) -> List[RerankResult]:
+        """Sends one ``Rerank``; returns its results (errors as `HttpTransport.embed`)."""
+        calls = self._open()
+        with _rpc_errors():
+            response = await calls.rerank(
+                _rerank_request(query, documents, options), **calls.settings
+            )
+        return _rerank_results(response)
+
     async def models(self) -> List[Model]:
         """Lists the served models (``ListModels``)."""
         calls = self._open()
@@ -126,13 +164,18 @@ class AsyncGrpcTransport:
 
 
 class _Calls:
-    """The two methods' callables on one channel (sync or aio), and their call settings."""
+    """The methods' callables on one channel (sync or aio), and their call settings."""
 
     def __init__(self, channel: Any, api_key: Optional[str], timeout: float) -> None:
         self.embed = channel.unary_unary(
             SERVICE + "Embed",
             request_serializer=EmbedRequest.SerializeToString,
             response_deserializer=EmbedResponse.FromString,
+        )
+        self.rerank = channel.unary_unary(
+            SERVICE + "Rerank",
+            request_serializer=RerankRequest.SerializeToString,
+            response_deserializer=RerankResponse.FromString,
         )
         self.list_models = channel.unary_unary(
             SERVICE + "ListModels",
@@ -154,6 +197,27 @@ def _embed_request(texts: Sequence[str], options: EmbedOptions) -> Any:
     if not options.normalized:
         request.normalize = False
     return request
+
+
+def _rerank_request(query: str, documents: Sequence[str], options: RerankOptions) -> Any:
+    request = RerankRequest(
+        model=options.model or "",
+        query=query,
+        documents=list(documents),
+        raw_scores=options.raw_scores,
+    )
+    if options.max_tokens_per_doc is not None:
+        request.max_tokens_per_doc = options.max_tokens_per_doc
+    if options.truncate is not None:
+        request.truncate = options.truncate
+    return request
+
+
+def _rerank_results(response: Any) -> List[RerankResult]:
+    return [
+        RerankResult(index=result.index, relevance_score=result.relevance_score)
+        for result in response.results
+    ]
 
 
 def _vectors(response: Any) -> List[array[float]]:

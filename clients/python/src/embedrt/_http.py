@@ -1,4 +1,5 @@
-"""The HTTP transport: ``POST /v1/embeddings`` and ``GET /v1/models`` over httpx."""
+"""The HTTP transport: ``POST /v1/embeddings``, ``POST /v1/rerank`` and ``GET /v1/models``
+over httpx."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import httpx
 
 from ._errors import APIConnectionError, APIError
-from ._models import Model
-from ._request import EmbedOptions
+from ._models import Model, RerankResult
+from ._request import EmbedOptions, RerankOptions
 
 EMBED_PATH = "/v1/embeddings"
+RERANK_PATH = "/v1/rerank"
 MODELS_PATH = "/v1/models"
 
 
@@ -36,6 +38,14 @@ class HttpTransport:
         with _connection_errors():
             response = self._http.post(EMBED_PATH, json=options.http_body(texts))
         return _vectors(_answer(response))
+
+    def rerank(
+        self, query: str, documents: Sequence[str], options: RerankOptions
+    ) -> List[RerankResult]:
+        """Sends one rerank request; returns its results (errors as in `embed`)."""
+        with _connection_errors():
+            response = self._http.post(RERANK_PATH, json=options.http_body(query, documents))
+        return _rerank_results(_answer(response))
 
     def models(self) -> List[Model]:
         """Lists the served models (``GET /v1/models``)."""
@@ -61,6 +71,14 @@ class AsyncHttpTransport:
         with _connection_errors():
             response = await self._http.post(EMBED_PATH, json=options.http_body(texts))
         return _vectors(_answer(response))
+
+    async def rerank(
+        self, query: str, documents: Sequence[str], options: RerankOptions
+    ) -> List[RerankResult]:
+        """Sends one rerank request; returns its results (errors as in `HttpTransport.embed`)."""
+        with _connection_errors():
+            response = await self._http.post(RERANK_PATH, json=options.http_body(query, documents))
+        return _rerank_results(_answer(response))
 
     async def models(self) -> List[Model]:
         """Lists the served models (``GET /v1/models``)."""
@@ -118,6 +136,13 @@ def _retry_after(header: Optional[str]) -> Optional[float]:
 def _vectors(body: Dict[str, Any]) -> List[array[float]]:
     items = sorted(body["data"], key=lambda item: item["index"])
     return [_float32(item["embedding"]) for item in items]
+
+
+def _rerank_results(body: Dict[str, Any]) -> List[RerankResult]:
+    return [
+        RerankResult(index=int(item["index"]), relevance_score=float(item["relevance_score"]))
+        for item in body["results"]
+    ]
 
 
 def _float32(encoded: str) -> array[float]:

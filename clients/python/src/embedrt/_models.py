@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["Model", "Variant", "find_model"]
+__all__ = ["Model", "RerankResult", "Variant", "find_model"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class Model:
         max_tokens: the most tokens one input may have.
         max_inputs: the most inputs one request may carry.
         variants: the engines serving it.
+        kind: ``"embedding"`` (`Client.embed`) or ``"rerank"`` (a cross-encoder:
+            `Client.rerank`).
     """
 
     id: str
@@ -49,6 +51,7 @@ class Model:
     max_tokens: int = 0
     max_inputs: int = 0
     variants: Tuple[Variant, ...] = field(default=())
+    kind: str = "embedding"
 
     @property
     def names(self) -> List[str]:
@@ -68,6 +71,7 @@ class Model:
             matryoshka_dimensions=tuple(entry.get("matryoshka_dimensions", ())),
             max_tokens=int(entry.get("max_tokens", 0)),
             max_inputs=int(entry.get("max_inputs", 0)),
+            kind=entry.get("kind", "embedding"),
             variants=tuple(
                 Variant(
                     name=v["name"],
@@ -95,6 +99,7 @@ class Model:
             matryoshka_dimensions=tuple(message.matryoshka_dimensions),
             max_tokens=message.max_tokens,
             max_inputs=message.max_inputs,
+            kind=message.kind or "embedding",
             variants=tuple(
                 Variant(
                     name=v.name,
@@ -108,6 +113,21 @@ class Model:
                 for v in message.variants
             ),
         )
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    """One document's place in a rerank answer, best first.
+
+    Attributes:
+        index: the document's position in the list given to `Client.rerank`.
+        relevance_score: its score (the model's logit when ``raw_scores`` was asked).
+        document: its text, when ``return_documents`` was asked.
+    """
+
+    index: int
+    relevance_score: float
+    document: Optional[str] = None
 
 
 def find_model(models: Sequence[Model], name: Optional[str]) -> Optional[Model]:

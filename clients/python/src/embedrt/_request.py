@@ -1,4 +1,4 @@
-"""What one embedding call asks for, and how its texts are cut into requests."""
+"""What one embedding or rerank call asks for, and how its texts are cut into requests."""
 
 from __future__ import annotations
 
@@ -35,6 +35,30 @@ class EmbedOptions:
             body["normalized"] = False
         if self.late_chunking:
             body["late_chunking"] = True
+        return body
+
+
+@dataclass(frozen=True)
+class RerankOptions:
+    """The fields of a rerank request other than its query and documents."""
+
+    model: Optional[str] = None
+    max_tokens_per_doc: Optional[int] = None
+    truncate: Optional[bool] = None
+    raw_scores: bool = False
+
+    def http_body(self, query: str, documents: Sequence[str]) -> Dict[str, Any]:
+        """The JSON body of ``POST /v1/rerank`` (Cohere's shape; every result comes back, the
+        client picks the best)."""
+        body: Dict[str, Any] = {"query": query, "documents": list(documents)}
+        if self.model is not None:
+            body["model"] = self.model
+        if self.max_tokens_per_doc is not None:
+            body["max_tokens_per_doc"] = self.max_tokens_per_doc
+        if self.truncate is not None:
+            body["truncate"] = self.truncate
+        if self.raw_scores:
+            body["raw_scores"] = True
         return body
 
 

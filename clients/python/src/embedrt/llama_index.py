@@ -1,26 +1,32 @@
-"""A LlamaIndex embedding model backed by an embedrt server (the ``llama-index`` extra).
+"""A LlamaIndex embedding model and a reranking node postprocessor backed by an embedrt
+server (the ``llama-index`` extra).
 
 Example:
-    >>> from embedrt.llama_index import EmbedrtEmbedding
+    >>> from embedrt.llama_index import EmbedrtEmbedding, EmbedrtRerank
     >>> embed_model = EmbedrtEmbedding(base_url="http://127.0.0.1:8080", model="jina-embeddings-v3")
     >>> vector = embed_model.get_query_embedding("what is late chunking?")  # doctest: +SKIP
+    >>> reranker = EmbedrtRerank(base_url="http://127.0.0.1:8080", model="bge-reranker", top_n=2)
+    >>> engine = index.as_query_engine(node_postprocessors=[reranker])  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
 
 try:
     from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.core.bridge.pydantic import Field, PrivateAttr
+    from llama_index.core.postprocessor.types import BaseNodePostprocessor
+    from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 except ImportError as missing:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "embedrt.llama_index needs llama-index-core: pip install 'embedrt[llama-index]'"
     ) from missing
 
 from ._integration import DOCUMENT_TASK, QUERY_TASK, IntegrationClients
+from ._models import RerankResult
 
-__all__ = ["EmbedrtEmbedding"]
+__all__ = ["EmbedrtEmbedding", "EmbedrtRerank"]
 
 
 class EmbedrtEmbedding(BaseEmbedding):
@@ -105,3 +111,79 @@ class EmbedrtEmbedding(BaseEmbedding):
         return await self._clients.asynchronous.embed(
             texts, model=self.model, task=task, dimensions=self.dimensions
         )
+
+
+class EmbedrtRerank(BaseNodePostprocessor):
+    """A LlamaIndex node postprocessor that reranks retrieved nodes with a cross-encoder served
+    by embedrt: the best ``top_n`` nodes for the query, best first, each node's score replaced
+    by its relevance score.
+    """
+
+    base_url: str = Field(default="http://127.0.0.1:8080", description="The server's address.")
+    api_key: Optional[str] = Field(default=None, description="The server's API key, if any.")
+    model: Optional[str] = Field(
+        default=None, description="The served reranker; None when the server serves one."
+    )
+    top_n: int = Field(default=2, description="How many nodes to keep.")
+    timeout: float = Field(default=60.0, description="Seconds one request may take.")
+    transport: str = Field(default="http", description="'http' or 'grpc'.")
+    grpc_target: Optional[str] = Field(default=None, description="host:port for gRPC.")
+
+    _clients: IntegrationClients = PrivateAttr()
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        self._clients = IntegrationClients(
+            self.model,
+            dict(
+                base_url=self.base_url,
+                api_key=self.api_key,
+                timeout=self.timeout,
+                transport=self.transport,
+                grpc_target=self.grpc_target,
+            ),
+        )
+
+    @classmethod
+    def class_name(cls) -> str:
+        """The name LlamaIndex records for this class."""
+        return "EmbedrtRerank"
+
+    def _postprocess_nodes(
+        self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle] = None
+    ) -> List[NodeWithScore]:
+        if not nodes:
+            return []
+        query = _query_of(query_bundle)
+        results = self._clients.blocking.rerank(
+            query, _texts(nodes), model=self.model, top_n=self.top_n
+        )
+        return _rescored(nodes, results)
+
+    async def _apostprocess_nodes(
+        self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle] = None
+    ) -> List[NodeWithScore]:
+        if not nodes:
+            return []
+        query = _query_of(query_bundle)
+        results = await self._clients.asynchronous.rerank(
+            query, _texts(nodes), model=self.model, top_n=self.top_n
+        )
+        return _rescored(nodes, results)
+
+
+def _query_of(query_bundle: Optional[QueryBundle]) -> str:
+    if query_bundle is None:
+        raise ValueError("EmbedrtRerank needs the query (a QueryBundle) to rerank nodes")
+    return query_bundle.query_str
+
+
+def _texts(nodes: Sequence[NodeWithScore]) -> List[str]:
+    return [node.node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
+
+
+def _rescored(nodes: Sequence[NodeWithScore], results: List[RerankResult]) -> List[NodeWithScore]:
+    return [
+        NodeWithScore(node=nodes[result.index].node, score=result.relevance_score)
+        for result in results
+    ]
