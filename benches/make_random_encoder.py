@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Writes a random-weight encoder at a real model's size, with its ONNX export, for speed
-benchmarks of the encoder families.
+"""Writes a random-weight encoder or cross-encoder (reranker) at a real model's size, with its
+ONNX export, for speed benchmarks of the encoder families and of reranking.
 
 Usage: make_random_encoder.py SIZE OUT_DIR TOKENIZER_DIR
 
 SIZE is one of the real models below; OUT_DIR gets what a sentence-transformers repo of that
 model holds: config.json (the real dimensions), model.safetensors (f32), the sentence-transformers
 modules (the model's pooling, Normalize, its max length) and onnx/model.onnx (inputs input_ids and
-attention_mask, output last_hidden_state, dynamic batch and sequence axes). The tokenizer comes
+attention_mask, output last_hidden_state, dynamic batch and sequence axes). A reranker's folder
+is a cross-encoder repo instead: a sequence-classification model with one label, its activation
+in config.json as sentence-transformers writes it, and onnx/model.onnx with output logits. The tokenizer comes
 from TOKENIZER_DIR (a WordPiece one serves: speed depends on sequence lengths, not on the
 vocabulary, whose size only moves the embedding table), and the vocabulary is the tokenizer's.
 
@@ -20,7 +22,14 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import AutoModel, ModernBertConfig, MPNetConfig, XLMRobertaConfig
+from transformers import (
+    AutoModel,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    ModernBertConfig,
+    MPNetConfig,
+    XLMRobertaConfig,
+)
 
 # Each real model's dimensions, its pooling and its sentence-transformers length limit.
 SIZES = {
@@ -42,6 +51,19 @@ SIZES = {
                                                      norm_eps=1e-5), "mean", 8192),
 }
 
+# Each real cross-encoder's dimensions and the activation sentence-transformers applies (None:
+# its default for one label, sigmoid).
+RERANKERS = {
+    # cross-encoder/ms-marco-MiniLM-L6-v2: scores are raw logits.
+    "ms-marco-MiniLM-L6-v2": (BertConfig, dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                                               intermediate_size=1536, max_position_embeddings=512),
+                              "torch.nn.modules.linear.Identity"),
+    # BAAI/bge-reranker-v2-m3: XLM-RoBERTa large, one token type, sigmoid scores.
+    "bge-reranker-v2-m3": (XLMRobertaConfig, dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                                  intermediate_size=4096, max_position_embeddings=8194,
+                                                  type_vocab_size=1), None),
+}
+
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"]
 
 
@@ -52,24 +74,49 @@ def write_json(path, value):
 
 def main():
     size, out, tokenizer_dir = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-    config_class, dims, pooling, max_length = SIZES[size]
     vocab = len(json.loads((tokenizer_dir / "tokenizer.json").read_text())["model"]["vocab"])
     pad = json.loads((tokenizer_dir / "config.json").read_text()).get("pad_token_id", 0)
-    config = config_class(vocab_size=vocab, pad_token_id=pad, **dims)
-    if config_class is ModernBertConfig:
-        config._attn_implementation = "eager"  # exports without flash or SDPA kernels
     torch.manual_seed(0)
-    model = AutoModel.from_config(config).eval()
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    if size in RERANKERS:
+        model, inputs = write_reranker(size, out, vocab, pad)
+        outputs = ["logits"]
+    else:
+        model, inputs = write_encoder(size, out, vocab, pad)
+        outputs = ["last_hidden_state"]
     for name in TOKENIZER_FILES:
         if (tokenizer_dir / name).exists():
             shutil.copy(tokenizer_dir / name, out / name)
-    # Like the real models' tokenizers, give no token types: ModernBERT's forward takes none, and
-    # a peer passing them would fail where it would not on the real model.
+    # Like the real models' tokenizers, give token types only to models that take them:
+    # ModernBERT's forward takes none, XLM-RoBERTa has one type, and a peer passing them would
+    # fail where it would not on the real model.
     tokenizer_config = json.loads((out / "tokenizer_config.json").read_text())
-    tokenizer_config["model_input_names"] = ["input_ids", "attention_mask"]
+    tokenizer_config["model_input_names"] = inputs
     write_json(out / "tokenizer_config.json", tokenizer_config)
+    example = torch.randint(1000, vocab, (2, 16))
+    mask = torch.ones_like(example)
+    mask[1, 10:] = 0
+    tensors = {"input_ids": example, "attention_mask": mask, "token_type_ids": torch.zeros_like(example)}
+    (out / "onnx").mkdir(exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(
+            model, tuple(tensors[name] for name in inputs), out / "onnx/model.onnx",
+            input_names=inputs, output_names=outputs,
+            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in inputs}
+            | {name: {0: "batch"} if name == "logits" else {0: "batch", 1: "sequence"} for name in outputs},
+            opset_version=17, dynamo=False,
+        )
+    print(f"{out}: {size}, {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters")
+
+
+def write_encoder(size, out, vocab, pad):
+    """An encoder with its sentence-transformers modules; returns it and its inputs."""
+    config_class, dims, pooling, max_length = SIZES[size]
+    config = config_class(vocab_size=vocab, pad_token_id=pad, **dims)
+    if config_class is ModernBertConfig:
+        config._attn_implementation = "eager"  # exports without flash or SDPA kernels
+    model = AutoModel.from_config(config).eval()
+    model.save_pretrained(out, safe_serialization=True)
     write_json(out / "modules.json", [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
@@ -84,18 +131,21 @@ def main():
     })
     write_json(out / "sentence_bert_config.json", {"max_seq_length": max_length, "do_lower_case": False})
     write_json(out / "config_sentence_transformers.json", {"prompts": {}, "default_prompt_name": None})
-    ids = torch.randint(1000, vocab, (2, 16))
-    mask = torch.ones_like(ids)
-    mask[1, 10:] = 0
-    (out / "onnx").mkdir(exist_ok=True)
-    with torch.no_grad():
-        torch.onnx.export(
-            model, (ids, mask), out / "onnx/model.onnx",
-            input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
-            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in ["input_ids", "attention_mask", "last_hidden_state"]},
-            opset_version=17, dynamo=False,
-        )
-    print(f"{out}: {size}, {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters")
+    return model, ["input_ids", "attention_mask"]
+
+
+def write_reranker(size, out, vocab, pad):
+    """A cross-encoder (one label, its activation named); returns it and its inputs."""
+    config_class, dims, activation = RERANKERS[size]
+    config = config_class(vocab_size=vocab, pad_token_id=pad, num_labels=1, **dims)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    model.save_pretrained(out, safe_serialization=True)
+    if activation is not None:
+        saved = json.loads((out / "config.json").read_text())
+        saved["sentence_transformers"] = {"activation_fn": activation}
+        write_json(out / "config.json", saved)
+    inputs = ["input_ids", "attention_mask"]
+    return model, inputs + ["token_type_ids"] if config.type_vocab_size > 1 else inputs
 
 
 if __name__ == "__main__":

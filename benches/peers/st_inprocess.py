@@ -4,10 +4,13 @@ server, at its best batch size. Writes one embedrt-bench-shaped JSON summary (la
 inputs_per_s; the latency fields are one batch's mean), so benches/table.py prints it beside the
 servers' rows.
 
-Usage: st_inprocess.py MODEL_DIR SENTENCES_FILE JSON_OUT [--seconds S] [--tag KEY=VALUE ...]
+Usage: st_inprocess.py MODEL_DIR SENTENCES_FILE JSON_OUT [--seconds S] [--passages FILE]
+                       [--tag KEY=VALUE ...]
 
 Each batch size in BATCHES encodes the sentences in turn for S seconds (after one warm-up batch);
-the best one is written, with every size's rate in its tags.
+the best one is written, with every size's rate in its tags. With --passages the model is a
+cross-encoder: `CrossEncoder.predict` scores (sentence, passage) pairs, each sentence a query
+against passages in turn, and the inputs counted are pairs.
 """
 
 import json
@@ -15,7 +18,7 @@ import sys
 import time
 
 import torch
-from sentence_transformers import SentenceTransformer
+from sentence_transformers import CrossEncoder, SentenceTransformer
 
 BATCHES = [1, 8, 32, 128]
 
@@ -23,26 +26,37 @@ BATCHES = [1, 8, 32, 128]
 def main():
     args = sys.argv[1:]
     model_dir, sentences_file, out = args[:3]
-    seconds, tags = 15.0, {}
+    seconds, tags, passages_file = 15.0, {}, None
     rest = args[3:]
     while rest:
         flag, value, rest = rest[0], rest[1], rest[2:]
         if flag == "--seconds":
             seconds = float(value)
+        elif flag == "--passages":
+            passages_file = value
         elif flag == "--tag":
             key, _, val = value.partition("=")
             tags[key] = val
     sentences = [line.strip() for line in open(sentences_file) if line.strip()]
     torch.set_num_threads(torch.get_num_threads())
-    model = SentenceTransformer(model_dir, device="cpu")
+    if passages_file is None:
+        inputs = sentences
+        model = SentenceTransformer(model_dir, device="cpu")
+        run = model.encode
+    else:
+        passages = [line.strip() for line in open(passages_file) if line.strip()]
+        inputs = [(sentences[i // len(passages)], passage) for i, passage in
+                  enumerate(passages * 4)]
+        model = CrossEncoder(model_dir, device="cpu")
+        run = model.predict
     rates = {}
     for batch in BATCHES:
-        model.encode(sentences[:batch], batch_size=batch)
+        run(inputs[:batch], batch_size=batch)
         done, start, offset = 0, time.perf_counter(), 0
         while time.perf_counter() - start < seconds:
-            chunk = [sentences[(offset + i) % len(sentences)] for i in range(batch)]
+            chunk = [inputs[(offset + i) % len(inputs)] for i in range(batch)]
             offset += batch
-            model.encode(chunk, batch_size=batch)
+            run(chunk, batch_size=batch)
             done += batch
         elapsed = time.perf_counter() - start
         rates[batch] = (done / elapsed, elapsed / (done / batch) * 1000)
@@ -56,7 +70,7 @@ def main():
         "p99_ms": rates[best][1], "max_ms": rates[best][1],
     }
     json.dump(summary, open(out, "w"), indent=2)
-    print(f"{model_dir}: best batch {best}, {rates[best][0]:.1f} sentences/s "
+    print(f"{model_dir}: best batch {best}, {rates[best][0]:.1f} inputs/s "
           f"({', '.join(f'{b}: {r:.1f}' for b, (r, _) in rates.items())})")
 
 

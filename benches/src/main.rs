@@ -1,9 +1,12 @@
-//! `embedrt-bench`: a load generator for embedding servers.
+//! `embedrt-bench`: a load generator for embedding and reranking servers.
 //!
 //! N concurrent clients send requests back to back for a fixed time, each request holding K inputs
 //! drawn in turn from a text file (so requests differ); latency is recorded per request. Over HTTP
-//! it works against any server that speaks `POST /v1/embeddings` (embedrt, Infinity, TEI, vLLM);
-//! over gRPC it calls embedrt's `Embed`, or keeps one `EmbedStream` per client.
+//! it works against any server that speaks `POST /v1/embeddings` (embedrt, Infinity, TEI, vLLM),
+//! or, with `--api rerank`, Cohere's rerank request (embedrt's `/v1/rerank`, Infinity's
+//! `/rerank`): a query drawn in turn from `--queries` with K documents, so the inputs counted are
+//! (query, document) pairs. Over gRPC it calls embedrt's `Embed`, or keeps one `EmbedStream` per
+//! client.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -31,7 +34,16 @@ enum Protocol {
     GrpcStream,
 }
 
-/// Load generator for embedding servers.
+/// What the requests ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Api {
+    /// OpenAI's embeddings request: K inputs.
+    Embeddings,
+    /// Cohere's rerank request: a query and K documents (HTTP only).
+    Rerank,
+}
+
+/// Load generator for embedding and reranking servers.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -42,6 +54,12 @@ struct Args {
     /// The API to load.
     #[arg(long, value_enum, default_value_t = Protocol::Http)]
     protocol: Protocol,
+    /// What each request asks for.
+    #[arg(long, value_enum, default_value_t = Api::Embeddings)]
+    api: Api,
+    /// With `--api rerank`: text file with one query per line, used in turn.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/sentences.txt"))]
+    queries: PathBuf,
     /// With `grpc-stream`: requests each client keeps in flight on its stream.
     #[arg(long, default_value_t = 1)]
     in_flight: usize,
@@ -57,7 +75,7 @@ struct Args {
     /// Seconds of unmeasured load first.
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
-    /// Inputs per request.
+    /// Inputs per request (documents, with `--api rerank`).
     #[arg(long, short = 'b', default_value_t = 1)]
     batch: usize,
     /// Comma-separated `task` values, used in turn by successive requests (e.g. all five
@@ -150,16 +168,18 @@ struct Tally {
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let texts: Vec<String> = std::fs::read_to_string(&args.inputs)
-        .with_context(|| format!("cannot read {}", args.inputs.display()))?
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(str::to_string)
-        .collect();
+    let texts = read_lines(&args.inputs)?;
     if texts.is_empty() || args.concurrency == 0 || args.batch == 0 || args.in_flight == 0 {
         bail!("need inputs, at least one client, one input per request and one request in flight");
     }
+    if args.api == Api::Rerank && args.protocol != Protocol::Http {
+        bail!("--api rerank runs over HTTP only");
+    }
     let texts = Arc::new(texts);
+    let queries = match args.api {
+        Api::Rerank => Arc::new(read_lines(&args.queries)?),
+        Api::Embeddings => Arc::new(Vec::new()),
+    };
     let connection = match args.protocol {
         Protocol::Http => Connection::Http(
             reqwest::Client::builder()
@@ -173,10 +193,11 @@ async fn main() -> Result<()> {
         ),
     };
 
-    run_clients(&args, &connection, &texts, args.warmup).await?;
+    let feeds = (&texts, &queries);
+    run_clients(&args, &connection, feeds, args.warmup).await?;
     let cpu_before = args.server_pid.map(cpu_time).transpose()?;
     let started = Instant::now();
-    let tallies = run_clients(&args, &connection, &texts, args.duration).await?;
+    let tallies = run_clients(&args, &connection, feeds, args.duration).await?;
     let seconds = started.elapsed().as_secs_f64();
     let server_cpu = match (args.server_pid, cpu_before) {
         (Some(pid), Some(before)) => Some(cpu_time(pid)? - before),
@@ -229,6 +250,20 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// The non-empty lines of the text file `path`.
+///
+/// # Errors
+///
+/// When the file cannot be read.
+fn read_lines(path: &std::path::Path) -> Result<Vec<String>> {
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
 /// What the clients share: an HTTP client (one connection per client) or one gRPC channel.
 #[derive(Clone)]
 enum Connection {
@@ -241,6 +276,8 @@ enum Connection {
 /// fraction of the inputs get a tag that makes them unlike any other input.
 struct Feed {
     texts: Arc<Vec<String>>,
+    /// Rerank queries, used in turn; empty for embeddings.
+    queries: Arc<Vec<String>>,
     tasks: Vec<String>,
     next: usize,
     batch: usize,
@@ -273,6 +310,25 @@ impl Feed {
             .then(|| self.tasks[(self.next / self.batch) % self.tasks.len()].clone());
         self.next += self.stride;
         (inputs, task)
+    }
+
+    /// The JSON body of the next HTTP request for `api`.
+    fn http_body(&mut self, api: Api, model: &str) -> serde_json::Value {
+        let turn = self.next / self.batch;
+        let (input, task) = self.next();
+        match api {
+            Api::Embeddings => {
+                let mut body = json!({ "model": model, "input": input });
+                if let Some(task) = task {
+                    body["task"] = json!(task);
+                }
+                body
+            }
+            Api::Rerank => {
+                let query = &self.queries[turn % self.queries.len()];
+                json!({ "model": model, "query": query, "documents": input })
+            }
+        }
     }
 
     fn grpc(&mut self, model: &str) -> pb::EmbedRequest {
@@ -310,7 +366,7 @@ impl Tally {
 async fn run_clients(
     args: &Args,
     connection: &Connection,
-    texts: &Arc<Vec<String>>,
+    (texts, queries): (&Arc<Vec<String>>, &Arc<Vec<String>>),
     seconds: f64,
 ) -> Result<Vec<Tally>> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
@@ -322,6 +378,7 @@ async fn run_clients(
         .map(|id| {
             let feed = Feed {
                 texts: Arc::clone(texts),
+                queries: Arc::clone(queries),
                 tasks: args.tasks.clone(),
                 next: id * args.batch,
                 batch: args.batch,
@@ -332,11 +389,11 @@ async fn run_clients(
             };
             let (connection, url, model) =
                 (connection.clone(), args.url.clone(), args.model.clone());
-            let (protocol, in_flight) = (args.protocol, args.in_flight);
+            let (protocol, in_flight, api) = (args.protocol, args.in_flight, args.api);
             tokio::spawn(async move {
                 match (connection, protocol) {
                     (Connection::Http(client), _) => {
-                        http_client(client, url, model, feed, deadline).await
+                        http_client(client, url, model, api, feed, deadline).await
                     }
                     (Connection::Grpc(client), Protocol::GrpcStream) => {
                         stream_client(client, model, feed, in_flight, deadline).await
@@ -371,21 +428,18 @@ async fn back_to_back<F: std::future::Future<Output = bool>>(
     Ok(tally)
 }
 
-/// One HTTP client: `POST /v1/embeddings` back to back until `deadline`.
+/// One HTTP client: `POST url` (embeddings or rerank, as `api` says) back to back until
+/// `deadline`.
 async fn http_client(
     client: reqwest::Client,
     url: String,
     model: String,
+    api: Api,
     mut feed: Feed,
     deadline: Instant,
 ) -> Result<Tally> {
     back_to_back(deadline, || {
-        let (input, task) = feed.next();
-        let mut body = json!({ "model": model, "input": input });
-        if let Some(task) = task {
-            body["task"] = json!(task);
-        }
-        let post = client.post(&url).json(&body);
+        let post = client.post(&url).json(&feed.http_body(api, &model));
         async move {
             match post.send().await {
                 Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
