@@ -42,11 +42,8 @@ for server in "${servers[@]}"; do
                     case "$file" in *_int8*) ;; *) ln -s "$root/$file" "$model/" ;; esac
                 done
             fi
-            port="$(free_port)"
-            start_background "$results/$server.log" env MODEL_DIR="$model" PORT="$port" \
-                benches/peers/infinity.sh --engine "$engine"
-            wait_ready "http://127.0.0.1:$port/health" "$BACKGROUND_PID"
-            run_matrix "$server" "http://127.0.0.1:$port/v1/embeddings"
+            start_infinity "$results/$server.log" "$model" all-MiniLM-L6-v2 "$engine"
+            run_matrix "$server" "$INFINITY_URL/v1/embeddings"
             ;;
         *) echo "unknown server $server" >&2; exit 2 ;;
     esac

@@ -69,16 +69,8 @@ for size in "${sizes[@]}"; do
                         esac
                     done
                 fi
-                port="$(free_port)"
-                start_background "$results/$label.log" env MODEL_DIR="$folder" MODEL_NAME="$size" \
-                    PORT="$port" benches/peers/infinity.sh --engine "$engine"
-                if ! wait_ready "http://127.0.0.1:$port/health" "$BACKGROUND_PID" 600; then
-                    echo "$label did not start; its log:" >&2
-                    tail -20 "$results/$label.log" >&2
-                    stop_background
-                    continue
-                fi
-                run_load "$label" "http://127.0.0.1:$port/v1/embeddings" "$size" "$size" "$server"
+                start_infinity "$results/$label.log" "$folder" "$size" "$engine" || continue
+                run_load "$label" "$INFINITY_URL/v1/embeddings" "$size" "$size" "$server"
                 ;;
             st)
                 "$venv" benches/peers/st_inprocess.py "$model" "$sentences" "$results/$label.json" \

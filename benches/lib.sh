@@ -36,6 +36,23 @@ batching = { max_batch_tokens = 16384, max_batch_requests = ${BATCH_ROWS:-64}, m
 TOML
 }
 
+# start_infinity LOG FOLDER NAME ENGINE: Infinity (benches/peers/infinity.sh) serving the model
+# FOLDER as NAME with its ENGINE (torch, optimum) on a free port, in the background, logging to
+# LOG; sets INFINITY_URL once it is ready. Returns 1, with the log's tail, when it does not start.
+start_infinity() {
+    local log="$1" folder="$2" name="$3" engine="$4" port
+    port="$(free_port)"
+    start_background "$log" env MODEL_DIR="$folder" MODEL_NAME="$name" PORT="$port" \
+        benches/peers/infinity.sh --engine "$engine"
+    INFINITY_URL="http://127.0.0.1:$port"
+    if ! wait_ready "$INFINITY_URL/health" "$BACKGROUND_PID" 600; then
+        echo "Infinity did not start; the tail of $log:" >&2
+        tail -20 "$log" >&2
+        stop_background
+        return 1
+    fi
+}
+
 # table COLUMN... -- FILE...: the Markdown table of embedrt-bench JSON files (benches/table.py).
 table() {
     python3 "$root/benches/table.py" "$@"

@@ -6,7 +6,9 @@
 # in-process at its best batch, the ceiling of a Python app without a server.
 # Usage: benches/rerank.sh [SECONDS_PER_RUN] [SIZE...] (sizes: ms-marco-MiniLM-L6-v2
 # bge-reranker-v2-m3, the default both; SERVERS overrides the servers, default "onnx candle
-# infinity st"; LOADS the loads, default "1x20 16x20" as CLIENTSxDOCUMENTS). Prints one Markdown
+# infinity st"; LOADS the loads, default "1x20 16x20" as CLIENTSxDOCUMENTS; WARMUP the seconds of
+# load before each measured run, default 3; BATCH_ROWS embedrt's max_batch_requests, default 64).
+# Prints one Markdown
 # table per size (pairs/s are (query, document) pairs scored a second); JSON in
 # target/bench-results/. The checkpoints are made once by benches/make_random_encoder.py into
 # .assets/models/SIZE-random (torch from Infinity's venv), the documents from
@@ -30,7 +32,7 @@ run_load() { # LABEL URL MODEL SIZE SERVER
     for load in ${LOADS:-1x20 16x20}; do
         target/release/embedrt-bench --api rerank --url "$2" --model "$3" \
             --inputs "$passages" --queries "$sentences" -c "${load%x*}" -b "${load#*x}" \
-            -d "$seconds" --warmup 3 --label "$1" --tag "size=$4" --tag "server=$5" \
+            -d "$seconds" --warmup "${WARMUP:-3}" --label "$1" --tag "size=$4" --tag "server=$5" \
             --json "$results/$1-$load.json"
         files+=("$results/$1-$load.json")
     done
@@ -46,21 +48,15 @@ for size in "${sizes[@]}"; do
         label="$size-$server"
         case "$server" in
             onnx*|candle*)
+                label="$label${BATCH_ROWS:+-rows$BATCH_ROWS}"
                 model_table "$server" "$size" "$model" > "$results/$label.toml"
                 start_server "$results/$label.log" --config "$results/$label.toml"
-                run_load "$label" "$SERVER_URL/v1/rerank" "$size" "$size" "embedrt-$server"
+                run_load "$label" "$SERVER_URL/v1/rerank" "$size" "$size" \
+                    "embedrt-$server${BATCH_ROWS:+ (rows $BATCH_ROWS)}"
                 ;;
             infinity)
-                port="$(free_port)"
-                start_background "$results/$label.log" env MODEL_DIR="$model" MODEL_NAME="$size" \
-                    PORT="$port" benches/peers/infinity.sh --engine torch
-                if ! wait_ready "http://127.0.0.1:$port/health" "$BACKGROUND_PID" 600; then
-                    echo "$label did not start; its log:" >&2
-                    tail -20 "$results/$label.log" >&2
-                    stop_background
-                    continue
-                fi
-                run_load "$label" "http://127.0.0.1:$port/v1/rerank" "$size" "$size" "$server"
+                start_infinity "$results/$label.log" "$model" "$size" torch || continue
+                run_load "$label" "$INFINITY_URL/v1/rerank" "$size" "$size" "$server"
                 ;;
             st)
                 "$venv" benches/peers/st_inprocess.py "$model" "$sentences" "$results/$label.json" \

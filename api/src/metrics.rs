@@ -18,6 +18,9 @@ const BATCH_TOKENS: &[f64] = &[16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536
 /// Cosine agreement between a shadow and the answer.
 const COSINES: &[f64] = &[0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999, 1.0];
 
+/// Largest difference between a shadow's rerank logits and the answer's.
+const LOGIT_DIFFS: &[f64] = &[1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0];
+
 /// Installs the process-wide recorder and returns the handle that renders `/metrics`.
 ///
 /// # Errors
@@ -29,6 +32,10 @@ pub fn install() -> Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full(telemetry::BATCH_SIZE.into()), BATCH_SIZES)?
         .set_buckets_for_metric(Matcher::Full(telemetry::BATCH_TOKENS.into()), BATCH_TOKENS)?
         .set_buckets_for_metric(Matcher::Prefix("embedrt_shadow_cosine".into()), COSINES)?
+        .set_buckets_for_metric(
+            Matcher::Full(telemetry::SHADOW_LOGIT_DIFF_MAX.into()),
+            LOGIT_DIFFS,
+        )?
         .install_recorder()?;
     let upkeep = handle.clone();
     tokio::spawn(async move {

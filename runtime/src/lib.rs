@@ -45,5 +45,5 @@ pub use model::{ModelCard, ResolvedTask, TaskId};
 pub use registry::{Registry, ReloadReport};
 pub use request::{
     EmbedError, EmbedRequest, EmbedResponse, Input, RerankRequest, RerankResponse, RerankResult,
-    TokenizeRequest, TokenizeResponse,
+    ServedBy, TokenizeRequest, TokenizeResponse,
 };

@@ -96,10 +96,18 @@ pub struct EmbedResponse {
     /// Tokens processed, special tokens included.
     pub prompt_tokens: usize,
     /// The variant that answered.
+    pub served_by: ServedBy,
+}
+
+/// The variant that answered a request: its name, its backend and where it runs (`cpu`,
+/// `cuda:0`), as the HTTP API's `x-embedrt-*` headers and gRPC answers report them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServedBy {
+    /// The variant's name.
     pub variant: String,
-    /// The backend of that variant.
+    /// Its backend.
     pub backend: String,
-    /// Where that variant runs (`cpu`, `cuda:0`).
+    /// Its device.
     pub device: String,
 }
 
@@ -159,11 +167,7 @@ pub struct RerankResponse {
     /// Tokens processed (every pair's, special tokens included).
     pub prompt_tokens: usize,
     /// The variant that answered.
-    pub variant: String,
-    /// The backend of that variant.
-    pub backend: String,
-    /// Where that variant runs (`cpu`, `cuda:0`).
-    pub device: String,
+    pub served_by: ServedBy,
 }
 
 /// Why a request got no embeddings. Front ends map each kind to their own status codes.

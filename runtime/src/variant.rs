@@ -78,6 +78,15 @@ impl Variant {
         self.capabilities().dtype
     }
 
+    /// This variant as an answer names it.
+    pub fn served_by(&self) -> crate::request::ServedBy {
+        crate::request::ServedBy {
+            variant: self.name().to_string(),
+            backend: self.backend().to_string(),
+            device: self.device().to_string(),
+        }
+    }
+
     /// The backend and number format, as the cache files this variant's vectors under
     /// (`onnx/int8`): variants that share them compute the same vectors.
     pub fn backend_tag(&self) -> String {

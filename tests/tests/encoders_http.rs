@@ -12,16 +12,9 @@ use embedrt_testkit::golden::{Encoder, EncoderCase};
 use serde_json::{json, Value};
 
 use crate::common::{
-    assert_each_pair, concurrently, embeddings_of, error, fixtures_dir, header, ok, Exit, Model,
-    Server, TempDir, Variant,
+    assert_each_pair, concurrently, embeddings_of, error, fixtures_dir, header, ok, served, Exit,
+    Model, Server, TempDir, Variant, ENGINES,
 };
-
-const ENGINES: [&str; 2] = ["candle", "onnx"];
-
-/// The model name a fixture gets on an engine.
-fn served(fixture: &str, engine: &str) -> String {
-    format!("{fixture}-{engine}")
-}
 
 /// One server: every encoder fixture on both engines, and modernbert-embed split 50/50
 /// between them.
@@ -31,11 +24,7 @@ fn server() -> &'static Server {
         let mut builder = Server::builder();
         for name in FIXTURES {
             for engine in ENGINES {
-                builder = builder.model(
-                    Model::named(&served(name, engine))
-                        .path(&fixtures_dir().join(name))
-                        .on(engine),
-                );
+                builder = builder.model(Model::fixture_on(name, engine));
             }
         }
         builder

@@ -4,7 +4,7 @@
 use embedrt_proto::v1 as pb;
 use embedrt_runtime::{
     EmbedError, EmbedRequest, EmbedResponse, Input, ModelInfo, RerankRequest, RerankResponse,
-    TokenizeRequest, TokenizeResponse,
+    ServedBy, TokenizeRequest, TokenizeResponse,
 };
 use tonic::Status;
 
@@ -80,17 +80,26 @@ pub fn embed_response(response: EmbedResponse, format: VectorEncoding) -> pb::Em
             },
         })
         .collect();
-    let tokens = response.prompt_tokens as u64;
+    let ServedBy {
+        variant,
+        backend,
+        device,
+    } = response.served_by;
     pb::EmbedResponse {
         model: response.model,
         embeddings,
-        usage: Some(pb::Usage {
-            prompt_tokens: tokens,
-            total_tokens: tokens,
-        }),
-        variant: response.variant,
-        backend: response.backend,
-        device: response.device,
+        usage: Some(usage(response.prompt_tokens)),
+        variant,
+        backend,
+        device,
+    }
+}
+
+/// The usage of an answer that processed `tokens` tokens.
+fn usage(tokens: usize) -> pb::Usage {
+    pb::Usage {
+        prompt_tokens: tokens as u64,
+        total_tokens: tokens as u64,
     }
 }
 
@@ -113,7 +122,11 @@ pub fn rerank_response(
     response: RerankResponse,
     documents: Option<&[String]>,
 ) -> pb::RerankResponse {
-    let tokens = response.prompt_tokens as u64;
+    let ServedBy {
+        variant,
+        backend,
+        device,
+    } = response.served_by;
     pb::RerankResponse {
         model: response.model,
         results: response
@@ -125,13 +138,10 @@ pub fn rerank_response(
                 document: documents.map(|documents| documents[result.index].clone()),
             })
             .collect(),
-        usage: Some(pb::Usage {
-            prompt_tokens: tokens,
-            total_tokens: tokens,
-        }),
-        variant: response.variant,
-        backend: response.backend,
-        device: response.device,
+        usage: Some(usage(response.prompt_tokens)),
+        variant,
+        backend,
+        device,
     }
 }
 
@@ -253,9 +263,11 @@ mod tests {
             model: "m".into(),
             embeddings: vec![vec![1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]],
             prompt_tokens: 3,
-            variant: "v".into(),
-            backend: "e".into(),
-            device: "cpu".into(),
+            served_by: ServedBy {
+                variant: "v".into(),
+                backend: "e".into(),
+                device: "cpu".into(),
+            },
         };
         let bits = |format| {
             embed_response(response.clone(), format).embeddings[0]

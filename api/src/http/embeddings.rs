@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use embedrt_runtime::{EmbedRequest, EmbedResponse};
+use embedrt_runtime::{EmbedRequest, EmbedResponse, ServedBy};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -36,22 +36,18 @@ pub(super) async fn handle(
     let mut parsed = parse_request(&body)?;
     parsed.request.user = state.user(parsed.request.user.take(), &headers);
     let response = registry.embed(parsed.request).await?;
-    let headers = served_by(&response.variant, &response.backend, &response.device);
+    let headers = served_by(&response.served_by);
     Ok((headers, Json(write_response(response, parsed.encoding))).into_response())
 }
 
 /// The response headers naming the variant that answered, its backend and its device.
-pub(super) fn served_by(
-    variant: &str,
-    backend: &str,
-    device: &str,
-) -> [(HeaderName, HeaderValue); 3] {
+pub(super) fn served_by(served_by: &ServedBy) -> [(HeaderName, HeaderValue); 3] {
     let header =
         |text: &str| HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("invalid"));
     [
-        (VARIANT_HEADER, header(variant)),
-        (BACKEND_HEADER, header(backend)),
-        (DEVICE_HEADER, header(device)),
+        (VARIANT_HEADER, header(&served_by.variant)),
+        (BACKEND_HEADER, header(&served_by.backend)),
+        (DEVICE_HEADER, header(&served_by.device)),
     ]
 }
 

@@ -97,7 +97,7 @@ async fn answer(
         .return_documents
         .then(|| parsed.request.documents.clone());
     let response = registry.rerank(parsed.request).await?;
-    let headers = served_by(&response.variant, &response.backend, &response.device);
+    let headers = served_by(&response.served_by);
     let text = |index: usize| texts.as_ref().map(|texts| texts[index].clone());
     Ok(match parsed.shape {
         Shape::Cohere { version } => {

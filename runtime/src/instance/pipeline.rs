@@ -145,9 +145,7 @@ impl ModelInstance {
             model: self.name.clone(),
             embeddings,
             prompt_tokens,
-            variant: variant.name().to_string(),
-            backend: variant.backend().to_string(),
-            device: variant.device().to_string(),
+            served_by: variant.served_by(),
         }
     }
 
@@ -356,7 +354,7 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(answer.embeddings[0].len(), instance.card().hidden_size);
-            served_by.insert(answer.variant);
+            served_by.insert(answer.served_by.variant);
         }
         assert_eq!(served_by.len(), 2, "both variants served: {served_by:?}");
     }

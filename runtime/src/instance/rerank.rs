@@ -79,9 +79,7 @@ impl ModelInstance {
             model: self.name.clone(),
             results,
             prompt_tokens,
-            variant: variant.name().to_string(),
-            backend: variant.backend().to_string(),
-            device: variant.device().to_string(),
+            served_by: variant.served_by(),
         })
     }
 

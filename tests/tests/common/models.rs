@@ -4,8 +4,16 @@
 
 use std::path::Path;
 
-use embedrt_testkit::paths::{jina_dir, minilm_dir};
+use embedrt_testkit::paths::{fixtures_dir, jina_dir, minilm_dir};
 use toml::{Table, Value};
+
+/// The CPU engines every fixture runs on in the suite.
+pub const ENGINES: [&str; 2] = ["candle", "onnx"];
+
+/// The name [`Model::fixture_on`] serves a fixture as on an engine: `<fixture>-<engine>`.
+pub fn served(fixture: &str, engine: &str) -> String {
+    format!("{fixture}-{engine}")
+}
 
 /// One `[[models]]` table.
 #[derive(Clone, Debug)]
@@ -23,6 +31,14 @@ impl Model {
             table,
             variants: Vec::new(),
         }
+    }
+
+    /// The fixture folder `fixture` of `../shared/fixtures` on `engine`, named
+    /// [`served`]`(fixture, engine)`.
+    pub fn fixture_on(fixture: &str, engine: &str) -> Self {
+        Self::named(&served(fixture, engine))
+            .path(&fixtures_dir().join(fixture))
+            .on(engine)
     }
 
     /// all-MiniLM-L6-v2 (as `scripts/setup.sh` prepares it) named `name`.

@@ -59,17 +59,7 @@ class EmbedrtEmbedding(BaseEmbedding):
         data.setdefault("model_name", data.get("model") or "embedrt")
         data.setdefault("embed_batch_size", 1024)
         super().__init__(**data)
-        self._clients = IntegrationClients(
-            self.model,
-            dict(
-                base_url=self.base_url,
-                api_key=self.api_key,
-                timeout=self.timeout,
-                max_concurrency=self.max_concurrency,
-                transport=self.transport,
-                grpc_target=self.grpc_target,
-            ),
-        )
+        self._clients = _clients_of(self, max_concurrency=self.max_concurrency)
 
     @classmethod
     def class_name(cls) -> str:
@@ -133,16 +123,7 @@ class EmbedrtRerank(BaseNodePostprocessor):
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
-        self._clients = IntegrationClients(
-            self.model,
-            dict(
-                base_url=self.base_url,
-                api_key=self.api_key,
-                timeout=self.timeout,
-                transport=self.transport,
-                grpc_target=self.grpc_target,
-            ),
-        )
+        self._clients = _clients_of(self)
 
     @classmethod
     def class_name(cls) -> str:
@@ -170,6 +151,22 @@ class EmbedrtRerank(BaseNodePostprocessor):
             query, _texts(nodes), model=self.model, top_n=self.top_n
         )
         return _rescored(nodes, results)
+
+
+def _clients_of(settings: Any, **more: Any) -> IntegrationClients:
+    """The clients of an integration from its connection fields (``base_url``, ``api_key``,
+    ``timeout``, ``transport``, ``grpc_target``) and ``more`` client arguments."""
+    return IntegrationClients(
+        settings.model,
+        dict(
+            base_url=settings.base_url,
+            api_key=settings.api_key,
+            timeout=settings.timeout,
+            transport=settings.transport,
+            grpc_target=settings.grpc_target,
+            **more,
+        ),
+    )
 
 
 def _query_of(query_bundle: Optional[QueryBundle]) -> str:
