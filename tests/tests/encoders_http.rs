@@ -12,8 +12,8 @@ use embedrt_testkit::golden::{Encoder, EncoderCase};
 use serde_json::{json, Value};
 
 use crate::common::{
-    assert_each_pair, concurrently, embeddings_of, error, fixtures_dir, header, ok, served, Exit,
-    Model, Server, TempDir, Variant, ENGINES,
+    assert_each_pair, broken_copy, concurrently, embeddings_of, error, fixtures_dir, header, ok,
+    refusal, served, Model, Server, Variant, ENGINES,
 };
 
 /// One server: every encoder fixture on both engines, and modernbert-embed split 50/50
@@ -207,41 +207,18 @@ fn an_ab_split_between_the_engines_serves_the_same_vectors() {
     assert_eq!(variants.len(), 2, "both variants served: {variants:?}");
 }
 
-/// A copy of the fixture `name` with `edit` applied to its config.json, without `drop`.
-fn broken_copy(name: &str, edit: impl Fn(&mut Value), drop: &[&str]) -> TempDir {
-    let dir = TempDir::copy_of(name, &fixtures_dir().join(name));
-    for file in drop {
-        std::fs::remove_file(dir.path().join(file)).unwrap();
-    }
-    let config = dir.path().join("config.json");
-    let mut value: Value =
-        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
-    edit(&mut value);
-    std::fs::write(&config, value.to_string()).unwrap();
-    dir
-}
-
-/// What the server logged when the folder `dir` on `engine` stopped its startup.
-fn refusal(dir: &TempDir, engine: &str) -> String {
-    let Exit { code, log } = Server::builder()
-        .model(Model::named("m").path(dir.path()).on(engine))
-        .run_to_exit();
-    assert_eq!(code, Some(1), "{log}");
-    log
-}
-
 #[test]
 fn unknown_families_and_missing_files_stop_startup_with_the_reason() {
     let renamed = broken_copy("all-mpnet-tiny", |c| c["model_type"] = json!("t5"), &[]);
-    let log = refusal(&renamed, "candle");
+    let log = refusal(renamed.path(), "candle");
     assert!(
         log.contains("model_type \"t5\" is not a family embedrt serves"),
         "{log}"
     );
     let no_weights = broken_copy("modernbert-embed-tiny", |_| {}, &["model.safetensors"]);
-    let log = refusal(&no_weights, "candle");
+    let log = refusal(no_weights.path(), "candle");
     assert!(log.contains("model.safetensors"), "{log}");
     let no_graph = broken_copy("bge-m3-tiny", |_| {}, &["onnx/model.onnx"]);
-    let log = refusal(&no_graph, "onnx");
+    let log = refusal(no_graph.path(), "onnx");
     assert!(log.contains("no ONNX file"), "{log}");
 }

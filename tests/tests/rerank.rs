@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 
 use crate::common::python::{run_python_client, venv_python};
 use crate::common::{
-    concurrently, error, fixtures_dir, header, ok, served, Model, Server, Variant, ENGINES,
+    broken_copy, concurrently, error, fixtures_dir, header, ok, refusal, served, Model, Server,
+    Variant, ENGINES,
 };
 
 /// One server: each reranker fixture on both engines, bge-reranker split 50/50 between them, a
@@ -456,6 +457,27 @@ fn real_clients_rank_as_the_reference() {
             ],
         );
     }
+}
+
+#[test]
+fn classifiers_embedrt_cannot_score_stop_startup_with_the_reason() {
+    let two_labels = broken_copy(
+        "ms-marco-reranker-tiny",
+        |c| c["id2label"] = json!({ "0": "no", "1": "yes" }),
+        &[],
+    );
+    let log = refusal(two_labels.path(), "onnx");
+    assert!(log.contains("2 labels"), "{log}");
+    let softmax = broken_copy(
+        "bge-reranker-tiny",
+        |c| {
+            c["sentence_transformers"] =
+                json!({ "activation_fn": "torch.nn.modules.activation.Softmax" })
+        },
+        &[],
+    );
+    let log = refusal(softmax.path(), "candle");
+    assert!(log.contains("Softmax"), "{log}");
 }
 
 fn run<F: std::future::Future>(test: F) -> F::Output {

@@ -25,5 +25,5 @@ pub use embedrt_testkit::vectors::{assert_each_pair, cosine, max_abs_diff};
 pub use embedrt_testkit::{load_document, TempDir};
 pub use http::{embeddings_of, error, header, ok};
 pub use load::{concurrently, under_load, LoadOutcome};
-pub use models::{served, Model, Variant, ENGINES};
-pub use server::{alone, Exit, Server};
+pub use models::{broken_copy, served, Model, Variant, ENGINES};
+pub use server::{alone, refusal, Exit, Server};

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use embedrt_testkit::paths::{fixtures_dir, jina_dir, minilm_dir};
+use embedrt_testkit::TempDir;
 use toml::{Table, Value};
 
 /// The CPU engines every fixture runs on in the suite.
@@ -153,4 +154,23 @@ impl Variant {
         self.0.insert(key.into(), value.into());
         self
     }
+}
+
+/// A copy of the fixture `name` with `edit` applied to its config.json, without the files
+/// `drop`: a folder the server should refuse.
+///
+/// # Panics
+///
+/// When the fixture cannot be copied or its config.json read or written.
+pub fn broken_copy(name: &str, edit: impl Fn(&mut serde_json::Value), drop: &[&str]) -> TempDir {
+    let dir = TempDir::copy_of(name, &fixtures_dir().join(name));
+    for file in drop {
+        std::fs::remove_file(dir.path().join(file)).unwrap();
+    }
+    let config = dir.path().join("config.json");
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    edit(&mut value);
+    std::fs::write(&config, value.to_string()).unwrap();
+    dir
 }

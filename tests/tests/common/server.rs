@@ -421,3 +421,16 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// What the server logged when the model folder `dir` on `engine` stopped its startup.
+///
+/// # Panics
+///
+/// When the server did not exit with status 1.
+pub fn refusal(dir: &std::path::Path, engine: &str) -> String {
+    let Exit { code, log } = Server::builder()
+        .model(crate::common::Model::named("m").path(dir).on(engine))
+        .run_to_exit();
+    assert_eq!(code, Some(1), "{log}");
+    log
+}
