@@ -33,14 +33,12 @@ impl ModelInstance {
         request: EmbedRequest,
         pool: &WorkerPool,
     ) -> Result<EmbedResponse, EmbedError> {
-        let variant = &self.variants[self.router.pick(request.user.as_deref())];
-        let started = std::time::Instant::now();
-        let result = match self.check_embeds().and_then(|()| self.plan(request)) {
-            Ok(plan) => self.run_plan(variant, plan, pool).await,
-            Err(error) => Err(error),
-        };
-        self.record_outcome(variant, started, &result);
-        result
+        let user = request.user.clone();
+        self.routed(user.as_deref(), |variant| async move {
+            let plan = self.check_embeds().and_then(|()| self.plan(request))?;
+            self.run_plan(variant, plan, pool).await
+        })
+        .await
     }
 
     /// Refuses embedding requests to a reranker, saying what it is for.
@@ -58,20 +56,28 @@ impl ModelInstance {
         }
     }
 
-    /// Counts a request's outcome and records its duration in `variant`'s metrics.
-    pub(super) fn record_outcome<T>(
-        &self,
-        variant: &Variant,
-        started: std::time::Instant,
-        result: &Result<T, EmbedError>,
-    ) {
+    /// Runs `serve` on the serving variant the router picks for `user` (sticky per user), and
+    /// counts its outcome and records its duration in that variant's metrics: every request
+    /// path goes through here.
+    pub(super) async fn routed<'a, T, F>(
+        &'a self,
+        user: Option<&str>,
+        serve: impl FnOnce(&'a Variant) -> F,
+    ) -> Result<T, EmbedError>
+    where
+        F: std::future::Future<Output = Result<T, EmbedError>> + 'a,
+    {
+        let variant = &self.variants[self.router.pick(user)];
+        let started = std::time::Instant::now();
+        let result = serve(variant).await;
         let labels = variant.labels();
         metrics::counter!(
             telemetry::REQUESTS,
-            labels.with("status", telemetry::status_label(result))
+            labels.with("status", telemetry::status_label(&result))
         )
         .increment(1);
         metrics::histogram!(telemetry::REQUEST_SECONDS, labels.labels()).record(started.elapsed());
+        result
     }
 
     async fn run_plan(

@@ -38,11 +38,11 @@ impl ModelInstance {
         request: RerankRequest,
         pool: &WorkerPool,
     ) -> Result<RerankResponse, EmbedError> {
-        let variant = &self.variants[self.router.pick(request.user.as_deref())];
-        let started = std::time::Instant::now();
-        let result = self.run_rerank(variant, request, pool).await;
-        self.record_outcome(variant, started, &result);
-        result
+        let user = request.user.clone();
+        self.routed(user.as_deref(), |variant| {
+            self.run_rerank(variant, request, pool)
+        })
+        .await
     }
 
     async fn run_rerank(
