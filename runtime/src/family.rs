@@ -66,7 +66,29 @@ pub static FAMILIES: &[Family] = &[
         detect: |config| has_model_type(config, "modernbert"),
         traits: plain_encoder,
     },
+    Family {
+        architecture: architecture::QWEN3,
+        detect: |config| has_model_type(config, "qwen3"),
+        traits: qwen3,
+    },
 ];
+
+/// The longest input a Qwen3 embedder takes unless its folder says less: its position table
+/// allows 32,768 tokens, but one such input's attention scores are 32,768² per head, so the
+/// default stays at 8,192, where a batch of the token budget's size keeps attention memory to
+/// what the encoders' 8,192-token models use.
+const QWEN3_MAX_INPUT_TOKENS: usize = 8192;
+
+/// A Qwen3 decoder as an embedder: last-token pooling unless the folder says otherwise (its
+/// tokenizer appends `<|endoftext|>`, the token pooled), normalization as `modules.json` says,
+/// a bounded context, no adapters (the query instruction is a sentence-transformers prompt).
+fn qwen3(config: &Value) -> Result<Traits> {
+    Ok(Traits {
+        pooling: Pooling::LastToken,
+        max_input_tokens: Some(QWEN3_MAX_INPUT_TOKENS),
+        ..plain_encoder(config)?
+    })
+}
 
 /// A plain encoder's traits: mean pooling unless the folder says otherwise, normalization as
 /// `modules.json` says, the position table's context, no adapters, any Matryoshka size.
@@ -156,7 +178,8 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(
-            err.contains("\"t5\"") && err.contains("jina-v3, bert, xlm-roberta, mpnet, modernbert"),
+            err.contains("\"t5\"")
+                && err.contains("jina-v3, bert, xlm-roberta, mpnet, modernbert, qwen3"),
             "{err}"
         );
     }
@@ -167,6 +190,7 @@ mod tests {
             ("xlm-roberta", architecture::XLM_ROBERTA),
             ("mpnet", architecture::MPNET),
             ("modernbert", architecture::MODERNBERT),
+            ("qwen3", architecture::QWEN3),
         ] {
             let found = detect(&json!({ "model_type": model_type })).unwrap();
             assert_eq!(found.architecture, family);

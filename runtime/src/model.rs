@@ -572,6 +572,13 @@ mod tests {
                 8192,
                 &["document", "query"][..],
             ),
+            (
+                "qwen3-embedding-tiny",
+                architecture::QWEN3,
+                Pooling::LastToken,
+                8192, // the family's bound, below sentence-transformers' 32,768
+                &["document", "query"][..],
+            ),
         ] {
             let card = ModelCard::load(&fixtures.join(folder)).unwrap();
             assert_eq!(

@@ -35,6 +35,16 @@ pub fn padding_mask(mask: &Tensor, dtype: DType) -> Result<Tensor> {
     ((keep - 1.0)? * -finite_min(dtype))?.to_dtype(dtype)
 }
 
+/// The additive causal mask `[1, 1, len, len]` in `dtype`: position `i` sees keys `j <= i`, later
+/// ones get the dtype's finite minimum (decoders).
+pub fn causal_mask(len: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let hidden = finite_min(dtype) as f32;
+    let values: Vec<f32> = (0..len)
+        .flat_map(|i| (0..len).map(move |j| if j <= i { 0.0 } else { hidden }))
+        .collect();
+    Tensor::from_vec(values, (1, 1, len, len), device)?.to_dtype(dtype)
+}
+
 /// Builds the additive mask `[1, 1, len, len]` in `dtype` that lets each query see only the keys
 /// at most `half_window` positions away (a bidirectional sliding window).
 ///

@@ -1,5 +1,6 @@
 //! The candle backend: [`bert`] for BERT and XLM-RoBERTa, [`mpnet`] for MPNet, [`modernbert`]
-//! for ModernBERT and [`jina`] for jina-embeddings-v3 (whose adapters it applies per row, so
+//! for ModernBERT, [`qwen3`] for Qwen3 decoders (Qwen3-Embedding) and [`jina`] for
+//! jina-embeddings-v3 (whose adapters it applies per row, so
 //! batches may mix tasks, on the GPU too). Each family the backend runs is one model file, picked
 //! by the load document's model architecture (`card.architecture` in its JSON). BERT and
 //! XLM-RoBERTa cross-encoders (rerankers) end in a [`classifier`] head when the load document
@@ -49,6 +50,7 @@ pub mod classifier;
 pub mod jina;
 pub mod modernbert;
 pub mod mpnet;
+pub mod qwen3;
 mod rope;
 
 use bert::BertEncoder;
@@ -56,6 +58,7 @@ use classifier::Classifier;
 use jina::{JinaConfig, JinaModel};
 use modernbert::{ModernBertConfig, ModernBertEncoder};
 use mpnet::{MpnetConfig, MpnetEncoder};
+use qwen3::{Qwen3Config, Qwen3Encoder};
 
 /// The norm epsilon of configs that name none (transformers' default for these families).
 fn default_norm_eps() -> f64 {
@@ -68,6 +71,7 @@ enum Model {
     Bert(Box<BertEncoder>),
     Mpnet(Box<MpnetEncoder>),
     ModernBert(Box<ModernBertEncoder>),
+    Qwen3(Box<Qwen3Encoder>),
     JinaV3(Box<JinaModel>),
 }
 
@@ -161,6 +165,12 @@ impl BackendPlugin for CandleBackend {
                     ModernBertEncoder::load(vars, &config).map_err(bad_weights)?,
                 ))
             }
+            architecture::QWEN3 => {
+                let config: Qwen3Config = serde_json::from_str(&text).map_err(bad_config)?;
+                Model::Qwen3(Box::new(
+                    Qwen3Encoder::load(vars, &config).map_err(bad_weights)?,
+                ))
+            }
             architecture::JINA_V3 => {
                 let jina: JinaConfig = serde_json::from_str(&text).map_err(bad_config)?;
                 spec.capabilities.mixed_tasks = true;
@@ -212,6 +222,7 @@ impl PaddedEncoder for CandleBackend {
                     }
                     Model::Mpnet(mpnet) => mpnet.forward(&ids, &positions()?, &mask)?,
                     Model::ModernBert(modernbert) => modernbert.forward(&ids, &mask)?,
+                    Model::Qwen3(qwen3) => qwen3.forward(&ids, &mask)?,
                     Model::JinaV3(jina) => jina.forward(&ids, &mask, &padded.adapter_ids)?,
                 };
                 let output = match &self.classifier {

@@ -28,6 +28,9 @@ pub mod architecture {
     pub const MODERNBERT: &str = "modernbert";
     /// jina-embeddings-v3: XLM-RoBERTa with rotary positions and stacked LoRA task adapters.
     pub const JINA_V3: &str = "jina-v3";
+    /// Qwen3 decoders as embedders (Qwen3-Embedding): causal attention with grouped-query
+    /// heads, RMSNorm (q/k norms too), SwiGLU, rotary positions; pooled on the last token.
+    pub const QWEN3: &str = "qwen3";
 }
 
 /// Everything a backend is told when it loads a model.
