@@ -65,6 +65,18 @@ fn default_norm_eps() -> f64 {
     1e-5
 }
 
+/// The config `base` with the keys of `extra` over it (for the model files' config tests).
+#[cfg(test)]
+fn config_with<T: serde::de::DeserializeOwned>(
+    mut base: serde_json::Value,
+    extra: serde_json::Value,
+) -> T {
+    base.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    serde_json::from_value(base).unwrap()
+}
+
 /// The networks this backend runs.
 enum Model {
     /// BERT and XLM-RoBERTa.

@@ -294,15 +294,11 @@ mod tests {
     use super::*;
 
     fn config(extra: Value) -> ModernBertConfig {
-        let mut value = serde_json::json!({
+        let base = serde_json::json!({
             "vocab_size": 8, "hidden_size": 4, "num_hidden_layers": 4,
             "num_attention_heads": 1, "intermediate_size": 4, "local_attention": 16,
         });
-        value
-            .as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        serde_json::from_value(value).unwrap()
+        crate::config_with(base, extra)
     }
 
     #[test]

@@ -283,15 +283,11 @@ mod tests {
     use serde_json::json;
 
     fn config(extra: Value) -> Qwen3Config {
-        let mut value = json!({
+        let base = json!({
             "vocab_size": 10, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
             "num_attention_heads": 2, "num_key_value_heads": 1, "rms_norm_eps": 1e-6,
         });
-        value
-            .as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        serde_json::from_value(value).unwrap()
+        crate::config_with(base, extra)
     }
 
     #[test]
