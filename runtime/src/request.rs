@@ -128,6 +128,8 @@ pub struct RerankRequest {
     pub truncate: Option<bool>,
     /// Return the model's logits instead of scores after its activation.
     pub raw_scores: bool,
+    /// Return each result's document text.
+    pub return_documents: bool,
     /// The caller's user id: requests with the same one go to the same variant.
     pub user: Option<String>,
 }
@@ -143,18 +145,21 @@ impl RerankRequest {
             max_tokens_per_doc: None,
             truncate: None,
             raw_scores: false,
+            return_documents: false,
             user: None,
         }
     }
 }
 
 /// One document's place in a [`RerankResponse`].
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RerankResult {
     /// The document's index in the request.
     pub index: usize,
     /// Its relevance: the model's score (its logit when raw scores were asked for).
     pub score: f32,
+    /// Its text, when the request asked for the documents back.
+    pub document: Option<String>,
 }
 
 /// The answer to a [`RerankRequest`].

@@ -105,6 +105,18 @@ pub struct EncodedPair {
     pub type_ids: Vec<u32>,
 }
 
+impl EncodedPair {
+    /// This pair as a model with `token_types` token types reads it: a model with one
+    /// (XLM-RoBERTa's `type_vocab_size` of 1) reads every token as type 0, whatever its
+    /// tokenizer's template numbers the document.
+    pub fn for_token_types(mut self, token_types: usize) -> Self {
+        if token_types < 2 {
+            self.type_ids.fill(0);
+        }
+        self
+    }
+}
+
 /// A document for late chunking: one token sequence and where each chunk lies in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkedDocument {

@@ -103,25 +103,21 @@ fn usage(tokens: usize) -> pb::Usage {
     }
 }
 
-/// The runtime request of `message`, and whether its answer returns the documents; an empty
-/// `model` or `user` is none.
-pub fn rerank_request(message: pb::RerankRequest) -> (RerankRequest, bool) {
-    let request = RerankRequest {
+/// The runtime request of `message`; an empty `model` or `user` is none.
+pub fn rerank_request(message: pb::RerankRequest) -> RerankRequest {
+    RerankRequest {
         top_n: message.top_n.map(|n| n as usize),
         max_tokens_per_doc: message.max_tokens_per_doc.map(|n| n as usize),
         truncate: message.truncate,
         raw_scores: message.raw_scores,
+        return_documents: message.return_documents,
         user: non_empty(message.user),
         ..RerankRequest::new(non_empty(message.model), message.query, message.documents)
-    };
-    (request, message.return_documents)
+    }
 }
 
-/// The message of `response`; `documents` are the request's when its answer returns them.
-pub fn rerank_response(
-    response: RerankResponse,
-    documents: Option<&[String]>,
-) -> pb::RerankResponse {
+/// The message of `response`.
+pub fn rerank_response(response: RerankResponse) -> pb::RerankResponse {
     let ServedBy {
         variant,
         backend,
@@ -131,11 +127,11 @@ pub fn rerank_response(
         model: response.model,
         results: response
             .results
-            .iter()
+            .into_iter()
             .map(|result| pb::RerankResult {
                 index: result.index as u32,
                 relevance_score: result.score,
-                document: documents.map(|documents| documents[result.index].clone()),
+                document: result.document,
             })
             .collect(),
         usage: Some(usage(response.prompt_tokens)),

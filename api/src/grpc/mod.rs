@@ -160,13 +160,9 @@ impl Embedder for EmbedderService {
     ) -> Result<Response<pb::RerankResponse>, Status> {
         let registry = self.admit(&request)?;
         let (metadata, _, message) = request.into_parts();
-        let (mut request, return_documents) = convert::rerank_request(message);
+        let mut request = convert::rerank_request(message);
         request.user = self.state.user(request.user.take(), metadata.as_ref());
-        let documents = return_documents.then(|| request.documents.clone());
         let response = registry.rerank(request).await.map_err(convert::status)?;
-        Ok(Response::new(convert::rerank_response(
-            response,
-            documents.as_deref(),
-        )))
+        Ok(Response::new(convert::rerank_response(response)))
     }
 }

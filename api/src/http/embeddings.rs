@@ -148,10 +148,21 @@ enum EmbeddingValue {
     Signed(Vec<i8>),
 }
 
+/// The `usage` of an answer (embeddings, rerank): the tokens processed.
 #[derive(Serialize)]
-struct Usage {
+pub(super) struct Usage {
     prompt_tokens: usize,
     total_tokens: usize,
+}
+
+impl Usage {
+    /// The usage of an answer that processed `tokens` tokens, all of them prompt.
+    pub(super) fn of(tokens: usize) -> Self {
+        Self {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        }
+    }
 }
 
 /// Writes `response` in OpenAI's format with vectors encoded as `encoding`.
@@ -181,10 +192,7 @@ pub fn write_response(response: EmbedResponse, encoding: VectorEncoding) -> Embe
         object: "list",
         data,
         model: response.model,
-        usage: Usage {
-            prompt_tokens: response.prompt_tokens,
-            total_tokens: response.prompt_tokens,
-        },
+        usage: Usage::of(response.prompt_tokens),
     }
 }
 

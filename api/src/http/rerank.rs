@@ -20,7 +20,7 @@ use embedrt_runtime::{RerankRequest, RerankResponse};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::embeddings::served_by;
+use super::embeddings::{served_by, Usage};
 use super::error::ApiError;
 use super::fields::{json_object, model_field, optional};
 use crate::state::AppState;
@@ -34,12 +34,10 @@ enum Shape {
     Tei,
 }
 
-/// A parsed rerank request and what its answer must carry.
+/// A parsed rerank request and the shape its answer takes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Parsed {
     request: RerankRequest,
-    /// Whether each result carries its document's text.
-    return_documents: bool,
     shape: Shape,
 }
 
@@ -92,18 +90,13 @@ async fn answer(
 ) -> Result<Response, ApiError> {
     let registry = state.registry()?;
     parsed.request.user = state.user(parsed.request.user.take(), &headers);
-    // The texts go to the runtime; a copy stays here only when the answer returns them.
-    let texts = parsed
-        .return_documents
-        .then(|| parsed.request.documents.clone());
     let response = registry.rerank(parsed.request).await?;
     let headers = served_by(&response.served_by);
-    let text = |index: usize| texts.as_ref().map(|texts| texts[index].clone());
     Ok(match parsed.shape {
         Shape::Cohere { version } => {
-            (headers, Json(cohere_answer(response, version, text))).into_response()
+            (headers, Json(cohere_answer(response, version))).into_response()
         }
-        Shape::Tei => (headers, Json(tei_answer(&response, text))).into_response(),
+        Shape::Tei => (headers, Json(tei_answer(response))).into_response(),
     })
 }
 
@@ -130,11 +123,11 @@ fn parse_cohere(fields: &Map<String, Value>, version: &'static str) -> Result<Pa
     let request = RerankRequest {
         top_n: count(fields, "top_n")?,
         max_tokens_per_doc: count(fields, "max_tokens_per_doc")?,
+        return_documents: flag(fields, "return_documents")?,
         ..common(fields, documents)?
     };
     Ok(Parsed {
         request,
-        return_documents: flag(fields, "return_documents")?,
         shape: Shape::Cohere { version },
     })
 }
@@ -168,8 +161,10 @@ fn parse_tei(fields: &Map<String, Value>) -> Result<Parsed, ApiError> {
         ));
     }
     Ok(Parsed {
-        request: common(fields, texts)?,
-        return_documents: flag(fields, "return_text")?,
+        request: RerankRequest {
+            return_documents: flag(fields, "return_text")?,
+            ..common(fields, texts)?
+        },
         shape: Shape::Tei,
     })
 }
@@ -248,12 +243,6 @@ struct Document {
 }
 
 #[derive(Serialize)]
-struct Usage {
-    prompt_tokens: usize,
-    total_tokens: usize,
-}
-
-#[derive(Serialize)]
 struct Meta {
     api_version: ApiVersion,
     billed_units: BilledUnits,
@@ -270,27 +259,20 @@ struct BilledUnits {
     search_units: u32,
 }
 
-fn cohere_answer(
-    response: RerankResponse,
-    version: &'static str,
-    text: impl Fn(usize) -> Option<String>,
-) -> CohereAnswer {
+fn cohere_answer(response: RerankResponse, version: &'static str) -> CohereAnswer {
     CohereAnswer {
         id: uuid::Uuid::new_v4().to_string(),
         results: response
             .results
-            .iter()
+            .into_iter()
             .map(|result| CohereResult {
                 index: result.index,
                 relevance_score: result.score,
-                document: text(result.index).map(|text| Document { text }),
+                document: result.document.map(|text| Document { text }),
             })
             .collect(),
         model: response.model,
-        usage: Usage {
-            prompt_tokens: response.prompt_tokens,
-            total_tokens: response.prompt_tokens,
-        },
+        usage: Usage::of(response.prompt_tokens),
         meta: Meta {
             api_version: ApiVersion { version },
             billed_units: BilledUnits { search_units: 1 },
@@ -307,14 +289,14 @@ struct TeiResult {
     text: Option<String>,
 }
 
-fn tei_answer(response: &RerankResponse, text: impl Fn(usize) -> Option<String>) -> Vec<TeiResult> {
+fn tei_answer(response: RerankResponse) -> Vec<TeiResult> {
     response
         .results
-        .iter()
+        .into_iter()
         .map(|result| TeiResult {
             index: result.index,
             score: result.score,
-            text: text(result.index),
+            text: result.document,
         })
         .collect()
 }
@@ -349,13 +331,13 @@ mod tests {
             ),
             (Some(1), Some(64), Some(false), true)
         );
-        assert!(parsed.return_documents);
+        assert!(parsed.request.return_documents);
         assert_eq!(parsed.request.model.as_deref(), Some("r"));
         let plain = parse_cohere(&fields(r#"{"query":"q","documents":["a"]}"#), "1").unwrap();
         assert_eq!(
             (
                 plain.request.top_n,
-                plain.return_documents,
+                plain.request.return_documents,
                 plain.request.raw_scores
             ),
             (None, false, false)
@@ -370,7 +352,7 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.shape, Shape::Tei);
         assert_eq!(parsed.request.documents, ["a", "b"]);
-        assert!(parsed.return_documents && parsed.request.raw_scores);
+        assert!(parsed.request.return_documents && parsed.request.raw_scores);
         let left = parse_tei(&fields(
             r#"{"query":"q","texts":["a"],"truncation_direction":"Left"}"#,
         ))

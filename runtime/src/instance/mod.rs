@@ -325,3 +325,33 @@ fn default_task_named(
     deployment.check_task(&task, card)?;
     Ok(task)
 }
+
+/// The model of the one `[[models]]` table in `toml`, whose folder is `dir`, with each variant
+/// served by the in-memory backend `backend` makes for the card and the variant's index,
+/// assembled without plugins or warm-up: how the request paths are unit-tested.
+#[cfg(test)]
+fn assembled(
+    dir: &std::path::Path,
+    toml: &str,
+    backend: impl Fn(&ModelCard, usize) -> Box<dyn embedrt_backend_core::Backend>,
+) -> Arc<ModelInstance> {
+    use crate::config::{Config, Overrides};
+    let plan = Config::parse(toml)
+        .unwrap()
+        .resolve(std::path::Path::new("/"), &Overrides::default())
+        .unwrap();
+    let model = &plan.models[0];
+    let card = ModelCard::load(dir).unwrap();
+    let tokenizer =
+        TextTokenizer::load(&card.path, card.max_input_tokens, card.vocab_size).unwrap();
+    let variants = model
+        .variants
+        .iter()
+        .enumerate()
+        .map(|(index, variant)| {
+            let backends = vec![backend(&card, index)];
+            Variant::start(&model.name, variant, backends, variant.batching.clone()).unwrap()
+        })
+        .collect();
+    Arc::new(ModelInstance::new(model, card, tokenizer, variants).unwrap())
+}

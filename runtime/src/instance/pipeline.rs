@@ -188,10 +188,12 @@ impl ModelInstance {
     }
 }
 
-fn input_error(i: usize, error: TokenizeError) -> EmbedError {
+/// The error of a request whose input `at` (e.g. `input[2]`), read from the field `param`,
+/// could not be tokenized: the client's fault, unless the tokenizer itself failed.
+pub(super) fn input_error(param: &'static str, at: String, error: TokenizeError) -> EmbedError {
     match error {
         TokenizeError::Failed(why) => EmbedError::Internal(why),
-        other => EmbedError::invalid("input", format!("input[{i}]: {other}")),
+        other => EmbedError::invalid(param, format!("{at}: {other}")),
     }
 }
 
@@ -213,7 +215,7 @@ fn tokenize_all(tokenizer: &TextTokenizer, plan: RequestPlan) -> Result<Vec<Sequ
                 Input::Tokens(ids) => tokenizer.check_ids(ids, plan.truncate),
             };
             Ok(Sequence::pooled(
-                ids.map_err(|e| input_error(i, e))?,
+                ids.map_err(|e| input_error("input", format!("input[{i}]"), e))?,
                 adapter,
             ))
         })
@@ -256,9 +258,7 @@ mod tests {
     use embedrt_backend_core::{AdapterId, Backend, BackendError, Batch, Capabilities, Embeddings};
 
     use super::*;
-    use crate::config::{Config, Overrides};
-    use crate::instance::{default_task, Deployment};
-    use crate::model::ModelCard;
+    use crate::instance::{assembled, default_task, Deployment};
 
     /// An in-memory backend that embeds every sequence as a row of ones.
     struct Ones(Capabilities);
@@ -278,44 +278,26 @@ mod tests {
     /// one that cannot (as candle and the official ONNX graph are).
     fn jina_ab() -> Arc<ModelInstance> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/jina-v3-tiny");
-        let plan = Config::parse(&format!(
+        let toml = format!(
             "[[models]]\nname = \"jina\"\npath = {:?}\n\
              batching = {{ max_batch_tokens = 4096, max_batch_requests = 8, max_queued_inputs = 64 }}\n\
              [[models.variants]]\nname = \"a\"\nbackend = \"candle\"\nweight = 50\n\
              [[models.variants]]\nname = \"b\"\nbackend = \"onnx\"\nweight = 50\n",
             dir.display().to_string()
-        ))
-        .unwrap()
-        .resolve(Path::new("/"), &Overrides::default())
-        .unwrap();
-        let model = &plan.models[0];
-        let card = ModelCard::load(&dir).unwrap();
-        let tokenizer =
-            TextTokenizer::load(&card.path, card.max_input_tokens, card.vocab_size).unwrap();
-        let variants = model
-            .variants
-            .iter()
-            .zip([true, false])
-            .map(|(variant, base_task)| {
-                let backend = Ones(Capabilities {
-                    hidden_size: card.hidden_size,
-                    max_input_tokens: card.max_input_tokens,
-                    mixed_tasks: base_task,
-                    pads_batches: true,
-                    token_states: false,
-                    base_task,
-                    dtype: None,
-                });
-                Variant::start(
-                    "jina",
-                    variant,
-                    vec![Box::new(backend)],
-                    variant.batching.clone(),
-                )
-                .unwrap()
-            })
-            .collect();
-        Arc::new(ModelInstance::new(model, card, tokenizer, variants).unwrap())
+        );
+        assembled(&dir, &toml, |card, index| {
+            // The first variant can run the base weights, the second cannot.
+            let base_task = index == 0;
+            Box::new(Ones(Capabilities {
+                hidden_size: card.hidden_size,
+                max_input_tokens: card.max_input_tokens,
+                mixed_tasks: base_task,
+                pads_batches: true,
+                token_states: false,
+                base_task,
+                dtype: None,
+            }))
+        })
     }
 
     fn request(task: &str, user: usize) -> EmbedRequest {

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
+use super::pipeline::input_error;
 use super::ModelInstance;
 use crate::kind::{Activation, ModelKind};
 use crate::request::{EmbedError, RerankRequest, RerankResponse, RerankResult};
 use crate::scheduler::Sequence;
-use crate::tokenize::{TextTokenizer, TokenizeError, WorkerPool};
+use crate::tokenize::{TextTokenizer, WorkerPool};
 use crate::variant::Variant;
 
 /// A rerank request checked against the model, with its defaults filled in.
@@ -17,9 +18,8 @@ struct RerankPlan {
     documents: Vec<String>,
     truncate: bool,
     max_tokens_per_doc: Option<usize>,
-    /// Whether the model has a second token type (BERT's pairs are types 0 and 1; XLM-RoBERTa
-    /// has one type, and its pairs are all type 0).
-    second_segment: bool,
+    /// The model's number of token types (see [`crate::tokenize::EncodedPair::for_token_types`]).
+    token_types: usize,
 }
 
 impl ModelInstance {
@@ -52,9 +52,10 @@ impl ModelInstance {
         pool: &WorkerPool,
     ) -> Result<RerankResponse, EmbedError> {
         let activation = self.activation()?;
-        let (top_n, raw_scores) = (request.top_n, request.raw_scores);
+        let (top_n, raw_scores, return_documents) =
+            (request.top_n, request.raw_scores, request.return_documents);
         let plan = self.plan_rerank(request)?;
-        let sequences = self.tokenize_on(pool, plan, tokenize_pairs).await?;
+        let (sequences, mut documents) = self.tokenize_on(pool, plan, tokenize_pairs).await?;
         let prompt_tokens = sequences.iter().map(|s| s.ids.len()).sum();
         let logits = self.run_cached(variant, sequences).await?;
         let mut results = logits
@@ -69,12 +70,21 @@ impl ModelInstance {
                 } else {
                     activation.apply(logit)
                 };
-                Ok(RerankResult { index, score })
+                Ok(RerankResult {
+                    index,
+                    score,
+                    document: None,
+                })
             })
             .collect::<Result<Vec<_>, EmbedError>>()?;
         // Best first; a stable sort keeps equal scores in request order.
         results.sort_by(|a, b| b.score.total_cmp(&a.score));
         results.truncate(top_n.unwrap_or(usize::MAX));
+        if return_documents {
+            for result in &mut results {
+                result.document = Some(std::mem::take(&mut documents[result.index]));
+            }
+        }
         Ok(RerankResponse {
             model: self.name.clone(),
             results,
@@ -139,17 +149,18 @@ impl ModelInstance {
             documents: request.documents,
             truncate: request.truncate.unwrap_or(self.truncate),
             max_tokens_per_doc: request.max_tokens_per_doc,
-            second_segment: self.card.token_types > 1,
+            token_types: self.card.token_types,
         })
     }
 }
 
-/// One pair sequence per document of `plan`.
+/// One pair sequence per document of `plan`, and the documents back (for the answer).
 fn tokenize_pairs(
     tokenizer: &TextTokenizer,
     plan: RerankPlan,
-) -> Result<Vec<Sequence>, EmbedError> {
-    plan.documents
+) -> Result<(Vec<Sequence>, Vec<String>), EmbedError> {
+    let sequences = plan
+        .documents
         .iter()
         .enumerate()
         .map(|(i, document)| {
@@ -160,21 +171,14 @@ fn tokenize_pairs(
                     plan.truncate,
                     plan.max_tokens_per_doc,
                 )
-                .map_err(|error| match error {
-                    TokenizeError::Failed(why) => EmbedError::Internal(why),
-                    other => EmbedError::invalid(
-                        "documents",
-                        format!("documents[{i}] with the query: {other}"),
-                    ),
-                })?;
-            let types = if plan.second_segment {
-                pair.type_ids
-            } else {
-                vec![0; pair.ids.len()]
-            };
-            Ok(Sequence::pair(pair.ids, types))
+                .map_err(|error| {
+                    input_error("documents", format!("documents[{i}] with the query"), error)
+                })?
+                .for_token_types(plan.token_types);
+            Ok(Sequence::pair(pair.ids, pair.type_ids))
         })
-        .collect()
+        .collect::<Result<_, EmbedError>>()?;
+    Ok((sequences, plan.documents))
 }
 
 #[cfg(test)]
@@ -184,8 +188,7 @@ mod tests {
     use embedrt_backend_core::{Backend, BackendError, Batch, Capabilities, Embeddings};
 
     use super::*;
-    use crate::config::{Config, Overrides};
-    use crate::model::ModelCard;
+    use crate::instance::assembled;
 
     /// A cross-encoder that scores a pair by its length, and checks the token types it gets.
     struct ByLength(Capabilities);
@@ -210,35 +213,21 @@ mod tests {
     fn ms_marco(max_inputs: usize) -> Arc<ModelInstance> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../shared/fixtures/ms-marco-reranker-tiny");
-        let plan = Config::parse(&format!(
+        let toml = format!(
             "[[models]]\nname = \"ce\"\npath = {:?}\nbackend = \"candle\"\nmax_inputs_per_request = {max_inputs}\n",
             dir.display().to_string()
-        ))
-        .unwrap()
-        .resolve(Path::new("/"), &Overrides::default())
-        .unwrap();
-        let model = &plan.models[0];
-        let card = ModelCard::load(&dir).unwrap();
-        let tokenizer =
-            TextTokenizer::load(&card.path, card.max_input_tokens, card.vocab_size).unwrap();
-        let backend = ByLength(Capabilities {
-            hidden_size: 1,
-            max_input_tokens: card.max_input_tokens,
-            mixed_tasks: false,
-            pads_batches: true,
-            token_states: false,
-            base_task: true,
-            dtype: None,
-        });
-        let variant = &model.variants[0];
-        let variants = vec![Variant::start(
-            "ce",
-            variant,
-            vec![Box::new(backend)],
-            variant.batching.clone(),
-        )
-        .unwrap()];
-        Arc::new(ModelInstance::new(model, card, tokenizer, variants).unwrap())
+        );
+        assembled(&dir, &toml, |card, _| {
+            Box::new(ByLength(Capabilities {
+                hidden_size: 1,
+                max_input_tokens: card.max_input_tokens,
+                mixed_tasks: false,
+                pads_batches: true,
+                token_states: false,
+                base_task: true,
+                dtype: None,
+            }))
+        })
     }
 
     fn request(documents: &[&str]) -> RerankRequest {
@@ -266,6 +255,15 @@ mod tests {
         };
         let top = instance.rerank(top, &pool).await.unwrap();
         assert_eq!(top.results, all.results[..2]);
+        assert!(all.results.iter().all(|r| r.document.is_none()));
+        let texts = RerankRequest {
+            return_documents: true,
+            ..request(&documents)
+        };
+        let texts = instance.rerank(texts, &pool).await.unwrap();
+        for result in &texts.results {
+            assert_eq!(result.document.as_deref(), Some(documents[result.index]));
+        }
         let cut = RerankRequest {
             max_tokens_per_doc: Some(1),
             ..request(&documents)

@@ -91,13 +91,10 @@ pub fn run_pairs(
         .documents
         .iter()
         .map(|document| {
-            let mut pair = tokenizer
+            tokenizer
                 .encode_pair(&expected.query, document, true, None)
-                .unwrap();
-            if card.token_types < 2 {
-                pair.type_ids.fill(0);
-            }
-            pair
+                .unwrap()
+                .for_token_types(card.token_types)
         })
         .collect();
     let ids: Vec<&Vec<u32>> = pairs.iter().map(|pair| &pair.ids).collect();
