@@ -173,14 +173,10 @@ class AsyncClient(ClientBase):
         options = RerankOptions(model, max_tokens_per_doc, truncate, raw_scores)
         ranges = self._text_ranges(listed, model)
 
-        async def send(start: int, end: int) -> List[RerankResult]:
-            transport = self._bind()
-            if self._slots is None:
-                self._slots = asyncio.Semaphore(self.max_concurrency)
-            async with self._slots:
-                return await self._with_retries(
-                    lambda: transport.rerank(query, listed[start:end], options)
-                )
+        def send(start: int, end: int) -> Awaitable[List[RerankResult]]:
+            return self._limited(
+                lambda transport: transport.rerank(query, listed[start:end], options)
+            )
 
         parts = await asyncio.gather(*(send(start, end) for start, end in ranges))
         starts = [start for start, _ in ranges]
@@ -259,11 +255,15 @@ class AsyncClient(ClientBase):
             raise
 
     async def _send(self, texts: Sequence[str], options: EmbedOptions) -> List[array[float]]:
+        return await self._limited(lambda transport: transport.embed(texts, options))
+
+    async def _limited(self, call: Callable[[Any], Awaitable[T]]) -> T:
+        """``call(transport)`` with retries, within the ``max_concurrency`` requests in flight."""
         transport = self._bind()
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_concurrency)
         async with self._slots:
-            return await self._with_retries(lambda: transport.embed(texts, options))
+            return await self._with_retries(lambda: call(transport))
 
     async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
         retries = 0
