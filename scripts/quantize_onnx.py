@@ -194,34 +194,57 @@ def save(model: onnx.ModelProto, path: Path) -> None:
         onnx.save(model, str(path), save_as_external_data=True, location=path.name + "_data")
 
 
-def run_all(path: Path, names, tokenizer, texts, adapters):
+# Families whose positions start after the padding id (RoBERTa's rule); the others count from 0.
+POSITIONS_AFTER_PADDING = {"xlm-roberta", "roberta", "mpnet"}
+
+
+class Feeder:
+    """How the calibration texts are fed to a model's graph: its tokenizer, its number of task
+    adapters (graphs with a `task_id` run once per adapter) and the position id of a row's first
+    token (graphs with `position_ids`)."""
+
+    def __init__(self, model_dir: Path):
+        config = json.loads((model_dir / "config.json").read_text())
+        self.adapters = len(config.get("lora_adaptations", [])) or 1
+        self.first_position = 0
+        if config.get("model_type") in POSITIONS_AFTER_PADDING:
+            self.first_position = config.get("pad_token_id", 1) + 1
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(512)
+
+    def batches(self, texts, graph_inputs):
+        """Feeds of BATCH texts each (right-padded), for every adapter when the graph takes a
+        `task_id`, with each feed's attention mask."""
+        for start in range(0, len(texts), BATCH):
+            encodings = self.tokenizer.encode_batch(texts[start:start + BATCH])
+            length = max(len(e.ids) for e in encodings)
+            ids = np.zeros((len(encodings), length), np.int64)
+            mask = np.zeros_like(ids)
+            for row, encoding in enumerate(encodings):
+                ids[row, :len(encoding.ids)] = encoding.ids
+                mask[row, :len(encoding.ids)] = 1
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in graph_inputs:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            if "position_ids" in graph_inputs:
+                positions = self.first_position + np.arange(length)
+                feed["position_ids"] = np.broadcast_to(positions, ids.shape).copy()
+            if "task_id" in graph_inputs:
+                for adapter in range(self.adapters):
+                    yield {**feed, "task_id": np.array(adapter, np.int64)}, mask
+            else:
+                yield feed, mask
+
+
+def run_all(path: Path, names, feeder: Feeder, texts):
     """The outputs `names` of the graph at `path` for every calibration batch (and task)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     graph_inputs = {i.name for i in session.get_inputs()}
-    for feed, mask in batches(tokenizer, texts, graph_inputs, adapters):
+    for feed, mask in feeder.batches(texts, graph_inputs):
         yield session.run(names, feed), mask
-
-
-def batches(tokenizer: Tokenizer, texts, graph_inputs, adapters: int):
-    """Feeds of BATCH texts each, for every adapter when the graph takes a `task_id`."""
-    for start in range(0, len(texts), BATCH):
-        encodings = tokenizer.encode_batch(texts[start:start + BATCH])
-        length = max(len(e.ids) for e in encodings)
-        ids = np.zeros((len(encodings), length), np.int64)
-        mask = np.zeros_like(ids)
-        for row, encoding in enumerate(encodings):
-            ids[row, :len(encoding.ids)] = encoding.ids
-            mask[row, :len(encoding.ids)] = 1
-        feed = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in graph_inputs:
-            feed["token_type_ids"] = np.zeros_like(ids)
-        if "task_id" in graph_inputs:
-            for adapter in range(adapters):
-                yield {**feed, "task_id": np.array(adapter, np.int64)}, mask
-        else:
-            yield feed, mask
 
 
 class Outliers:
@@ -241,7 +264,7 @@ class Outliers:
         return np.flatnonzero(self.channel_peaks / self.std > limit)
 
 
-def outliers(model, probes, texts, tokenizer, adapters: int, scratch: Path) -> dict:
+def outliers(model, probes, texts, feeder: Feeder, scratch: Path) -> dict:
     """The [`Outliers`] of each probed activation, on `texts`."""
     names = sorted({activation for _, activation in probes})
     probe = onnx.ModelProto()
@@ -253,7 +276,7 @@ def outliers(model, probes, texts, tokenizer, adapters: int, scratch: Path) -> d
     total = {n: 0.0 for n in names}
     squares = {n: 0.0 for n in names}
     count = {n: 0 for n in names}
-    for values, mask in run_all(scratch, names, tokenizer, texts, adapters):
+    for values, mask in run_all(scratch, names, feeder, texts):
         for name, value in zip(names, values):
             real = value[mask.astype(bool)] if value.ndim == 3 else value.reshape(-1, value.shape[-1])
             real = real.astype(np.float64)
@@ -312,11 +335,11 @@ def split_outlier_channels(model: onnx.ModelProto, probes, channels: dict) -> li
     return fp32_products
 
 
-def check_same(source: Path, rewritten: Path, output: str, tokenizer, texts, adapters) -> float:
+def check_same(source: Path, rewritten: Path, output: str, feeder: Feeder, texts) -> float:
     """The largest difference between the two graphs' `output` relative to its scale."""
     worst = 0.0
-    original = run_all(source, [output], tokenizer, texts, adapters)
-    for (mine, _), (theirs, _) in zip(run_all(rewritten, [output], tokenizer, texts, adapters), original):
+    original = run_all(source, [output], feeder, texts)
+    for (mine, _), (theirs, _) in zip(run_all(rewritten, [output], feeder, texts), original):
         worst = max(worst, float(np.abs(mine[0] - theirs[0]).max() / (np.abs(theirs[0]).max() + 1e-12)))
     return worst
 
@@ -350,11 +373,7 @@ def main() -> None:
             print(f"{out} is up to date")
             return
 
-    config = json.loads((args.model_dir / "config.json").read_text())
-    adapters = len(config.get("lora_adaptations", [])) or 1
-    tokenizer = Tokenizer.from_file(str(args.model_dir / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(512)
+    feeder = Feeder(args.model_dir)
     texts = [t for t in args.calibration.read_text(encoding="utf-8").splitlines() if t.strip()]
 
     model = onnx.load(str(source))
@@ -366,12 +385,12 @@ def main() -> None:
             quantize_from = source.with_name(source.stem + "_unmerged.onnx")
             save(model, quantize_from)
             output = model.graph.output[0].name
-            difference = check_same(source, quantize_from, output, tokenizer, texts[:64], adapters)
+            difference = check_same(source, quantize_from, output, feeder, texts[:64])
             if difference > 1e-4:
                 raise SystemExit(f"the low-rank rewrite changed `{output}` by {difference:.2e} (relative)")
             print(f"rewrote {unmerged} LoRA-merged MatMuls into low-rank form (same output within {difference:.1e})")
         probes, activation_products = weight_matmuls(model)
-        found = outliers(model, probes, texts, tokenizer, adapters, scratch)
+        found = outliers(model, probes, texts, feeder, scratch)
         channels = {name: stats.channels_above(args.channel_threshold)
                     for name, stats in found.items() if stats.ratio() > args.threshold}
         channels = {name: picked for name, picked in channels.items() if len(picked)}

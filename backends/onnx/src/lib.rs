@@ -14,7 +14,8 @@
 //! The graph's inputs are bound by name from the session's metadata: exactly those it declares
 //! among `input_ids`, `attention_mask`, `token_type_ids` and `position_ids` (numbered as the
 //! model's family does, [`Positions`]); a graph asking for anything else is refused at load
-//! with the input's name. Its token-level output
+//! with the input's name (a decoder exported with its KV cache, `past_key_values.*`, with the
+//! export an embedder needs: embeddings take one pass and no cache). Its token-level output
 //! (`last_hidden_state`, else `text_embeds`, else the first output) is pooled here, outside the
 //! graph. A cross-encoder's graph (the load document's `card.head` is a classifier) is read at
 //! its `logits` output, `[batch, labels]`, as it is.
@@ -250,6 +251,21 @@ impl OnnxBackend {
                     file.display()
                 )));
             }
+        }
+        if let Some(cache) = input_names
+            .iter()
+            .find(|n| n.starts_with("past_key_values"))
+        {
+            // A decoder exported for generation (optimum's `text-generation-with-past`): an
+            // embedding is one pass over the whole input, which needs no cache.
+            return Err(BackendError::Load(format!(
+                "{} asks for the KV-cache input `{cache}`: it is a decoder exported for text \
+                 generation, and an embedder runs each input in one pass with no cache. Export \
+                 it without one (`optimum-cli export onnx --task feature-extraction`, or \
+                 `use_cache=False`): inputs input_ids, attention_mask and position_ids, output \
+                 last_hidden_state",
+                file.display()
+            )));
         }
         if let Some(unknown) = input_names.iter().find(|n| !KNOWN_INPUTS.contains(n)) {
             return Err(BackendError::Load(format!(
