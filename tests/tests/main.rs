@@ -8,6 +8,8 @@ mod common;
 
 /// The embedding cache: memory and Redis, through the server.
 mod cache;
+/// Qwen3-Embedding (a decoder) over HTTP on both engines with the official `openai` client.
+mod decoders_http;
 /// The backend plugins' dependency graph: never the runtime, never a server stack.
 mod dependencies;
 /// XLM-RoBERTa, MPNet and ModernBERT over HTTP on both engines.
