@@ -53,6 +53,37 @@ start_infinity() {
     fi
 }
 
+# record_peak_memory PID FILE...: adds `peak_rss_mb`, the peak resident memory so far of the
+# process PID and its descendants (the sum of their VmHWM), to each embedrt-bench JSON FILE.
+record_peak_memory() {
+    python3 - "$@" <<'PY'
+import json, os, sys
+pid, files = int(sys.argv[1]), sys.argv[2:]
+parents = {}
+for entry in os.listdir("/proc"):
+    if entry.isdigit():
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+        except OSError:
+            continue
+        parents.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+tree, todo = [], [pid]
+while todo:
+    tree.append(todo.pop())
+    todo += parents.get(tree[-1], [])
+def peak_kb(p):
+    try:
+        return next(int(l.split()[1]) for l in open(f"/proc/{p}/status") if l.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return 0
+mb = sum(peak_kb(p) for p in tree) / 1024
+for file in files:
+    summary = json.load(open(file))
+    summary["peak_rss_mb"] = mb
+    json.dump(summary, open(file, "w"), indent=2)
+PY
+}
+
 # table COLUMN... -- FILE...: the Markdown table of embedrt-bench JSON files (benches/table.py).
 table() {
     python3 "$root/benches/table.py" "$@"

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Writes a random-weight encoder or cross-encoder (reranker) at a real model's size, with its
-ONNX export, for speed benchmarks of the encoder families and of reranking.
+"""Writes a random-weight encoder, decoder embedder or cross-encoder (reranker) at a real model's
+size, with its ONNX export, for speed benchmarks of the model families and of reranking.
 
 Usage: make_random_encoder.py SIZE OUT_DIR TOKENIZER_DIR
 
@@ -9,11 +9,16 @@ model holds: config.json (the real dimensions), model.safetensors (f32), the sen
 modules (the model's pooling, Normalize, its max length) and onnx/model.onnx (inputs input_ids and
 attention_mask, output last_hidden_state, dynamic batch and sequence axes). A reranker's folder
 is a cross-encoder repo instead: a sequence-classification model with one label, its activation
-in config.json as sentence-transformers writes it, and onnx/model.onnx with output logits. The tokenizer comes
-from TOKENIZER_DIR (a WordPiece one serves: speed depends on sequence lengths, not on the
-vocabulary, whose size only moves the embedding table), and the vocabulary is the tokenizer's.
+in config.json as sentence-transformers writes it, and onnx/model.onnx with output logits. A
+decoder (Qwen3-Embedding) pools its last token, carries its prompts, and its graph also takes
+position_ids (no KV cache), and its tokenizer pads on the left as Qwen3's does. The tokenizer
+comes from TOKENIZER_DIR (MiniLM's WordPiece serves every size: speed depends on sequence lengths,
+not on the vocabulary, and its token counts for English are the real models'; its [SEP] is the
+end token a decoder pools), and the vocabulary is the tokenizer's unless the size names the real
+one (which then only moves the embedding table).
 
-Needs torch and transformers (the Infinity venv of benches/peers/infinity.sh has both).
+Needs torch and transformers (the Infinity venv of benches/peers/infinity.sh has both; Qwen3
+needs transformers >= 4.51, its TRANSFORMERS=4.51.3 venv).
 """
 
 import json
@@ -51,6 +56,22 @@ SIZES = {
                                                      norm_eps=1e-5), "mean", 8192),
 }
 
+# Each real decoder embedder's dimensions (its vocabulary included), pooling, length limit and
+# the prompts of its config_sentence_transformers.json.
+DECODERS = {
+    # Qwen/Qwen3-Embedding-0.6B.
+    "qwen3-embedding-0.6b": (
+        "Qwen3Config",
+        dict(vocab_size=151669, hidden_size=1024, num_hidden_layers=28, num_attention_heads=16,
+             num_key_value_heads=8, head_dim=128, intermediate_size=3072, max_position_embeddings=32768,
+             rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True, use_cache=False,
+             use_sliding_window=False, sliding_window=None, max_window_layers=28),
+        "lasttoken", 32768,
+        {"query": "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:",
+         "document": ""},
+    ),
+}
+
 # Each real cross-encoder's dimensions and the activation sentence-transformers applies (None:
 # its default for one label, sigmoid).
 RERANKERS = {
@@ -81,6 +102,9 @@ def main():
     if size in RERANKERS:
         model, inputs = write_reranker(size, out, vocab, pad)
         outputs = ["logits"]
+    elif size in DECODERS:
+        model, inputs = write_decoder(size, out, vocab, pad)
+        outputs = ["last_hidden_state"]
     else:
         model, inputs = write_encoder(size, out, vocab, pad)
         outputs = ["last_hidden_state"]
@@ -91,16 +115,19 @@ def main():
     # ModernBERT's forward takes none, XLM-RoBERTa has one type, and a peer passing them would
     # fail where it would not on the real model.
     tokenizer_config = json.loads((out / "tokenizer_config.json").read_text())
-    tokenizer_config["model_input_names"] = inputs
+    tokenizer_config["model_input_names"] = [name for name in inputs if name != "position_ids"]
+    if size in DECODERS:
+        tokenizer_config["padding_side"] = "left"  # as Qwen3-Embedding's: the peers pad so
     write_json(out / "tokenizer_config.json", tokenizer_config)
-    example = torch.randint(1000, vocab, (2, 16))
+    example = torch.randint(min(1000, vocab // 2), vocab, (2, 16))
     mask = torch.ones_like(example)
     mask[1, 10:] = 0
-    tensors = {"input_ids": example, "attention_mask": mask, "token_type_ids": torch.zeros_like(example)}
+    tensors = {"input_ids": example, "attention_mask": mask, "token_type_ids": torch.zeros_like(example),
+               "position_ids": torch.arange(16).expand(2, 16)}
     (out / "onnx").mkdir(exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(
-            model, tuple(tensors[name] for name in inputs), out / "onnx/model.onnx",
+            model, tuple(tensors[name] for name in inputs), str(out / "onnx/model.onnx"),
             input_names=inputs, output_names=outputs,
             dynamic_axes={name: {0: "batch", 1: "sequence"} for name in inputs}
             | {name: {0: "batch"} if name == "logits" else {0: "batch", 1: "sequence"} for name in outputs},
@@ -117,21 +144,42 @@ def write_encoder(size, out, vocab, pad):
         config._attn_implementation = "eager"  # exports without flash or SDPA kernels
     model = AutoModel.from_config(config).eval()
     model.save_pretrained(out, safe_serialization=True)
+    write_modules(out, config.hidden_size, pooling, max_length, {})
+    return model, ["input_ids", "attention_mask"]
+
+
+def write_decoder(size, out, vocab, pad):
+    """A decoder embedder with its sentence-transformers modules and prompts; returns it and its
+    graph's inputs."""
+    import transformers
+
+    config_name, dims, pooling, max_length, prompts = DECODERS[size]
+    config = getattr(transformers, config_name)(**(dict(vocab_size=vocab, pad_token_id=pad) | dims))
+    config._attn_implementation = "eager"  # exports without SDPA kernels
+    model = AutoModel.from_config(config).eval()
+    model.save_pretrained(out, safe_serialization=True)
+    write_modules(out, config.hidden_size, pooling, max_length, prompts)
+    return model, ["input_ids", "attention_mask", "position_ids"]
+
+
+def write_modules(out, hidden_size, pooling, max_length, prompts):
+    """The sentence-transformers modules of an embedder: Transformer, Pooling, Normalize."""
     write_json(out / "modules.json", [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
         {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
     ])
     write_json(out / "1_Pooling/config.json", {
-        "word_embedding_dimension": config.hidden_size,
+        "word_embedding_dimension": hidden_size,
         "pooling_mode_cls_token": pooling == "cls",
         "pooling_mode_mean_tokens": pooling == "mean",
         "pooling_mode_max_tokens": False,
         "pooling_mode_mean_sqrt_len_tokens": False,
+        "pooling_mode_lasttoken": pooling == "lasttoken",
+        "include_prompt": True,
     })
     write_json(out / "sentence_bert_config.json", {"max_seq_length": max_length, "do_lower_case": False})
-    write_json(out / "config_sentence_transformers.json", {"prompts": {}, "default_prompt_name": None})
-    return model, ["input_ids", "attention_mask"]
+    write_json(out / "config_sentence_transformers.json", {"prompts": prompts, "default_prompt_name": None})
 
 
 def write_reranker(size, out, vocab, pad):

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """sentence-transformers in-process on a model folder: the ceiling a Python app reaches without a
 server, at its best batch size. Writes one embedrt-bench-shaped JSON summary (label, tags,
-inputs_per_s; the latency fields are one batch's mean), so benches/table.py prints it beside the
-servers' rows.
+inputs_per_s; the latency fields are one batch's mean; peak_rss_mb, the process's peak resident
+memory), so benches/table.py prints it beside the servers' rows.
 
 Usage: st_inprocess.py MODEL_DIR SENTENCES_FILE JSON_OUT [--seconds S] [--passages FILE]
                        [--tag KEY=VALUE ...]
@@ -14,6 +14,7 @@ against passages in turn, and the inputs counted are pairs.
 """
 
 import json
+import resource
 import sys
 import time
 
@@ -68,6 +69,7 @@ def main():
         "seconds": seconds, "requests": 0, "errors": 0, "requests_per_s": rates[best][0] / best,
         "inputs_per_s": rates[best][0], "p50_ms": rates[best][1], "p95_ms": rates[best][1],
         "p99_ms": rates[best][1], "max_ms": rates[best][1],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     json.dump(summary, open(out, "w"), indent=2)
     print(f"{model_dir}: best batch {best}, {rates[best][0]:.1f} inputs/s "
