@@ -9,17 +9,13 @@ Prints "ok" and exits 0 when everything holds.
 """
 
 import json
-import math
 import os
 import sys
 
 import grpc
 from grpc_tools import protoc
 
-
-def cosine(a, b):
-    dot = sum(x * y for x, y in zip(a, b))
-    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+from vectors import cosine
 
 
 def generate_stubs(proto_root, stub_dir):

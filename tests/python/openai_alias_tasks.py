@@ -9,25 +9,17 @@ everything holds.
 """
 
 import json
-import math
 import sys
 
 import openai
-
-
-def cosine(a, b):
-    dot = sum(x * y for x, y in zip(a, b))
-    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+from vectors import assert_close
 
 
 def check(client, model, texts, want, label):
     response = client.embeddings.create(model=model, input=texts)
     assert len(response.data) == len(want), (label, len(response.data))
     for i, item in enumerate(response.data):
-        got = item.embedding
-        similarity = cosine(got, want[i])
-        worst = max(abs(g - w) for g, w in zip(got, want[i]))
-        assert similarity >= 0.9999 and worst <= 1e-4, (label, i, similarity, worst)
+        assert_close(item.embedding, want[i], (label, i))
 
 
 def main():

@@ -12,11 +12,7 @@ import math
 import sys
 
 import openai
-
-
-def cosine(a, b):
-    dot = sum(x * y for x, y in zip(a, b))
-    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+from vectors import cosine
 
 
 def main():

@@ -17,18 +17,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
-
-
-def cosine(a, b):
-    dot = sum(x * y for x, y in zip(a, b))
-    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
-
-
-def check(got, want, label):
-    assert len(got) == len(want), (label, len(got), len(want))
-    similarity = cosine(got, want)
-    worst = max(abs(g - w) for g, w in zip(got, want))
-    assert similarity >= 0.9999 and worst <= 1e-4, (label, similarity, worst)
+from vectors import assert_close
 
 
 def task_of(case):
@@ -53,7 +42,7 @@ def main():
         assert response.model == model, response.model
         for i, item in enumerate(response.data):
             assert item.index == i
-            check(item.embedding, case["embeddings"][i], f"{label} text {i}")
+            assert_close(item.embedding, case["embeddings"][i], f"{label} text {i}")
         tokens = sum(len(ids) for ids in case["token_ids"])
         assert response.usage.prompt_tokens == tokens, (label, response.usage)
 
@@ -72,7 +61,7 @@ def main():
     def one(job):
         case, i = job
         got = embed(client, model, texts[i], case).data[0].embedding
-        check(got, case["embeddings"][i], f"{model} {case['prompt_name']} text {i} alone")
+        assert_close(got, case["embeddings"][i], f"{model} {case['prompt_name']} text {i} alone")
 
     with ThreadPoolExecutor(max_workers=24) as pool:
         list(pool.map(one, jobs))
@@ -83,11 +72,11 @@ def main():
         for i, item in enumerate(response.data):
             want = query["embeddings"][i][:dimensions]
             norm = math.sqrt(sum(x * x for x in want))
-            check(item.embedding, [x / norm for x in want], f"{model} query at {dimensions} text {i}")
+            assert_close(item.embedding, [x / norm for x in want], f"{model} query at {dimensions} text {i}")
 
     by_alias = client.embeddings.create(model=query_alias, input=texts)
     for i, item in enumerate(by_alias.data):
-        check(item.embedding, query["embeddings"][i], f"{query_alias} text {i}")
+        assert_close(item.embedding, query["embeddings"][i], f"{query_alias} text {i}")
 
     try:
         embed(client, model, "x", query, dimensions=33)

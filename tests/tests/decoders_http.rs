@@ -11,9 +11,7 @@ use serde_json::json;
 
 use crate::common::python::{run_python_client, test_python};
 use crate::common::{error, fixtures_dir, ok, served, Model, Server, ENGINES};
-
-/// The pinned client (as `openai_client`'s).
-const OPENAI: &str = "openai==3.54.0";
+use crate::openai_client::OPENAI;
 
 /// The fixture.
 const QWEN3: &str = "qwen3-embedding-tiny";

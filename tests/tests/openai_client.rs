@@ -6,8 +6,8 @@ use serde_json::json;
 use crate::common::python::{run_python_client, test_python};
 use crate::common::{fixtures_dir, jina_dir, ok, Model, Server};
 
-/// The pinned client.
-const OPENAI: &str = "openai==3.54.0";
+/// The pinned client (also `decoders_http`'s).
+pub(crate) const OPENAI: &str = "openai==3.54.0";
 
 #[test]
 fn official_openai_client_works_unchanged() {

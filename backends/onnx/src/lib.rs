@@ -256,11 +256,12 @@ impl OnnxBackend {
             .iter()
             .find(|n| n.starts_with("past_key_values"))
         {
-            // A decoder exported for generation (optimum's `text-generation-with-past`): an
-            // embedding is one pass over the whole input, which needs no cache.
+            // A decoder exported with its KV cache (optimum's `*-with-past` tasks): an embedding
+            // is one pass over the whole input, which needs no cache.
             return Err(BackendError::Load(format!(
-                "{} asks for the KV-cache input `{cache}`: it is a decoder exported for text \
-                 generation, and an embedder runs each input in one pass with no cache. Export \
+                "{} asks for the KV-cache input `{cache}`: it is a decoder exported with its \
+                 cache (for text generation), and an embedder runs each input in one pass with \
+                 no cache. Export \
                  it without one (`optimum-cli export onnx --task feature-extraction`, or \
                  `use_cache=False`): inputs input_ids, attention_mask and position_ids, output \
                  last_hidden_state",
