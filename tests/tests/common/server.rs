@@ -94,6 +94,9 @@ pub struct Server {
     dir: TempDir,
     /// The config it was started with (none when it serves a file of the repository).
     config: Option<Table>,
+    /// Reads its stderr as it comes (a pipe nobody read would block the server once full),
+    /// and returns all of it when the pipe closes.
+    log: Option<std::thread::JoinHandle<String>>,
     _place: Option<Taken>,
 }
 
@@ -283,12 +286,20 @@ impl ServerBuilder {
         if let Some(dir) = &self.current_dir {
             command.current_dir(dir);
         }
+        let mut child = spawn_tied(command).unwrap();
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let log = std::thread::spawn(move || {
+            let mut log = Vec::new();
+            let _ = stderr.read_to_end(&mut log);
+            String::from_utf8_lossy(&log).into_owned()
+        });
         Server {
-            child: spawn_tied(command).unwrap(),
+            child,
             url: format!("http://127.0.0.1:{http}"),
             grpc_url: format!("http://127.0.0.1:{grpc}"),
             dir,
             config,
+            log: Some(log),
             _place: place,
         }
     }
@@ -367,11 +378,10 @@ impl Server {
 
     /// What the server logged (stderr), once it has exited.
     fn take_log(&mut self) -> String {
-        let mut log = String::new();
-        if let Some(mut stderr) = self.child.stderr.take() {
-            let _ = stderr.read_to_string(&mut log);
-        }
-        log
+        self.log
+            .take()
+            .and_then(|reader| reader.join().ok())
+            .unwrap_or_default()
     }
 
     /// Sends `signal` (e.g. `libc::SIGHUP`) to the server process.
