@@ -33,6 +33,7 @@ pub async fn serve(source: ConfigSource, plan: Plan) -> Result<()> {
         None => None,
     };
     let limits = plan.server.limits;
+    let connections = plan.server.connections;
     let drain_delay = plan.server.drain_delay;
     let state = Arc::new(AppState::new(
         crate::metrics::install()?,
@@ -73,8 +74,12 @@ pub async fn serve(source: ConfigSource, plan: Plan) -> Result<()> {
         failure
     });
     let router = crate::http::router(Arc::clone(&state), limits.max_body_bytes);
-    let http = axum::serve(http_listener, router)
-        .with_graceful_shutdown(crate::shutdown::until_stopped(stop_rx.clone()));
+    let http = crate::http::connections::serve(
+        http_listener,
+        router,
+        connections,
+        crate::shutdown::until_stopped(stop_rx.clone()),
+    );
     let grpc = async {
         match grpc_listener {
             Some(listener) => {
@@ -83,7 +88,13 @@ pub async fn serve(source: ConfigSource, plan: Plan) -> Result<()> {
             None => Ok(()),
         }
     };
-    tokio::try_join!(async { http.await.map_err(anyhow::Error::from) }, grpc)?;
+    tokio::try_join!(
+        async {
+            http.await;
+            Ok(())
+        },
+        grpc
+    )?;
     tracing::info!("APIs stopped; draining backends");
     // Dropping the models never blocks: each queue drains on its own inference thread, and
     // `embedrt_runtime::scheduler::join_stopped` (called by `main` once the runtime is gone)

@@ -5,8 +5,10 @@
 //! Both front ends read their callers' headers as an [`http::HeaderMap`](axum::http::HeaderMap)
 //! (gRPC metadata is one underneath), so each rule is written once, here.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use axum::http::{header, HeaderMap};
 use embedrt_runtime::config::{AdminAccess, ServerPlan};
@@ -14,6 +16,7 @@ use embedrt_runtime::{EmbedError, Registry};
 use metrics_exporter_prometheus::PrometheusHandle;
 use subtle::ConstantTimeEq;
 
+use crate::admission::Admission;
 use crate::config_source::ConfigSource;
 
 /// The state behind both APIs.
@@ -30,7 +33,20 @@ pub struct AppState {
     pub reload_lock: tokio::sync::Mutex<()>,
     /// Set when shutdown begins: readiness says so, so balancers stop sending.
     draining: AtomicBool,
+    /// `[server] request_timeout_ms`, when not 0.
+    request_timeout: Option<Duration>,
+    /// Room for requests in flight, shared by both front ends.
+    pub admission: Admission,
 }
+
+/// A request ran past its deadline, which was this long.
+#[derive(Clone, Copy, Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "the request did not complete within its deadline of {} ms (`[server] request_timeout_ms`, \
+     or the call's own deadline when shorter)",
+    .0.as_millis()
+)]
+pub struct DeadlineExceeded(pub Duration);
 
 /// Why a caller may not use the admin endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +83,33 @@ impl AppState {
             sticky_header: server.sticky_header.clone(),
             reload_lock: tokio::sync::Mutex::new(()),
             draining: AtomicBool::new(false),
+            request_timeout: server.request_timeout,
+            admission: Admission::new(server.admission),
         }
+    }
+
+    /// Runs `work` within the request's deadline: `[server] request_timeout_ms`, or `asked` (the
+    /// caller's own, a gRPC `grpc-timeout`) when that is shorter.
+    ///
+    /// # Errors
+    ///
+    /// [`DeadlineExceeded`] when `work` runs past it; `work` is dropped then, and with it the
+    /// request's queued inputs.
+    pub async fn within_deadline<T>(
+        &self,
+        asked: Option<Duration>,
+        work: impl Future<Output = T>,
+    ) -> Result<T, DeadlineExceeded> {
+        let deadline = match (self.request_timeout, asked) {
+            (Some(server), Some(asked)) => server.min(asked),
+            (server, asked) => match server.or(asked) {
+                Some(deadline) => deadline,
+                None => return Ok(work.await),
+            },
+        };
+        tokio::time::timeout(deadline, work)
+            .await
+            .map_err(|_| DeadlineExceeded(deadline))
     }
 
     /// Marks the server as shutting down: from now on readiness is [`Readiness::Draining`].

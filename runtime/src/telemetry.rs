@@ -17,6 +17,15 @@ pub const INFERENCE_SECONDS: &str = "embedrt_inference_duration_seconds";
 pub const BATCH_SIZE: &str = "embedrt_batch_size";
 /// Tokens per batch (without padding).
 pub const BATCH_TOKENS: &str = "embedrt_batch_tokens";
+/// Queued inputs dropped unrun because their caller stopped waiting (it disconnected, cancelled
+/// or ran past its deadline).
+pub const ABANDONED_INPUTS: &str = "embedrt_abandoned_inputs_total";
+/// Tokenizer-pool jobs skipped because their caller stopped waiting before a thread took them.
+pub const ABANDONED_JOBS: &str = "embedrt_abandoned_tokenize_jobs_total";
+/// Replicas loaded again after their backend failed fatally.
+pub const REPLICA_RESTARTS: &str = "embedrt_replica_restarts_total";
+/// HTTP connections closed as soon as they were accepted, because `max_connections` were open.
+pub const REFUSED_CONNECTIONS: &str = "embedrt_refused_connections_total";
 /// Sequences waiting in a variant's queue.
 pub const QUEUE_DEPTH: &str = "embedrt_queue_depth";
 /// Loaded instances of a variant: 1 while it serves, 2 for a moment while a reload swaps it.

@@ -8,14 +8,23 @@ use tokenizers::{
     Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
+use crate::telemetry;
+
 /// Why an input could not be turned into token ids.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenizeError {
     /// The input is longer than the model accepts and truncation was not allowed.
-    #[error("input has {tokens} tokens, more than the model's limit of {max} (set `truncate` to true to cut it)")]
+    #[error(
+        "input has {}{tokens} tokens, more than the model's limit of {max} (set `truncate` to \
+         true to cut it)",
+        if *.whole { "" } else { "at least " }
+    )]
     TooLong {
-        /// Tokens in the input, special tokens included.
+        /// Tokens counted in the input, special tokens included: all of them, or (for a text
+        /// longer than is read, see [`MAX_CHARS_PER_TOKEN`]) those of the part read.
         tokens: usize,
+        /// Whether `tokens` counts the whole input.
+        whole: bool,
         /// The model's limit.
         max: usize,
     },
@@ -28,6 +37,19 @@ pub enum TokenizeError {
         /// Tokens in the document, special tokens and instruction included.
         tokens: usize,
         /// The model's limit.
+        max: usize,
+    },
+    /// A text too long to be read without truncation: its first [`MAX_CHARS_PER_TOKEN`]
+    /// characters per token of the limit hold fewer tokens than the limit, so whether the rest
+    /// fits is not worked out.
+    #[error(
+        "input has {chars} characters, more than the {max} this model reads without truncation \
+         ({MAX_CHARS_PER_TOKEN} per token of its limit); set `truncate` to true to cut it"
+    )]
+    TooManyChars {
+        /// Characters in the input.
+        chars: usize,
+        /// The most characters read.
         max: usize,
     },
     /// A token id is outside the model's vocabulary.
@@ -45,6 +67,16 @@ pub enum TokenizeError {
     #[error("tokenizer failed: {0}")]
     Failed(String),
 }
+
+/// Characters of a text tokenized first, per token the text may keep: enough for the tokens of
+/// nearly every text to be settled in one pass (English runs at four to five characters a token).
+const FIRST_CHARS_PER_TOKEN: usize = 8;
+
+/// The most characters of one text ever tokenized, per token it may keep. A text is tokenized
+/// from its start in growing parts, until the part holds more tokens than the limit (then the
+/// text is cut, or refused, without reading further) or this bound is reached: however long a
+/// text is, it costs the tokenizer no more than this.
+pub const MAX_CHARS_PER_TOKEN: usize = 64;
 
 /// A model's tokenizer, set up to add special tokens and to truncate at the model's real limit
 /// (not the limit its `tokenizer.json` may carry).
@@ -126,6 +158,31 @@ pub struct ChunkedDocument {
     pub spans: Vec<std::ops::Range<usize>>,
 }
 
+/// What [`TextTokenizer::encode_head`] read of a text.
+enum Head {
+    /// The whole text's tokens.
+    Whole(Encoding),
+    /// The tokens of a start of the text whose first `keep + 1` are the whole text's.
+    Settled(Encoding),
+    /// The tokens of the longest start read, which did not settle them (runs of whitespace, or
+    /// characters the normalizer drops).
+    Capped(Encoding),
+}
+
+/// The most characters read of a text that may keep `keep` tokens.
+fn head_cap(keep: usize) -> usize {
+    (keep + 1).saturating_mul(MAX_CHARS_PER_TOKEN)
+}
+
+/// Whether the tokens of a start of a text settle the text's first `keep + 1` tokens: there are
+/// more, and the last of them belongs to an earlier word than the part's last token (which the
+/// cut may have split; the pre-tokenizer splits words apart, so earlier words are tokenized as
+/// in the whole text).
+fn settles(encoding: &Encoding, keep: usize) -> bool {
+    let words = encoding.get_word_ids();
+    words.len() > keep + 1 && words[keep].is_some() && words[keep] != words[words.len() - 1]
+}
+
 impl TextTokenizer {
     /// Loads `tokenizer.json` from `model_dir`; inputs longer than `max_input_tokens` are
     /// truncated or rejected, and ids at or past `vocab_size` are rejected.
@@ -174,12 +231,20 @@ impl TextTokenizer {
         instruction: &str,
         chunks: &[&str],
     ) -> Result<ChunkedDocument, TokenizeError> {
+        let too_long = |tokens| TokenizeError::DocumentTooLong {
+            tokens,
+            max: self.max_input_tokens,
+        };
+        // A chunk is read no further than the model's limit (see `encode`): past it, the
+        // document cannot fit.
+        let max = self.max_input_tokens;
         let plain = |text: &str| -> Result<Vec<u32>, TokenizeError> {
-            let encoding = self
-                .inner
-                .encode(text, false)
-                .map_err(|e| TokenizeError::Failed(e.to_string()))?;
-            Ok(encoding.get_ids().to_vec())
+            match self.encode_head(text, max, (max + 1).saturating_mul(FIRST_CHARS_PER_TOKEN))? {
+                Head::Whole(encoding) if encoding.len() <= max => Ok(encoding.get_ids().to_vec()),
+                Head::Whole(encoding) | Head::Settled(encoding) | Head::Capped(encoding) => {
+                    Err(too_long(encoding.len().max(max + 1)))
+                }
+            }
         };
         let mut ids = self.frame.0.clone();
         // The instruction's trailing space separates it from the text; tokenized alone it would
@@ -213,28 +278,82 @@ impl TextTokenizer {
     ///
     /// [`TokenizeError::TooLong`] for a text over the limit without `truncate`,
     /// [`TokenizeError::Failed`] when the tokenizer fails.
+    ///
+    /// A long text is read no further than needed: only its start is tokenized, in growing
+    /// parts, until the part holds more tokens than fit (the same first tokens as the whole
+    /// text's) or reaches [`MAX_CHARS_PER_TOKEN`] characters per token that fit. Without
+    /// `truncate`, a text within that bound is read whole, so a refusal counts its tokens.
     pub fn encode(&self, text: &str, truncate: bool) -> Result<Vec<u32>, TokenizeError> {
-        let failed = |e: tokenizers::Error| TokenizeError::Failed(e.to_string());
-        let mut encoding = self.inner.encode(text, false).map_err(failed)?;
-        let tokens = encoding.len() + self.special_tokens();
-        if tokens > self.max_input_tokens {
+        let keep = self.max_input_tokens.saturating_sub(self.special_tokens());
+        let (mut encoding, whole) = self.read_head(text, keep, truncate)?;
+        if encoding.len() > keep {
             if !truncate {
                 return Err(TokenizeError::TooLong {
-                    tokens,
+                    tokens: encoding.len() + self.special_tokens(),
+                    whole,
                     max: self.max_input_tokens,
                 });
             }
-            encoding.truncate(
-                self.max_input_tokens.saturating_sub(self.special_tokens()),
-                0,
-                TruncationDirection::Right,
-            );
+            encoding.truncate(keep, 0, TruncationDirection::Right);
         }
         let encoding = self
             .inner
             .post_process(encoding, None, true)
-            .map_err(failed)?;
+            .map_err(|e| TokenizeError::Failed(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The tokens of `text` as [`TextTokenizer::encode_head`] reads them, and whether they are
+    /// the whole text's; refused when they did not settle and the text may not be cut. A text
+    /// that may not be cut is read in one part up to the bound, so that a refusal can say how
+    /// many tokens it has.
+    fn read_head(
+        &self,
+        text: &str,
+        keep: usize,
+        truncate: bool,
+    ) -> Result<(Encoding, bool), TokenizeError> {
+        let first = if truncate {
+            (keep + 1).saturating_mul(FIRST_CHARS_PER_TOKEN)
+        } else {
+            head_cap(keep)
+        };
+        match self.encode_head(text, keep, first)? {
+            Head::Capped(_) if !truncate => Err(TokenizeError::TooManyChars {
+                chars: text.chars().count(),
+                max: head_cap(keep),
+            }),
+            Head::Whole(encoding) => Ok((encoding, true)),
+            Head::Settled(encoding) | Head::Capped(encoding) => Ok((encoding, false)),
+        }
+    }
+
+    /// The tokens (without special tokens) of `text`, or of its start when that settles its
+    /// first `keep + 1` tokens: parts of `first` characters, doubled until the part settles
+    /// them, holds the whole text, or reaches [`head_cap`].
+    fn encode_head(&self, text: &str, keep: usize, first: usize) -> Result<Head, TokenizeError> {
+        let cap = head_cap(keep);
+        let mut chars = first.min(cap);
+        loop {
+            let (part, whole) = match text.char_indices().nth(chars) {
+                Some((end, _)) => (&text[..end], false),
+                None => (text, true),
+            };
+            let encoding = self
+                .inner
+                .encode(part, false)
+                .map_err(|e| TokenizeError::Failed(e.to_string()))?;
+            if whole {
+                return Ok(Head::Whole(encoding));
+            }
+            if settles(&encoding, keep) {
+                return Ok(Head::Settled(encoding));
+            }
+            if chars == cap {
+                return Ok(Head::Capped(encoding));
+            }
+            chars = chars.saturating_mul(2).min(cap);
+        }
     }
 
     /// Token ids of the pair (`query`, `document`) with the template's special tokens, as the
@@ -254,8 +373,10 @@ impl TextTokenizer {
         max_document_tokens: Option<usize>,
     ) -> Result<EncodedPair, TokenizeError> {
         let failed = |e: tokenizers::Error| TokenizeError::Failed(e.to_string());
-        let query = self.inner.encode(query, false).map_err(failed)?;
-        let mut document: Encoding = self.inner.encode(document, false).map_err(failed)?;
+        // Each text is read no further than the model's whole limit (see `encode`).
+        let read = |text: &str| self.read_head(text, self.max_input_tokens, truncate);
+        let (query, whole_query) = read(query)?;
+        let (mut document, whole_document) = read(document)?;
         if let Some(max) = max_document_tokens {
             document.truncate(max, 0, TruncationDirection::Right);
         }
@@ -268,6 +389,7 @@ impl TextTokenizer {
             if !truncate {
                 return Err(TokenizeError::TooLong {
                     tokens,
+                    whole: whole_query && whole_document,
                     max: self.max_input_tokens,
                 });
             }
@@ -312,6 +434,7 @@ impl TextTokenizer {
             if !truncate {
                 return Err(TokenizeError::TooLong {
                     tokens: ids.len(),
+                    whole: true,
                     max: self.max_input_tokens,
                 });
             }
@@ -352,6 +475,9 @@ impl WorkerPool {
     }
 
     /// Runs `job` on the pool and waits for its result without blocking the async runtime.
+    /// A job whose caller stopped waiting before a thread took it (the future was dropped: the
+    /// client went away or ran past its deadline) is skipped and counted in
+    /// [`telemetry::ABANDONED_JOBS`].
     ///
     /// # Errors
     ///
@@ -362,6 +488,10 @@ impl WorkerPool {
     ) -> Result<R, JobPanicked> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.pool.spawn(move || {
+            if tx.is_closed() {
+                metrics::counter!(telemetry::ABANDONED_JOBS).increment(1);
+                return;
+            }
             let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)));
         });
         rx.await.ok().and_then(Result::ok).ok_or(JobPanicked)
@@ -442,6 +572,105 @@ mod tests {
             short.ids.len(),
             query.len() + 3,
             "the document cut to 2 tokens, then its [SEP]"
+        );
+    }
+
+    /// Every tokenizer family of the fixtures: WordPiece (MiniLM, MPNet), SentencePiece
+    /// (XLM-RoBERTa), byte-level BPE (ModernBERT, Qwen3), each with a 16-token limit.
+    fn small_tokenizers() -> Vec<(&'static str, TextTokenizer)> {
+        let mut tokenizers = vec![("all-MiniLM-L6-v2", minilm(16))];
+        tokenizers.extend(
+            [
+                "all-mpnet-tiny",
+                "multilingual-e5-tiny",
+                "modernbert-embed-tiny",
+                "qwen3-embedding-tiny",
+            ]
+            .into_iter()
+            .map(|name| {
+                let (dir, _) = fixture(name);
+                (name, TextTokenizer::load(&dir, 16, 1 << 20).unwrap())
+            }),
+        );
+        tokenizers
+    }
+
+    /// all-MiniLM-L6-v2's tokenizer (from the assets `scripts/setup.sh` fetches) with a limit of
+    /// `max` tokens.
+    fn minilm(max: usize) -> TextTokenizer {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.assets/models/all-MiniLM-L6-v2");
+        TextTokenizer::load(&dir, max, 1 << 20).unwrap()
+    }
+
+    /// The whole text tokenized, then cut to the limit (or refused over it): what
+    /// [`TextTokenizer::encode`] must equal whatever part of the text it reads.
+    fn tokenize_then_truncate(
+        tokenizer: &TextTokenizer,
+        text: &str,
+        truncate: bool,
+    ) -> Option<Vec<u32>> {
+        let mut encoding = tokenizer.inner.encode(text, false).unwrap();
+        let keep = tokenizer.max_input_tokens - tokenizer.special_tokens();
+        if encoding.len() > keep {
+            if !truncate {
+                return None;
+            }
+            encoding.truncate(keep, 0, TruncationDirection::Right);
+        }
+        let encoding = tokenizer.inner.post_process(encoding, None, true).unwrap();
+        Some(encoding.get_ids().to_vec())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn cutting_before_tokenizing_equals_tokenizing_then_truncating(
+            words in proptest::collection::vec(
+                "([a-zA-Z]{1,12}|[0-9]{1,6}|[.,;:!?'\"()-]|é|ß|中文|日本語|😀|\u{301}| {1,3}|\n)",
+                0..400,
+            ),
+        ) {
+            let text: String = words.concat();
+            for (name, tokenizer) in small_tokenizers() {
+                for truncate in [true, false] {
+                    let cut = tokenizer.encode(&text, truncate).ok();
+                    let whole = tokenize_then_truncate(&tokenizer, &text, truncate);
+                    proptest::prop_assert_eq!(cut, whole, "{} truncate={} {:?}", name, truncate, text);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_text_is_read_no_further_than_its_limit_needs() {
+        let tokenizer = minilm(256);
+        let long = "the quick brown fox jumps over the lazy dog. ".repeat(50_000); // 2.2 MB
+        let ids = tokenizer.encode(&long, true).unwrap();
+        assert_eq!(ids.len(), 256);
+        assert_eq!(
+            Some(ids),
+            tokenize_then_truncate(&tokenizer, &long[..20_000], true)
+        );
+        let err = tokenizer.encode(&long, false).unwrap_err();
+        assert!(
+            matches!(err, TokenizeError::TooLong { max: 256, .. }),
+            "{err}"
+        );
+        // Whitespace holds no tokens: the text is cut at the bound, or refused uncut.
+        let spaces = format!("a{}b", " ".repeat(100_000));
+        assert_eq!(
+            tokenizer.encode(&spaces, true).unwrap().len(),
+            3,
+            "[CLS] a [SEP]"
+        );
+        let err = tokenizer.encode(&spaces, false).unwrap_err();
+        assert_eq!(
+            err,
+            TokenizeError::TooManyChars {
+                chars: 100_002,
+                max: 255 * MAX_CHARS_PER_TOKEN
+            }
         );
     }
 

@@ -8,7 +8,7 @@ use embedrt_backend_core::{Backend, BackendError, Capabilities, DType, Device};
 
 use crate::config::{Role, VariantPlan};
 use crate::request::EmbedError;
-use crate::scheduler::{BatchPolicy, Scheduler, Sequence, SequenceResult, SubmitError};
+use crate::scheduler::{BatchPolicy, Restart, Scheduler, Sequence, SequenceResult, SubmitError};
 use crate::telemetry::{self, VariantLabels};
 
 /// One backend serving a model, with its own queue.
@@ -25,7 +25,7 @@ pub struct Variant {
 impl Variant {
     /// Starts serving `replicas` (the same model loaded one or more times) as the variant
     /// `plan` of model `model`, with one queue batched by `batching` and an inference thread per
-    /// replica.
+    /// replica; `restart` loads a replica again when its backend fails fatally.
     ///
     /// # Errors
     ///
@@ -34,12 +34,13 @@ impl Variant {
         model: &str,
         plan: &VariantPlan,
         replicas: Vec<Box<dyn Backend>>,
+        restart: Option<Restart>,
         batching: BatchPolicy,
     ) -> Result<Self> {
         let device = plan.settings.device;
         let labels = VariantLabels::new(model, &plan.name, &plan.backend, &device.to_string());
         let thread = format!("{model}-{}", plan.name);
-        let scheduler = Scheduler::start(&thread, replicas, batching, labels.clone())
+        let scheduler = Scheduler::start(&thread, replicas, restart, batching, labels.clone())
             .with_context(|| format!("cannot start the inference threads of {thread}"))?;
         metrics::gauge!(telemetry::MODEL_LOADED, labels.labels()).increment(1.0);
         let (weight, shadow) = match plan.role {

@@ -24,6 +24,9 @@ mod gpu_script;
 mod grpc;
 /// Python's grpcio with generated stubs.
 mod grpc_python;
+/// Hostile and unlucky traffic: vanished callers, deadlines, huge texts and bodies, upload
+/// floods, poison inputs.
+mod hardening;
 /// The OpenAI-compatible HTTP API: input shapes, encodings, limits, errors.
 mod http_api;
 /// Models given as hub ids, downloaded from a local file server.

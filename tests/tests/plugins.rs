@@ -125,7 +125,7 @@ fn a_panicking_plugin_does_not_take_the_server_down() {
     let post = |model: &str, input: Value| server.embed(json!({ "model": model, "input": input }));
     assert_eq!(post("fragile", json!("hello")).status(), 200);
     let response = post("fragile", json!([101, 7, 102]));
-    assert_eq!(response.status(), 503);
+    assert_eq!(response.status(), 500, "the request that killed it fails");
     let body: Value = response.json().unwrap();
     assert!(
         body["error"]["message"]
@@ -136,17 +136,15 @@ fn a_panicking_plugin_does_not_take_the_server_down() {
     );
     assert_eq!(
         post("fragile", json!("hello")).status(),
-        503,
-        "the model stays unhealthy"
+        200,
+        "the model was loaded again and serves"
     );
     assert_eq!(
         post("sturdy", json!("hello")).status(),
         200,
         "other models still serve"
     );
-    let ready = server.get("/ready");
-    assert_eq!(ready.status(), 503);
-    assert_eq!(ready.json::<Value>().unwrap()["models"], json!(["fragile"]));
+    assert_eq!(server.get("/ready").status(), 200);
     assert!(server.is_running());
 }
 

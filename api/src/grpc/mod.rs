@@ -3,10 +3,12 @@
 //! the HTTP API.
 
 mod convert;
+mod deadline;
 mod health;
 mod stream;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use embedrt_proto::v1 as pb;
@@ -20,8 +22,16 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::admission::Ticket;
 use crate::shutdown::until_stopped;
 use crate::state::AppState;
+
+/// How often an idle gRPC connection is pinged (HTTP/2 and TCP keep-alive).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection is closed.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most calls (streams) open at once on one gRPC connection.
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
 /// Serves gRPC on `listener`, with the gRPC message sizes of `limits`, until `shutdown` turns
 /// true; then it stops accepting, finishes the calls in flight (open streams answer what they
@@ -58,6 +68,12 @@ pub async fn serve(
     // Without TCP_NODELAY, a small answer waits for the client's delayed ACK (40 ms on Linux).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        // Dead peers are found by HTTP/2 pings (and TCP keep-alive) instead of holding their
+        // connection forever, and one connection carries at most this many calls at once.
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         // A bug in a handler answers INTERNAL instead of dropping the connection.
         .layer(CatchPanicLayer::custom(|_| {
             Status::internal("the request handler failed").into_http::<tonic::body::Body>()
@@ -93,14 +109,21 @@ struct EmbedderService {
 }
 
 impl EmbedderService {
-    /// Checks the API key (`authorization: Bearer <key>` metadata) and returns the models.
-    fn admit<T>(&self, request: &Request<T>) -> Result<Arc<Registry>, Status> {
+    /// Checks the API key (`authorization: Bearer <key>` metadata), takes a place among the
+    /// requests in flight, and returns the models and the place (held until dropped).
+    fn admit<T>(&self, request: &Request<T>) -> Result<(Arc<Registry>, Ticket), Status> {
         if !self.state.accepts_api_key(request.metadata().as_ref()) {
             return Err(Status::unauthenticated(
                 "this server needs `authorization: Bearer <api key>` metadata with a valid key",
             ));
         }
-        self.state.registry().map_err(convert::status)
+        let ticket = self
+            .state
+            .admission
+            .admit(0)
+            .map_err(|refusal| Status::resource_exhausted(refusal.to_string()))?;
+        let registry = self.state.registry().map_err(convert::status)?;
+        Ok((registry, ticket))
     }
 }
 
@@ -110,9 +133,11 @@ impl Embedder for EmbedderService {
         &self,
         request: Request<pb::EmbedRequest>,
     ) -> Result<Response<pb::EmbedResponse>, Status> {
-        let registry = self.admit(&request)?;
+        let (registry, _ticket) = self.admit(&request)?;
         let (metadata, _, message) = request.into_parts();
-        let response = embed(&self.state, &registry, message, metadata.as_ref()).await?;
+        let headers = metadata.as_ref();
+        let work = embed(&self.state, &registry, message, headers);
+        let response = deadline::within(&self.state, headers, work).await?;
         Ok(Response::new(response))
     }
 
@@ -122,13 +147,14 @@ impl Embedder for EmbedderService {
         &self,
         request: Request<Streaming<pb::EmbedStreamRequest>>,
     ) -> Result<Response<Self::EmbedStreamStream>, Status> {
-        self.admit(&request)?;
+        let (_, ticket) = self.admit(&request)?;
         let (metadata, _, inbound) = request.into_parts();
         Ok(Response::new(stream::answer(
             Arc::clone(&self.state),
             inbound,
             metadata.into_headers(),
             self.shutdown.clone(),
+            ticket,
         )))
     }
 
@@ -136,7 +162,7 @@ impl Embedder for EmbedderService {
         &self,
         request: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
-        let registry = self.admit(&request)?;
+        let (registry, _ticket) = self.admit(&request)?;
         let models = registry
             .models()
             .map(|m| convert::model(m.info()))
@@ -148,9 +174,13 @@ impl Embedder for EmbedderService {
         &self,
         request: Request<pb::TokenizeRequest>,
     ) -> Result<Response<pb::TokenizeResponse>, Status> {
-        let registry = self.admit(&request)?;
-        let request = convert::tokenize_request(request.into_inner());
-        let response = registry.tokenize(request).await.map_err(convert::status)?;
+        let (registry, _ticket) = self.admit(&request)?;
+        let (metadata, _, message) = request.into_parts();
+        let work = async {
+            let request = convert::tokenize_request(message);
+            registry.tokenize(request).await.map_err(convert::status)
+        };
+        let response = deadline::within(&self.state, metadata.as_ref(), work).await?;
         Ok(Response::new(convert::tokenize_response(response)))
     }
 
@@ -158,11 +188,12 @@ impl Embedder for EmbedderService {
         &self,
         request: Request<pb::RerankRequest>,
     ) -> Result<Response<pb::RerankResponse>, Status> {
-        let registry = self.admit(&request)?;
+        let (registry, _ticket) = self.admit(&request)?;
         let (metadata, _, message) = request.into_parts();
         let mut request = convert::rerank_request(message);
         request.user = self.state.user(request.user.take(), metadata.as_ref());
-        let response = registry.rerank(request).await.map_err(convert::status)?;
+        let work = async { registry.rerank(request).await.map_err(convert::status) };
+        let response = deadline::within(&self.state, metadata.as_ref(), work).await?;
         Ok(Response::new(convert::rerank_response(response)))
     }
 }

@@ -13,8 +13,9 @@ use embedrt_runtime::{EmbedRequest, EmbedResponse, ServedBy};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::body::{self, BodyLimits};
 use super::error::ApiError;
-use super::fields::{json_object, model_field, optional, parse_input};
+use super::fields::{model_field, optional};
 use crate::encoding::{base64_f32, offset_sign_bits, sign_bits, VectorEncoding};
 use crate::state::AppState;
 
@@ -33,7 +34,7 @@ pub(super) async fn handle(
 ) -> Result<Response, ApiError> {
     let body = super::body_or_error(body)?;
     let registry = state.registry()?;
-    let mut parsed = parse_request(&body)?;
+    let mut parsed = parse_request(&body, BodyLimits::of(&registry))?;
     parsed.request.user = state.user(parsed.request.user.take(), &headers);
     let response = registry.embed(parsed.request).await?;
     let headers = served_by(&response.served_by);
@@ -60,15 +61,17 @@ pub struct ParsedRequest {
     pub encoding: VectorEncoding,
 }
 
-/// Parses a request body.
+/// Parses a request body, read within `limits`.
 ///
 /// # Errors
 ///
-/// 400 for invalid JSON, a missing `input` and bad values; 422 for fields of the wrong type.
-pub fn parse_request(body: &[u8]) -> Result<ParsedRequest, ApiError> {
-    let fields = json_object(body)?;
+/// 400 for invalid JSON, a missing `input` and bad values; 413 for more inputs than `limits`
+/// allow; 422 for fields of the wrong type.
+pub fn parse_request(body: &[u8], limits: BodyLimits) -> Result<ParsedRequest, ApiError> {
+    let mut body = body::read(body, limits)?;
+    let inputs = body.take_input()?;
+    let fields = body.fields;
     let model = model_field(&fields)?;
-    let inputs = parse_input(fields.get("input"))?;
     let encoding = encoding(&fields)?;
     // The type is checked here, the size (1 up to the model's width, or one of its Matryoshka
     // sizes) by the model.
@@ -203,7 +206,7 @@ mod tests {
     use embedrt_runtime::Input;
 
     fn parse(body: &str) -> Result<ParsedRequest, ApiError> {
-        parse_request(body.as_bytes())
+        parse_request(body.as_bytes(), BodyLimits::default())
     }
 
     #[test]
@@ -236,7 +239,7 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.encoding, VectorEncoding::Base64);
         assert_eq!(parsed.request.dimensions, Some(8));
-        let parsed = parse_request(br#"{"input":"x"}"#).unwrap();
+        let parsed = parse(r#"{"input":"x"}"#).unwrap();
         assert_eq!(
             (parsed.request.model, parsed.encoding),
             (None, VectorEncoding::Float)

@@ -6,6 +6,9 @@ use axum::Json;
 use embedrt_runtime::EmbedError;
 use serde::Serialize;
 
+use crate::admission::Refusal;
+use crate::state::DeadlineExceeded;
+
 /// An error response of the HTTP API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
@@ -89,6 +92,28 @@ impl ApiError {
             message: "this server needs `Authorization: Bearer <api key>` with a valid key".into(),
             code: "invalid_api_key",
             ..Self::unauthorized()
+        }
+    }
+
+    /// A 429: there is no room for the request now (see [`crate::admission`]).
+    pub fn busy(refusal: Refusal) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: refusal.to_string(),
+            kind: "rate_limit_error",
+            param: None,
+            code: "server_busy",
+        }
+    }
+
+    /// A 504: the request ran past its deadline.
+    pub fn timeout(error: DeadlineExceeded) -> Self {
+        Self {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            message: error.to_string(),
+            kind: "timeout_error",
+            param: None,
+            code: "request_timeout",
         }
     }
 

@@ -3,6 +3,8 @@
 //! `/rerank`), and the operational routes (`/health`, `/ready`, `/metrics`,
 //! `POST /admin/reload`). Errors take OpenAI's shape ([`error::ApiError`]).
 
+pub mod body;
+pub mod connections;
 pub mod embeddings;
 pub mod error;
 mod fields;
@@ -13,16 +15,21 @@ pub mod tokenize;
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use hyper::body::{Frame, SizeHint};
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::admission::{BodyBytes, Refusal};
 use crate::state::AppState;
 use error::ApiError;
 
@@ -37,7 +44,17 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/rerank", post(rerank::any_shape))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
+            within_deadline,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
             require_api_key,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            move |state: State<Arc<AppState>>, request: Request, next: Next| {
+                admit(state, max_body_bytes, request, next)
+            },
         ));
     Router::new()
         .merge(api)
@@ -68,16 +85,99 @@ async fn require_api_key(
     }
 }
 
+/// Lets a `/v1` request in when there is a place for it and bytes for its body (by its
+/// `Content-Length`, else `max_body_bytes`), before the body is read; else answers 429 with
+/// `Retry-After`. The body then takes its bytes as they arrive.
+async fn admit(
+    State(state): State<Arc<AppState>>,
+    max_body_bytes: usize,
+    request: Request,
+    next: Next,
+) -> Response {
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(max_body_bytes)
+        // A longer body is refused with 413 once it is read that far.
+        .min(max_body_bytes);
+    match state.admission.admit(length) {
+        Ok(ticket) => {
+            let bytes = ticket.body();
+            let request = request.map(|body| Body::new(Metered { body, bytes }));
+            let response = next.run(request).await;
+            drop(ticket);
+            response
+        }
+        Err(refusal) => ApiError::busy(refusal).into_response(),
+    }
+}
+
+/// A request body that takes its bytes of the admission budget as they arrive.
+struct Metered {
+    body: Body,
+    bytes: Arc<BodyBytes>,
+}
+
+impl hyper::body::Body for Metered {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+            if let Err(refusal) = self.bytes.take(data.map_or(0, Bytes::len)) {
+                return Poll::Ready(Some(Err(axum::Error::new(refusal))));
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Answers a `/v1` request within `[server] request_timeout_ms` (reading its body included), or
+/// with a 504 past it; the request's work is dropped then.
+async fn within_deadline(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match state.within_deadline(None, next.run(request)).await {
+        Ok(response) => response,
+        Err(exceeded) => ApiError::timeout(exceeded).into_response(),
+    }
+}
+
 /// The request body, or a 413 / 400 in the API's format.
 fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| ApiError {
-        status: rejection.status(),
-        message: rejection.body_text(),
-        code: if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            "body_too_large"
-        } else {
-            "invalid_body"
-        },
-        ..ApiError::bad_request(None, "", "")
+    body.map_err(|rejection| {
+        // A body that ran out of the admission budget while it arrived.
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(error) = cause {
+            if let Some(refusal) = error.downcast_ref::<Refusal>() {
+                return ApiError::busy(*refusal);
+            }
+            cause = error.source();
+        }
+        ApiError {
+            status: rejection.status(),
+            message: rejection.body_text(),
+            code: if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "body_too_large"
+            } else {
+                "invalid_body"
+            },
+            ..ApiError::bad_request(None, "", "")
+        }
     })
 }

@@ -20,9 +20,10 @@ use embedrt_runtime::{RerankRequest, RerankResponse};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::body::{self, BodyLimits};
 use super::embeddings::{served_by, Usage};
 use super::error::ApiError;
-use super::fields::{json_object, model_field, optional};
+use super::fields::{model_field, optional};
 use crate::state::AppState;
 
 /// The two request shapes, and so the two answers.
@@ -47,7 +48,7 @@ pub(super) async fn v1(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let fields = json_object(&super::body_or_error(body)?)?;
+    let fields = read_fields(&state, body)?;
     answer(state, headers, parse_cohere(&fields, "1")?).await
 }
 
@@ -57,7 +58,7 @@ pub(super) async fn v2(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let fields = json_object(&super::body_or_error(body)?)?;
+    let fields = read_fields(&state, body)?;
     answer(state, headers, parse_cohere(&fields, "2")?).await
 }
 
@@ -67,7 +68,7 @@ pub(super) async fn any_shape(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let fields = json_object(&super::body_or_error(body)?)?;
+    let fields = read_fields(&state, body)?;
     let parsed = if fields.contains_key("texts") {
         parse_tei(&fields)?
     } else if fields.contains_key("documents") {
@@ -81,6 +82,15 @@ pub(super) async fn any_shape(
         ));
     };
     answer(state, headers, parsed).await
+}
+
+/// The fields of a rerank body, read within the served models' limits.
+fn read_fields(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Map<String, Value>, ApiError> {
+    let limits = BodyLimits::of(&*state.registry()?);
+    Ok(body::read(&super::body_or_error(body)?, limits)?.fields)
 }
 
 async fn answer(
@@ -307,7 +317,9 @@ mod tests {
     use axum::http::StatusCode;
 
     fn fields(body: &str) -> Map<String, Value> {
-        json_object(body.as_bytes()).unwrap()
+        body::read(body.as_bytes(), BodyLimits::default())
+            .unwrap()
+            .fields
     }
 
     #[test]

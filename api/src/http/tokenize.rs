@@ -12,8 +12,9 @@ use embedrt_runtime::{Input, TokenizeRequest, TokenizeResponse};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::body::{self, BodyLimits};
 use super::error::ApiError;
-use super::fields::{json_object, model_field, optional, parse_input};
+use super::fields::{model_field, optional};
 use crate::state::AppState;
 
 /// `POST /v1/tokenize`.
@@ -23,7 +24,8 @@ pub(super) async fn handle(
 ) -> Result<Response, ApiError> {
     let body = super::body_or_error(body)?;
     let registry = state.registry()?;
-    let response = registry.tokenize(parse_tokenize_request(&body)?).await?;
+    let request = parse_tokenize_request(&body, BodyLimits::of(&registry))?;
+    let response = registry.tokenize(request).await?;
     Ok(Json(write_tokenize_response(response)).into_response())
 }
 
@@ -32,9 +34,13 @@ pub(super) async fn handle(
 /// # Errors
 ///
 /// As [`parse_request`](super::embeddings::parse_request); token-id inputs are a 422.
-pub fn parse_tokenize_request(body: &[u8]) -> Result<TokenizeRequest, ApiError> {
-    let fields = json_object(body)?;
-    let texts = parse_input(fields.get("input"))?
+pub fn parse_tokenize_request(
+    body: &[u8],
+    limits: BodyLimits,
+) -> Result<TokenizeRequest, ApiError> {
+    let mut body = body::read(body, limits)?;
+    let texts = body
+        .take_input()?
         .into_iter()
         .map(|input| match input {
             Input::Text(text) => Ok(text),
@@ -44,6 +50,7 @@ pub fn parse_tokenize_request(body: &[u8]) -> Result<TokenizeRequest, ApiError> 
             )),
         })
         .collect::<Result<_, _>>()?;
+    let fields = body.fields;
     Ok(TokenizeRequest {
         model: model_field(&fields)?,
         texts,
@@ -102,6 +109,7 @@ mod tests {
     fn parses_texts_and_options() {
         let request = parse_tokenize_request(
             br#"{"model":"m","input":["a","b"],"task":"retrieval.query","truncate":false}"#,
+            BodyLimits::default(),
         )
         .unwrap();
         assert_eq!(request.model.as_deref(), Some("m"));
@@ -112,7 +120,11 @@ mod tests {
 
     #[test]
     fn refuses_bad_bodies() {
-        let status = |body: &str| parse_tokenize_request(body.as_bytes()).unwrap_err().status;
+        let status = |body: &str| {
+            parse_tokenize_request(body.as_bytes(), BodyLimits::default())
+                .unwrap_err()
+                .status
+        };
         assert_eq!(
             status(r#"{"input":[1,2]}"#),
             StatusCode::UNPROCESSABLE_ENTITY

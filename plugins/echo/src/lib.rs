@@ -3,14 +3,16 @@
 //!
 //! Each embedding is a function of its sequence's token ids and nothing else, so a test can
 //! recompute it. Options make it misbehave on purpose:
-//! `panic_on_token` panics (the host must survive and mark the model unhealthy), and
-//! `reject_token` fails the batch with an invalid-input error (the other inputs must still pass),
-//! and `delay_ms` makes every batch slow (to fill queues). It logs one line when it loads a model
+//! `panic_on_token` panics (the host must survive and load the model again), `reject_token`
+//! fails the batch with an invalid-input error (the other inputs must still pass), `delay_ms`
+//! makes every batch slow (to fill queues), and `load_once` refuses to load a model a second
+//! time in the process (so the host's restart after a panic fails and the model stays down). It logs one line when it loads a model
 //! (`echo model ready`), through the host's log sink.
 
 #![deny(missing_docs)]
 
 use std::ffi::CStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use embedrt_backend_core::guest::BackendPlugin;
 use embedrt_backend_core::{
@@ -24,7 +26,11 @@ struct EchoOptions {
     panic_on_token: Option<u32>,
     reject_token: Option<u32>,
     delay_ms: u64,
+    load_once: bool,
 }
+
+/// Set once a model with `load_once` has loaded in this process.
+static LOADED_ONCE: AtomicBool = AtomicBool::new(false);
 
 struct Echo {
     capabilities: Capabilities,
@@ -38,6 +44,12 @@ impl BackendPlugin for Echo {
         let settings = &document.settings;
         settings.require_cpu("echo")?;
         let dtype = settings.dtype_among("echo", &[DType::F32])?;
+        let options: EchoOptions = settings.options()?;
+        if options.load_once && LOADED_ONCE.swap(true, Ordering::SeqCst) {
+            return Err(BackendError::Load(
+                "echo plugin told to load only once (`load_once`)".into(),
+            ));
+        }
         let echo = Self {
             capabilities: Capabilities {
                 hidden_size: document.model.hidden_size,
@@ -48,7 +60,7 @@ impl BackendPlugin for Echo {
                 base_task: true,
                 dtype: Some(dtype),
             },
-            options: settings.options()?,
+            options,
         };
         tracing::info!(hidden = echo.capabilities.hidden_size, "echo model ready");
         Ok(echo)

@@ -17,8 +17,8 @@ use serde::Deserialize;
 pub use error::ConfigError;
 pub use model::{AliasConfig, AliasTable, BatchingConfig, ModelConfig, VariantConfig};
 pub use plan::{
-    Access, AdminAccess, Alias, Listeners, MessageLimits, ModelPlan, ModelSource, Overrides, Plan,
-    Role, ServerPlan, VariantPlan,
+    Access, AdminAccess, AdmissionLimits, Alias, ConnectionLimits, Listeners, MessageLimits,
+    ModelPlan, ModelSource, Overrides, Plan, Role, ServerPlan, VariantPlan,
 };
 pub use server::{AdminSetting, CacheConfig, ServerConfig};
 

@@ -39,6 +39,9 @@ pub struct ModelConfig {
     /// Most inputs in one request.
     #[serde(default = "default_max_inputs")]
     pub max_inputs_per_request: usize,
+    /// Most tokens in one request, summed over its inputs (OpenAI's limit is 300,000).
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens_per_request: usize,
     /// Whether over-long inputs are cut (true) or rejected (false) when a request does not say.
     #[serde(default = "default_truncate")]
     pub truncate: bool,
@@ -160,6 +163,10 @@ fn default_sample_rate() -> f64 {
 
 fn default_replicas() -> usize {
     1
+}
+
+fn default_max_tokens() -> usize {
+    300_000
 }
 
 fn default_max_inputs() -> usize {

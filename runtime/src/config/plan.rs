@@ -67,6 +67,31 @@ pub struct ServerPlan {
     pub tokenizer_threads: usize,
     /// How long `/ready` says `draining` before the listeners close on shutdown.
     pub drain_delay: Duration,
+    /// Longest time one API request may take; `None`: no limit.
+    pub request_timeout: Option<Duration>,
+    /// How much work the server takes on at once.
+    pub admission: AdmissionLimits,
+    /// How many HTTP connections stay open, and for how long without a request.
+    pub connections: ConnectionLimits,
+}
+
+/// How many HTTP connections stay open, and for how long without a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Longest idle time of a connection, and longest wait for a request head.
+    pub idle_timeout: Duration,
+}
+
+/// How much work the server takes on at once; past it, requests are refused before their body
+/// is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdmissionLimits {
+    /// Most API requests in flight, HTTP and gRPC together.
+    pub max_requests: usize,
+    /// Most bytes of HTTP request bodies held at once.
+    pub max_body_bytes: usize,
 }
 
 /// Where the APIs listen.
@@ -123,6 +148,8 @@ pub struct ModelPlan {
     pub variants: Vec<VariantPlan>,
     /// Most inputs in one request.
     pub max_inputs: usize,
+    /// Most tokens in one request, summed over its inputs.
+    pub max_tokens: usize,
     /// Whether over-long inputs are cut when a request does not say.
     pub truncate: bool,
     /// The task of requests that name none, when the file names one.
@@ -299,6 +326,16 @@ fn resolve_server(
             "holds an empty key",
         ));
     }
+    if server.max_body_bytes_in_flight < server.max_body_bytes {
+        return Err(ConfigError::invalid(
+            "server.max_body_bytes_in_flight",
+            format!(
+                "is below `server.max_body_bytes` ({}): a body of the largest size could never \
+                 be read",
+                server.max_body_bytes
+            ),
+        ));
+    }
     let mut plugin_dirs: Vec<PathBuf> = server.plugin_dirs.iter().map(|d| base.join(d)).collect();
     if plugin_dirs.is_empty() {
         plugin_dirs.extend(overrides.default_plugin_dir.clone());
@@ -328,6 +365,30 @@ fn resolve_server(
         async_threads: at_least_one("server.async_threads", server.async_threads)?,
         tokenizer_threads,
         drain_delay: Duration::from_millis(server.drain_delay_ms),
+        request_timeout: (server.request_timeout_ms > 0)
+            .then(|| Duration::from_millis(server.request_timeout_ms)),
+        connections: ConnectionLimits {
+            max_connections: at_least_one("server.max_connections", server.max_connections)?,
+            idle_timeout: match server.idle_timeout_ms {
+                0 => {
+                    return Err(ConfigError::invalid(
+                        "server.idle_timeout_ms",
+                        "must be at least 1",
+                    ))
+                }
+                ms => Duration::from_millis(ms),
+            },
+        },
+        admission: AdmissionLimits {
+            max_requests: at_least_one(
+                "server.max_requests_in_flight",
+                server.max_requests_in_flight,
+            )?,
+            max_body_bytes: at_least_one(
+                "server.max_body_bytes_in_flight",
+                server.max_body_bytes_in_flight,
+            )?,
+        },
         listeners,
     })
 }
@@ -490,6 +551,7 @@ fn resolve_model<'a>(
         source: source(&model.path, base),
         variants,
         max_inputs: at_least_one(&key("max_inputs_per_request"), model.max_inputs_per_request)?,
+        max_tokens: at_least_one(&key("max_tokens_per_request"), model.max_tokens_per_request)?,
         truncate: model.truncate,
         default_task: model.default_task.clone(),
         cache: model.cache,

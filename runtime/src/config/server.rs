@@ -49,6 +49,27 @@ pub struct ServerConfig {
     /// before it stops accepting, so that load balancers take it out first (Kubernetes: longer
     /// than endpoint propagation, a few seconds). In-flight requests finish either way.
     pub drain_delay_ms: u64,
+    /// Longest time one API request may take, from its arrival to its answer (reading the body,
+    /// waiting in the queue, inference); past it the caller gets 504 (HTTP) or
+    /// `DEADLINE_EXCEEDED` (gRPC, where a shorter `grpc-timeout` of the call's wins) and its
+    /// queued inputs are dropped unrun. 0: no limit.
+    pub request_timeout_ms: u64,
+    /// Most API requests (HTTP and gRPC together) the server works on at once; more are
+    /// answered at once with 429 and `Retry-After` (gRPC: `RESOURCE_EXHAUSTED`), before their
+    /// body is read.
+    pub max_requests_in_flight: usize,
+    /// Most bytes of HTTP request bodies the server holds at once (by their `Content-Length`;
+    /// `max_body_bytes` for a body sent without one); a request past it is answered at once
+    /// with 429 and `Retry-After`, before its body is read.
+    pub max_body_bytes_in_flight: usize,
+    /// Most HTTP connections open at once; more are closed as soon as they are accepted. Lowered
+    /// to what the process's file-descriptor limit allows (less 256).
+    pub max_connections: usize,
+    /// How long an HTTP connection may stay idle (no request in flight, no byte moved), and
+    /// the longest a request head may take to arrive (clients that send headers slowly).
+    /// Keep it longer than the keep-alive timeout of a proxy in front (nginx's upstream
+    /// `keepalive_timeout` is 60 s), so the proxy never reuses a connection the server closes.
+    pub idle_timeout_ms: u64,
 }
 
 /// `[server] admin`: what the admin endpoint does without a key.
@@ -80,6 +101,11 @@ impl Default for ServerConfig {
             api_keys: Vec::new(),
             sticky_header: None,
             drain_delay_ms: 0,
+            request_timeout_ms: 60_000,
+            max_requests_in_flight: 1024,
+            max_body_bytes_in_flight: 32 << 20,
+            max_connections: 8192,
+            idle_timeout_ms: 75_000,
         }
     }
 }

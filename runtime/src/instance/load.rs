@@ -1,6 +1,8 @@
 //! Loading a model: ask each variant's plugin which files it needs, find or download them, read
 //! the card, load every variant and warm each up.
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
 use embedrt_backend_core::{Backend, FilesQuery, LoadDocument};
 
@@ -10,7 +12,7 @@ use crate::hub;
 use crate::kind::ModelKind;
 use crate::model::ModelCard;
 use crate::plugin::PluginHost;
-use crate::scheduler::{BatchPolicy, Sequence};
+use crate::scheduler::{BatchPolicy, Restart, Sequence};
 use crate::tokenize::TextTokenizer;
 use crate::variant::Variant;
 
@@ -115,12 +117,14 @@ fn load_variant_here(
     let document = LoadDocument::new(card.spec(), variant.settings.clone())
         .with_batch(batching.limits)
         .with_cpu_threads((cores / variant.replicas).max(1));
+    let plugin = plugins.open(&variant.backend).with_context(context)?;
+    let restart: Restart = Arc::new(move || {
+        let backend = plugin.load(&document)?;
+        Ok(Box::new(backend) as Box<dyn Backend>)
+    });
     let replicas = (0..variant.replicas)
-        .map(|_| {
-            let backend = plugins.load_model(&variant.backend, &document)?;
-            Ok(Box::new(backend) as Box<dyn Backend>)
-        })
-        .collect::<Result<Vec<_>>>()
+        .map(|_| restart())
+        .collect::<Result<Vec<_>, _>>()
         .with_context(context)?;
     let capabilities = replicas[0].capabilities();
     anyhow::ensure!(
@@ -140,7 +144,7 @@ fn load_variant_here(
         "{}: the backend reports a max length of 0",
         context()
     );
-    Variant::start(&model.name, variant, replicas, batching)
+    Variant::start(&model.name, variant, replicas, Some(restart), batching)
 }
 
 /// Gives the calling thread (and the threads it starts from now on) the lowest CPU priority.

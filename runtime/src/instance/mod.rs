@@ -41,6 +41,7 @@ pub struct ModelInstance {
     router: Router,
     deployment: Deployment,
     max_inputs: usize,
+    max_tokens: usize,
     truncate: bool,
     default_task: ResolvedTask,
     /// The embedding cache and this model's identity in it, when the model uses one.
@@ -195,6 +196,7 @@ impl ModelInstance {
             variants,
             deployment,
             max_inputs: plan.max_inputs,
+            max_tokens: plan.max_tokens,
             truncate: plan.truncate,
             default_task,
             cache: None,
@@ -251,6 +253,11 @@ impl ModelInstance {
     /// The most inputs one request may carry.
     pub fn max_inputs(&self) -> usize {
         self.max_inputs
+    }
+
+    /// The most tokens one request may carry, summed over its inputs.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
     }
 
     /// Whether every variant's backend still serves.
@@ -350,7 +357,14 @@ fn assembled(
         .enumerate()
         .map(|(index, variant)| {
             let backends = vec![backend(&card, index)];
-            Variant::start(&model.name, variant, backends, variant.batching.clone()).unwrap()
+            Variant::start(
+                &model.name,
+                variant,
+                backends,
+                None,
+                variant.batching.clone(),
+            )
+            .unwrap()
         })
         .collect();
     Arc::new(ModelInstance::new(model, card, tokenizer, variants).unwrap())

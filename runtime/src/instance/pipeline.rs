@@ -122,8 +122,24 @@ impl ModelInstance {
         }
         let sequences = self.tokenize_on(pool, plan, tokenize_all).await?;
         let prompt_tokens = sequences.iter().map(|s| s.ids.len()).sum();
+        self.check_token_total(prompt_tokens)?;
         let pooled = self.run_cached(variant, sequences).await?;
         Ok(self.response(variant, finish_all(pooled), prompt_tokens))
+    }
+
+    /// Refuses a request of more than `max_tokens_per_request` tokens in all.
+    fn check_token_total(&self, tokens: usize) -> Result<(), EmbedError> {
+        if tokens <= self.max_tokens {
+            return Ok(());
+        }
+        Err(EmbedError::invalid(
+            "input",
+            format!(
+                "the request has {tokens} tokens in all, more than the model's limit of {} per \
+                 request (`max_tokens_per_request`); send its inputs in several requests",
+                self.max_tokens
+            ),
+        ))
     }
 
     /// Runs `sequences` on `variant`, copying them to the sampled shadows.

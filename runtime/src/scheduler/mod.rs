@@ -2,7 +2,8 @@
 //! its backend.
 //!
 //! Requests are split into sequences and queued. An idle inference thread takes the oldest
-//! sequence, adds queued sequences of similar length (so padded backends waste little) until the
+//! sequence of the next request in turn (so a small request never waits behind all of a large
+//! one), adds queued sequences of similar length (so padded backends waste little) until the
 //! token budget, the sequence limit or the short wait runs out, runs the batch on its backend and
 //! answers each sequence on its own channel. While a batch runs, new sequences queue up and form
 //! the next one. A full queue refuses new work at once instead of letting latency grow without
@@ -16,6 +17,12 @@
 //! The module has two layers: `policy` holds the batch-forming rules as pure functions over the
 //! queued sequences, `worker` the inference threads that apply them and run the batches.
 //!
+//! A replica whose backend fails fatally (a plugin panicked) is loaded again with [`Restart`],
+//! with a growing pause when it keeps failing. The other sequences of the batch that killed it
+//! run again one by one on the fresh copy; the one that kills it alone fails, and its token ids
+//! are quarantined: sent again, they are refused at once instead of killing the replica again.
+//! One crafted input thus costs its own request, never the model.
+//!
 //! Dropping a [`Scheduler`] never blocks: the last reference to a model may go inside an async
 //! task (a reload, a finished request), whose worker thread must not wait for a queue to drain.
 //! The inference thread answers what is queued and drops the backend on its own; [`join_stopped`]
@@ -24,8 +31,9 @@
 mod policy;
 mod worker;
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -98,6 +106,9 @@ pub enum Output {
     TokenStates,
 }
 
+/// Loads a fresh copy of a variant's backend, to replace a replica that failed fatally.
+pub type Restart = Arc<dyn Fn() -> Result<Box<dyn Backend>, BackendError> + Send + Sync>;
+
 /// The backend's answer for one sequence (see [`Output`]), or why there is none.
 pub type SequenceResult = Result<Vec<f32>, BackendError>;
 
@@ -112,7 +123,8 @@ pub enum SubmitError {
         /// The configured limit.
         limit: usize,
     },
-    /// The backend failed fatally (for example a plugin panicked) and serves no more.
+    /// Every replica of the backend failed fatally (for example a plugin panicked) and none is
+    /// being loaded again.
     #[error("the model's backend is unhealthy")]
     Unhealthy,
     /// The scheduler is shutting down.
@@ -124,6 +136,15 @@ struct Item {
     sequence: Sequence,
     reply: oneshot::Sender<SequenceResult>,
     enqueued: Instant,
+    /// The submission it came in, numbered from 1 in arrival order.
+    request: u64,
+}
+
+impl Item {
+    /// Whether the caller stopped waiting for the answer (its receiver is gone).
+    fn is_abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
 }
 
 #[derive(Default)]
@@ -132,15 +153,70 @@ struct Queue {
     /// Per replica: a sequence only that replica runs (warm-up), before any shared work.
     pinned: Vec<Option<Item>>,
     closed: bool,
+    /// Replicas that take batches now.
+    live: usize,
+    /// Replicas being loaded again after a fatal failure, on their first try (their queue
+    /// still waits for them).
+    restarting: usize,
+    /// Fingerprints of the sequences that killed a replica on their own, oldest first.
+    quarantined: VecDeque<u64>,
+    /// The number of the last submission.
+    submissions: u64,
+    /// The submission whose sequence started the last batch (see [`policy::seed`]).
+    last_seed: u64,
+}
+
+/// The most quarantined sequences remembered; older ones are forgotten first.
+const QUARANTINE_CAPACITY: usize = 1024;
+
+/// A fingerprint of a sequence's tokens, for the quarantine.
+fn fingerprint(sequence: &Sequence) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (&sequence.ids, &sequence.type_ids, sequence.adapter).hash(&mut hasher);
+    hasher.finish()
 }
 
 struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
-    healthy: AtomicBool,
+    /// Loads a replica again after a fatal failure; without it a failed replica stays down.
+    restart: Option<Restart>,
     policy: BatchPolicy,
     capabilities: Capabilities,
     labels: VariantLabels,
+}
+
+impl Queue {
+    /// Whether some replica serves now or soon (one is being loaded again).
+    fn is_served(&self) -> bool {
+        self.live + self.restarting > 0
+    }
+
+    /// Whether `sequence` killed a replica before.
+    fn is_quarantined(&self, sequence: &Sequence) -> bool {
+        !self.quarantined.is_empty() && self.quarantined.contains(&fingerprint(sequence))
+    }
+
+    /// Remembers that `sequence` killed a replica on its own.
+    fn quarantine(&mut self, sequence: &Sequence) {
+        if self.quarantined.len() == QUARANTINE_CAPACITY {
+            self.quarantined.pop_front();
+        }
+        self.quarantined.push_back(fingerprint(sequence));
+    }
+
+    /// Drops the queued sequences whose callers stopped waiting (a client that disconnected,
+    /// cancelled or ran past its deadline), so that they are neither run nor counted against the
+    /// queue's limit, and counts them in [`telemetry::ABANDONED_INPUTS`].
+    fn drop_abandoned(&mut self, labels: &VariantLabels) {
+        let before = self.items.len();
+        self.items.retain(|item| !item.is_abandoned());
+        let dropped = before - self.items.len();
+        if dropped > 0 {
+            metrics::counter!(telemetry::ABANDONED_INPUTS, labels.labels())
+                .increment(dropped as u64);
+        }
+    }
 }
 
 impl Shared {
@@ -161,7 +237,8 @@ impl Scheduler {
     /// Starts one inference thread `infer-{name}` (`infer0-{name}`, `infer1-{name}`, ... when
     /// there are several) around each of
     /// `replicas`, all taking batches from one queue. The first replica's capabilities stand for
-    /// all of them.
+    /// all of them. A replica that fails fatally is replaced by a fresh one from `restart`, when
+    /// given (else it stays down).
     ///
     /// # Errors
     ///
@@ -173,6 +250,7 @@ impl Scheduler {
     pub fn start(
         name: &str,
         replicas: Vec<Box<dyn Backend>>,
+        restart: Option<Restart>,
         policy: BatchPolicy,
         labels: VariantLabels,
     ) -> std::io::Result<Self> {
@@ -180,10 +258,11 @@ impl Scheduler {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 pinned: replicas.iter().map(|_| None).collect(),
+                live: replicas.len(),
                 ..Queue::default()
             }),
             wake: Condvar::new(),
-            healthy: AtomicBool::new(true),
+            restart,
             capabilities: replicas[0].capabilities().clone(),
             policy,
             labels,
@@ -235,6 +314,7 @@ impl Scheduler {
                     sequence: sequence.clone(),
                     reply,
                     enqueued,
+                    request: 0,
                 });
                 receiver
             })
@@ -260,22 +340,35 @@ impl Scheduler {
     ) -> Result<Vec<oneshot::Receiver<SequenceResult>>, SubmitError> {
         let mut queue = self.open_queue()?;
         let limit = self.shared.policy.max_queued;
-        if !queue.items.is_empty() && queue.items.len() + sequences.len() > limit {
+        let fits =
+            |queue: &Queue| queue.items.is_empty() || queue.items.len() + sequences.len() <= limit;
+        if !fits(&queue) {
+            // Sequences of callers that gave up hold no place.
+            queue.drop_abandoned(&self.shared.labels);
+        }
+        if !fits(&queue) {
             return Err(SubmitError::QueueFull {
                 queued: queue.items.len(),
                 limit,
             });
         }
         let enqueued = Instant::now();
+        queue.submissions += 1;
+        let request = queue.submissions;
         let receivers = sequences
             .into_iter()
             .map(|sequence| {
                 let (reply, receiver) = oneshot::channel();
-                queue.items.push_back(Item {
-                    sequence,
-                    reply,
-                    enqueued,
-                });
+                if queue.is_quarantined(&sequence) {
+                    let _ = reply.send(Err(quarantined("when it was sent before")));
+                } else {
+                    queue.items.push_back(Item {
+                        sequence,
+                        reply,
+                        enqueued,
+                        request,
+                    });
+                }
                 receiver
             })
             .collect();
@@ -286,27 +379,38 @@ impl Scheduler {
         Ok(receivers)
     }
 
-    /// The locked queue, if it takes work: the backend is healthy and the scheduler open.
+    /// The locked queue, if it takes work: a replica serves (or is being loaded again) and the
+    /// scheduler is open.
     fn open_queue(&self) -> Result<MutexGuard<'_, Queue>, SubmitError> {
-        if !self.is_healthy() {
+        let queue = self.shared.lock();
+        if !queue.is_served() {
             return Err(SubmitError::Unhealthy);
         }
-        let queue = self.shared.lock();
         if queue.closed {
             return Err(SubmitError::Closed);
         }
         Ok(queue)
     }
 
-    /// False once the backend failed fatally.
+    /// Whether a replica serves now: false while every replica is down or being loaded again
+    /// after a fatal failure.
     pub fn is_healthy(&self) -> bool {
-        self.shared.healthy.load(Ordering::Acquire)
+        self.shared.lock().live > 0
     }
 
     /// What the backend can do.
     pub fn capabilities(&self) -> &Capabilities {
         &self.shared.capabilities
     }
+}
+
+/// The answer to a sequence that killed a replica of the backend on its own: it is not run again.
+/// `cause` says what the failure was.
+fn quarantined(cause: &str) -> BackendError {
+    BackendError::Inference(format!(
+        "this input made the model's backend fail fatally ({cause}); it is quarantined and not \
+         run again (the backend was loaded again and serves other inputs)"
+    ))
 }
 
 /// Inference threads of dropped schedulers that may still be draining their queues.
@@ -337,7 +441,7 @@ pub fn join_stopped() {
 mod tests {
     use super::*;
     use embedrt_backend_core::{Batch, Embeddings, TokenStates};
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc;
 
     /// Embeds a sequence as `[len, first id]`, records batch sizes, fails on id 666, dies on 999.
@@ -423,7 +527,7 @@ mod tests {
             .collect();
         let labels = VariantLabels::default();
         (
-            Scheduler::start("test", fakes, policy, labels).unwrap(),
+            Scheduler::start("test", fakes, None, policy, labels).unwrap(),
             batches,
         )
     }
@@ -504,7 +608,7 @@ mod tests {
                 )
             })
             .unzip();
-        let scheduler = Scheduler::start("gated", backends, policy, VariantLabels::default());
+        let scheduler = Scheduler::start("gated", backends, None, policy, VariantLabels::default());
         (scheduler.unwrap(), gates)
     }
 
@@ -625,7 +729,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_dead_backend_marks_the_model_unhealthy() {
+    async fn a_dead_backend_that_cannot_be_loaded_again_marks_the_model_unhealthy() {
         let (scheduler, _) = scheduler(8, 100);
         let results = collect(scheduler.submit(vec![seq(3, 999)]).unwrap()).await;
         assert!(matches!(results[0], Err(BackendError::Unhealthy(_))));
@@ -634,6 +738,125 @@ mod tests {
             scheduler.submit(vec![seq(3, 1)]).unwrap_err(),
             SubmitError::Unhealthy
         );
+    }
+
+    /// A scheduler over one [`Fake`] that is loaded again after it dies, with the count of loads
+    /// and the batch sizes every copy ran.
+    fn restartable() -> (Scheduler, Arc<AtomicUsize>, Arc<Mutex<Vec<usize>>>) {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let fake = {
+            let batches = Arc::clone(&batches);
+            move || {
+                Box::new(Fake {
+                    capabilities: capabilities(),
+                    batches: Arc::clone(&batches),
+                    delay: Duration::ZERO,
+                }) as Box<dyn Backend>
+            }
+        };
+        let restart: Restart = {
+            let (fake, loads) = (fake.clone(), Arc::clone(&loads));
+            Arc::new(move || {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Ok(fake())
+            })
+        };
+        let scheduler = Scheduler::start(
+            "restart",
+            vec![fake()],
+            Some(restart),
+            batching(8, 100),
+            VariantLabels::default(),
+        );
+        (scheduler.unwrap(), loads, batches)
+    }
+
+    #[tokio::test]
+    async fn a_poison_input_fails_alone_and_the_replica_is_loaded_again() {
+        let (scheduler, loads, batches) = restartable();
+        let results = collect(
+            scheduler
+                .submit(vec![seq(3, 1), seq(3, 999), seq(3, 2)])
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(results[0], Ok(vec![3.0, 1.0]));
+        assert_eq!(results[2], Ok(vec![3.0, 2.0]));
+        assert!(
+            matches!(&results[1], Err(BackendError::Inference(m)) if m.contains("quarantined")),
+            "{:?}",
+            results[1]
+        );
+        // Killed once by the batch and once by the poison input alone, loaded again each time.
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+        assert!(scheduler.is_healthy());
+        assert_eq!(*batches.lock().unwrap(), [3, 1, 1, 1]);
+        // Sent again, the poison input is refused without reaching the backend.
+        let again = collect(scheduler.submit(vec![seq(3, 999), seq(3, 4)]).unwrap()).await;
+        assert!(matches!(&again[0], Err(BackendError::Inference(m)) if m.contains("quarantined")));
+        assert_eq!(again[1], Ok(vec![3.0, 4.0]));
+        assert_eq!(loads.load(Ordering::SeqCst), 2, "no replica died");
+        assert_eq!(*batches.lock().unwrap(), [3, 1, 1, 1, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_cannot_be_loaded_again_fails_what_waits_for_it() {
+        let loads = Arc::new(AtomicUsize::new(0));
+        let restart: Restart = {
+            let loads = Arc::clone(&loads);
+            Arc::new(move || {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Err(BackendError::Load("the device is gone".into()))
+            })
+        };
+        let fake = Fake {
+            capabilities: capabilities(),
+            batches: Arc::default(),
+            delay: Duration::ZERO,
+        };
+        let scheduler = Scheduler::start(
+            "unloadable",
+            vec![Box::new(fake)],
+            Some(restart),
+            batching(8, 100),
+            VariantLabels::default(),
+        )
+        .unwrap();
+        let results = collect(scheduler.submit(vec![seq(3, 999)]).unwrap()).await;
+        assert!(results[0].is_err());
+        assert!(!scheduler.is_healthy());
+        assert_eq!(
+            scheduler.submit(vec![seq(3, 1)]).unwrap_err(),
+            SubmitError::Unhealthy,
+            "while no replica serves or is on its first restart, work is refused"
+        );
+        // It keeps trying, with a growing pause.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(loads.load(Ordering::SeqCst) >= 2);
+    }
+
+    #[tokio::test]
+    async fn abandoned_inputs_are_dropped_unrun_and_hold_no_place() {
+        let (scheduler, gates) = gated(1, batching(1, 4));
+        let first = scheduler.submit(vec![seq(2, 1)]).unwrap();
+        assert_eq!(gates[0].wait_entered(), 1, "the worker is busy");
+        // Four callers queue and give up.
+        drop(
+            scheduler
+                .submit((2..6).map(|n| seq(2, n)).collect())
+                .unwrap(),
+        );
+        // The queue is full of them, yet a new caller gets in.
+        let live = scheduler.submit(vec![seq(2, 7)]).unwrap();
+        gates[0].release();
+        assert!(collect(first).await[0].is_ok());
+        assert_eq!(gates[0].wait_entered(), 1);
+        gates[0].release();
+        assert_eq!(collect(live).await[0], Ok(vec![2.0, 7.0]));
+        // Only the two live batches ran: nothing entered the backend for the abandoned ones.
+        assert!(gates[0].entered.try_recv().is_err());
+        assert!(scheduler.shared.lock().items.is_empty());
     }
 
     #[tokio::test]

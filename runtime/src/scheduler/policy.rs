@@ -1,5 +1,6 @@
 //! The batch-forming rules, as pure functions over the queued sequences (in arrival order): what
-//! a batch costs, when the queue already holds a full one, and which sequences join the oldest.
+//! a batch costs, when the queue already holds a full one, which sequence starts the next batch,
+//! and which sequences join it.
 
 use embedrt_backend_core::{BatchLimits, Capabilities};
 
@@ -31,20 +32,62 @@ pub(super) fn is_full(queue: &[&Sequence], limits: &BatchLimits, pads: bool) -> 
     cost(pads, queue.len(), longest, total) >= limits.max_batch_tokens
 }
 
-/// The batch that the oldest sequence of `queue` (index 0) starts: it, plus the queued
-/// sequences closest to it in length that fit the limits, want the same output, and share its
-/// adapter when the backend cannot mix adapters. Returns indices into `queue`, ascending.
+/// Which queued sequence starts the next batch, given the submission each came in (`requests`,
+/// in arrival order) and the submission that started the last one: the oldest sequence of the
+/// next submission in arrival order, or of the oldest when none came later. Submissions take
+/// turns, so one of many inputs cannot hold back the ones queued after it for more than a
+/// batch per submission waiting.
 ///
-/// Taking the oldest first keeps the queue fair; grouping by length keeps padding low.
+/// # Panics
+///
+/// When `requests` is empty.
+fn seed(requests: &[u64], last: u64) -> usize {
+    assert!(!requests.is_empty(), "a seed of an empty queue");
+    requests
+        .iter()
+        .position(|&request| request > last)
+        .unwrap_or(0)
+}
+
+/// The next batch of `queue` (in arrival order; `requests` gives each sequence's submission),
+/// the last batch having been started by submission `last_seed`: the indices of its sequences,
+/// ascending, and the submission that starts it. The [`seed`] goes first, the others follow in
+/// arrival order, and [`select`] fills the batch from them.
 ///
 /// # Panics
 ///
 /// When `queue` is empty.
-pub(super) fn select(
+pub(super) fn next_batch(
     queue: &[&Sequence],
+    requests: &[u64],
+    last_seed: u64,
     limits: &BatchLimits,
     capabilities: &Capabilities,
-) -> Vec<usize> {
+) -> (Vec<usize>, u64) {
+    let seed = seed(requests, last_seed);
+    let order: Vec<usize> = std::iter::once(seed)
+        .chain((0..queue.len()).filter(|&i| i != seed))
+        .collect();
+    let view: Vec<&Sequence> = order.iter().map(|&i| queue[i]).collect();
+    let mut chosen: Vec<usize> = select(&view, limits, capabilities)
+        .into_iter()
+        .map(|i| order[i])
+        .collect();
+    chosen.sort_unstable();
+    (chosen, requests[seed])
+}
+
+/// The batch that the first sequence of `queue` (index 0) starts: it, plus the queued
+/// sequences closest to it in length that fit the limits, want the same output, and share its
+/// adapter when the backend cannot mix adapters. Returns indices into `queue`, ascending.
+///
+/// Starting from the seed (see [`seed`]) keeps the queue fair; grouping by length keeps padding
+/// low.
+///
+/// # Panics
+///
+/// When `queue` is empty.
+fn select(queue: &[&Sequence], limits: &BatchLimits, capabilities: &Capabilities) -> Vec<usize> {
     let oldest = queue[0];
     let oldest_len = oldest.ids.len();
     let window = queue
@@ -207,6 +250,76 @@ mod tests {
             select(&refs(&sequences[1..]), &all, &capabilities(true, true)),
             [0]
         );
+    }
+
+    #[test]
+    fn submissions_take_turns_starting_batches() {
+        // (submissions in arrival order, the last seed, the seed's index)
+        let table: [(&[u64], u64, usize); 5] = [
+            (&[1, 1, 2, 3], 0, 0),
+            (&[1, 1, 2, 3], 1, 2),
+            (&[1, 1, 2, 3], 2, 3),
+            (&[1, 1, 2, 3], 3, 0),
+            (&[4, 4, 6], 5, 2),
+        ];
+        for (requests, last, want) in table {
+            assert_eq!(seed(requests, last), want, "{requests:?} after {last}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Forms batches until the queue is empty: every batch is within the limits, every
+        /// sequence runs exactly once, and the k-th submission starts running by the k-th batch
+        /// (a large submission ahead of it delays it by one batch, not by all of its sequences).
+        #[test]
+        fn batches_keep_the_limits_lose_nothing_and_every_submission_progresses(
+            submissions in proptest::collection::vec((1usize..300, 1usize..200), 1..12),
+            rows in 1usize..64,
+            tokens in 200usize..4096,
+            pads in proptest::bool::ANY,
+            mixed in proptest::bool::ANY,
+        ) {
+            let mut queue: Vec<(u64, usize, Sequence)> = Vec::new();
+            for (k, &(count, len)) in submissions.iter().enumerate() {
+                for i in 0..count {
+                    let mut sequence = Sequence::pooled(vec![1; len - i % len.min(7)], AdapterId::BASE);
+                    sequence.adapter = AdapterId::adapter(i % 2);
+                    queue.push((k as u64 + 1, i, sequence));
+                }
+            }
+            let total = queue.len();
+            let (limits, capabilities) = (limits(rows, tokens), capabilities(pads, mixed));
+            let mut ran = std::collections::HashSet::new();
+            let mut first_batch = vec![None; submissions.len()];
+            let (mut last_seed, mut batches) = (0, 0);
+            while !queue.is_empty() {
+                let sequences: Vec<&Sequence> = queue.iter().map(|(_, _, s)| s).collect();
+                let requests: Vec<u64> = queue.iter().map(|(r, _, _)| *r).collect();
+                let (chosen, seed) = next_batch(&sequences, &requests, last_seed, &limits, &capabilities);
+                last_seed = seed;
+                proptest::prop_assert!(!chosen.is_empty() && chosen.len() <= rows);
+                let lengths: Vec<usize> = chosen.iter().map(|&i| queue[i].2.ids.len()).collect();
+                let longest = *lengths.iter().max().unwrap();
+                let cost = cost(pads, chosen.len(), longest, lengths.iter().sum());
+                proptest::prop_assert!(cost <= tokens, "{} tokens over {}", cost, tokens);
+                if !mixed {
+                    let adapter = queue[chosen[0]].2.adapter;
+                    proptest::prop_assert!(chosen.iter().all(|&i| queue[i].2.adapter == adapter));
+                }
+                for &i in chosen.iter().rev() {
+                    let (request, index, _) = queue.remove(i);
+                    proptest::prop_assert!(ran.insert((request, index)), "ran twice");
+                    first_batch[request as usize - 1].get_or_insert(batches);
+                }
+                batches += 1;
+            }
+            proptest::prop_assert_eq!(ran.len(), total);
+            for (k, first) in first_batch.iter().enumerate() {
+                proptest::prop_assert!(first.unwrap() <= k, "submission {} first ran in batch {:?}", k + 1, first);
+            }
+        }
     }
 
     #[test]

@@ -247,13 +247,15 @@ fn loading_is_unavailable_and_health_follows_the_models() {
     use tonic_health::pb::HealthCheckRequest;
 
     // The echo engine's warm-up takes `delay_ms`, so the server is up but loading for a while;
-    // token 999 makes the engine panic, which marks the model unhealthy.
+    // token 999 makes the engine panic, and `load_once` makes loading it again fail, which
+    // leaves the model down.
     let mut server = Server::builder()
         .model(
             Model::minilm("slow")
                 .on("echo")
                 .option("delay_ms", 2500)
-                .option("panic_on_token", 999),
+                .option("panic_on_token", 999)
+                .option("load_once", true),
         )
         .model(Model::minilm("steady").on("echo"))
         .spawn();
