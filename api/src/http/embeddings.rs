@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use embedrt_runtime::{EmbedRequest, EmbedResponse, ServedBy};
@@ -38,8 +38,26 @@ pub(super) async fn handle(
     parsed.request.user = state.user(parsed.request.user.take(), &headers);
     let response = registry.embed(parsed.request).await?;
     let headers = served_by(&response.served_by);
-    Ok((headers, Json(write_response(response, parsed.encoding))).into_response())
+    if response.embeddings.len() < SERIALIZE_APART {
+        return Ok((headers, Json(write_response(response, parsed.encoding))).into_response());
+    }
+    // Tens of megabytes of JSON would hold the I/O thread, and every other request with it.
+    let encoding = parsed.encoding;
+    let json = tokio::task::spawn_blocking(move || {
+        serde_json::to_vec(&write_response(response, encoding))
+    })
+    .await
+    .map_err(|_| ApiError::internal("writing the response failed"))?
+    .map_err(|e| ApiError::internal(format!("writing the response failed: {e}")))?;
+    let content_type = (
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok((headers, [content_type], json).into_response())
 }
+
+/// Answers with at least this many vectors are written on a blocking thread.
+const SERIALIZE_APART: usize = 64;
 
 /// The response headers naming the variant that answered, its backend and its device.
 pub(super) fn served_by(served_by: &ServedBy) -> [(HeaderName, HeaderValue); 3] {

@@ -9,6 +9,7 @@ use embedrt_backend_core::Pooling;
 use super::plan::{Mode, RequestPlan};
 use super::ModelInstance;
 use crate::kind::ModelKind;
+use crate::model::ResolvedTask;
 use crate::postprocess::finish;
 use crate::request::{
     EmbedError, EmbedRequest, EmbedResponse, Input, TokenizeRequest, TokenizeResponse,
@@ -120,7 +121,9 @@ impl ModelInstance {
                 .collect();
             return Ok(self.response(variant, finish_all(pooled), prompt_tokens));
         }
-        let sequences = self.tokenize_on(pool, plan, tokenize_all).await?;
+        let sequences = self
+            .tokenize_inputs(pool, plan.inputs, &plan.task, plan.truncate)
+            .await?;
         let prompt_tokens = sequences.iter().map(|s| s.ids.len()).sum();
         self.check_token_total(prompt_tokens)?;
         let pooled = self.run_cached(variant, sequences).await?;
@@ -183,11 +186,41 @@ impl ModelInstance {
         pool: &WorkerPool,
     ) -> Result<TokenizeResponse, EmbedError> {
         let plan = self.plan(request.into())?;
-        let sequences = self.tokenize_on(pool, plan, tokenize_all).await?;
+        let sequences = self
+            .tokenize_inputs(pool, plan.inputs, &plan.task, plan.truncate)
+            .await?;
         Ok(TokenizeResponse {
             model: self.name.clone(),
             tokens: sequences.into_iter().map(|s| s.ids).collect(),
         })
+    }
+
+    /// One sequence per input (see [`tokenize_slice`]), tokenized on `pool`
+    /// [`INPUTS_PER_JOB`] inputs per job, one job after the other: the jobs of requests that
+    /// arrive meanwhile run between them, so a small request does not wait for the tokenization
+    /// of all of a large one.
+    async fn tokenize_inputs(
+        &self,
+        pool: &WorkerPool,
+        inputs: Vec<Input>,
+        task: &ResolvedTask,
+        truncate: bool,
+    ) -> Result<Vec<Sequence>, EmbedError> {
+        let mut sequences = Vec::with_capacity(inputs.len());
+        let mut inputs = inputs.into_iter();
+        loop {
+            let slice: Vec<Input> = inputs.by_ref().take(INPUTS_PER_JOB).collect();
+            if slice.is_empty() {
+                return Ok(sequences);
+            }
+            let (first, task) = (sequences.len(), task.clone());
+            let tokenized = self
+                .tokenize_on(pool, slice, move |tokenizer, slice| {
+                    tokenize_slice(tokenizer, &task, truncate, first, slice)
+                })
+                .await?;
+            sequences.extend(tokenized);
+        }
     }
 
     /// Runs `job` on `pool` with this model's tokenizer and `plan`.
@@ -213,25 +246,31 @@ pub(super) fn input_error(param: &'static str, at: String, error: TokenizeError)
     }
 }
 
-/// One sequence per input of `plan`: the task's instruction before each text, special tokens
-/// added, cut or refused at the limit; token ids checked against the vocabulary.
-fn tokenize_all(tokenizer: &TextTokenizer, plan: RequestPlan) -> Result<Vec<Sequence>, EmbedError> {
-    let (instruction, adapter) = (&*plan.task.instruction, plan.task.adapter);
-    plan.inputs
+/// Inputs tokenized per worker-pool job (see [`ModelInstance::tokenize_inputs`]).
+const INPUTS_PER_JOB: usize = 64;
+
+/// One sequence per input of `inputs` (input `first` of the request onwards): the task's
+/// instruction before each text, special tokens added, cut or refused at the limit; token ids
+/// checked against the vocabulary.
+fn tokenize_slice(
+    tokenizer: &TextTokenizer,
+    task: &ResolvedTask,
+    truncate: bool,
+    first: usize,
+    inputs: Vec<Input>,
+) -> Result<Vec<Sequence>, EmbedError> {
+    let (instruction, adapter) = (&*task.instruction, task.adapter);
+    inputs
         .into_iter()
         .enumerate()
         .map(|(i, input)| {
             let ids = match input {
-                Input::Text(text) if instruction.is_empty() => {
-                    tokenizer.encode(&text, plan.truncate)
-                }
-                Input::Text(text) => {
-                    tokenizer.encode(&format!("{instruction}{text}"), plan.truncate)
-                }
-                Input::Tokens(ids) => tokenizer.check_ids(ids, plan.truncate),
+                Input::Text(text) if instruction.is_empty() => tokenizer.encode(&text, truncate),
+                Input::Text(text) => tokenizer.encode(&format!("{instruction}{text}"), truncate),
+                Input::Tokens(ids) => tokenizer.check_ids(ids, truncate),
             };
             Ok(Sequence::pooled(
-                ids.map_err(|e| input_error("input", format!("input[{i}]"), e))?,
+                ids.map_err(|e| input_error("input", format!("input[{}]", first + i), e))?,
                 adapter,
             ))
         })
