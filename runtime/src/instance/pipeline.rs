@@ -247,7 +247,7 @@ pub(super) fn input_error(param: &'static str, at: String, error: TokenizeError)
 }
 
 /// Inputs tokenized per worker-pool job (see [`ModelInstance::tokenize_inputs`]).
-const INPUTS_PER_JOB: usize = 64;
+const INPUTS_PER_JOB: usize = 16;
 
 /// One sequence per input of `inputs` (input `first` of the request onwards): the task's
 /// instruction before each text, special tokens added, cut or refused at the limit; token ids
