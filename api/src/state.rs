@@ -100,12 +100,8 @@ impl AppState {
         asked: Option<Duration>,
         work: impl Future<Output = T>,
     ) -> Result<T, DeadlineExceeded> {
-        let deadline = match (self.request_timeout, asked) {
-            (Some(server), Some(asked)) => server.min(asked),
-            (server, asked) => match server.or(asked) {
-                Some(deadline) => deadline,
-                None => return Ok(work.await),
-            },
+        let Some(deadline) = [self.request_timeout, asked].into_iter().flatten().min() else {
+            return Ok(work.await);
         };
         tokio::time::timeout(deadline, work)
             .await

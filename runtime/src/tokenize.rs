@@ -169,6 +169,11 @@ enum Head {
     Capped(Encoding),
 }
 
+/// The characters of a text read first when it may keep `keep` tokens and may be cut.
+fn first_part(keep: usize) -> usize {
+    (keep + 1).saturating_mul(FIRST_CHARS_PER_TOKEN)
+}
+
 /// The most characters read of a text that may keep `keep` tokens.
 fn head_cap(keep: usize) -> usize {
     (keep + 1).saturating_mul(MAX_CHARS_PER_TOKEN)
@@ -239,7 +244,7 @@ impl TextTokenizer {
         // document cannot fit.
         let max = self.max_input_tokens;
         let plain = |text: &str| -> Result<Vec<u32>, TokenizeError> {
-            match self.encode_head(text, max, (max + 1).saturating_mul(FIRST_CHARS_PER_TOKEN))? {
+            match self.encode_head(text, max, first_part(max))? {
                 Head::Whole(encoding) if encoding.len() <= max => Ok(encoding.get_ids().to_vec()),
                 Head::Whole(encoding) | Head::Settled(encoding) | Head::Capped(encoding) => {
                     Err(too_long(encoding.len().max(max + 1)))
@@ -314,7 +319,7 @@ impl TextTokenizer {
         truncate: bool,
     ) -> Result<(Encoding, bool), TokenizeError> {
         let first = if truncate {
-            (keep + 1).saturating_mul(FIRST_CHARS_PER_TOKEN)
+            first_part(keep)
         } else {
             head_cap(keep)
         };

@@ -128,10 +128,12 @@ impl hyper::body::Body for Metered {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
-        if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
-            if let Err(refusal) = self.bytes.take(data.map_or(0, Bytes::len)) {
-                return Poll::Ready(Some(Err(axum::Error::new(refusal))));
-            }
+        let arrived = match &frame {
+            Some(Ok(frame)) => frame.data_ref().map_or(0, Bytes::len),
+            _ => 0,
+        };
+        if let Err(refusal) = self.bytes.take(arrived) {
+            return Poll::Ready(Some(Err(axum::Error::new(refusal))));
         }
         Poll::Ready(frame)
     }

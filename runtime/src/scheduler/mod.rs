@@ -162,7 +162,7 @@ struct Queue {
     quarantined: VecDeque<u64>,
     /// The number of the last submission.
     submissions: u64,
-    /// The submission whose sequence started the last batch (see [`policy::seed`]).
+    /// The submission whose sequence started the last batch (see [`policy::next_batch`]).
     last_seed: u64,
 }
 
