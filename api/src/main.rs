@@ -8,6 +8,34 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use embedrt_api::config_source::ConfigSource;
 
+// One allocator for the whole process: with its unprefixed `malloc`, jemalloc also serves the
+// allocations of the plugins and of ONNX Runtime, and returns a burst's pages to the system within
+// seconds, where glibc keeps them (BENCHMARKS.md, "Memory after a burst").
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Starts a thread that hands glibc's free memory back to the system every second (the
+/// `glibc-trim` build, measured against the other allocators).
+#[cfg(all(
+    feature = "glibc-trim",
+    not(any(feature = "jemalloc", feature = "mimalloc"))
+))]
+fn trim_memory_every_second() {
+    std::thread::Builder::new()
+        .name("embedrt-trim".into())
+        .spawn(|| loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            // SAFETY: malloc_trim only returns free pages of glibc's heaps to the system.
+            unsafe { libc::malloc_trim(0) };
+        })
+        .expect("a thread can be started at startup");
+}
+
 /// embedrt: one server for many text-embedding models on interchangeable backends (inference engines).
 #[derive(Parser)]
 #[command(version)]
@@ -39,6 +67,11 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    #[cfg(all(
+        feature = "glibc-trim",
+        not(any(feature = "jemalloc", feature = "mimalloc"))
+    ))]
+    trim_memory_every_second();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -41,7 +41,7 @@ use embedrt_backend_core::{
     WeightFiles,
 };
 use library::Library;
-use ort::ep::ExecutionProviderDispatch;
+use ort::ep::{self, ExecutionProviderDispatch};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
@@ -65,6 +65,9 @@ pub struct OnnxOptions {
     /// On a GPU: a folder holding CUDA's libraries (`libcudart.so.13`, `libcublas.so.13`, ...),
     /// loaded before the CUDA provider starts; default: the system's library path.
     pub cuda_libraries: Option<PathBuf>,
+    /// Keep ONNX Runtime's CPU memory arena, which holds on to the largest batch's buffers for
+    /// the life of the session; off by default, so a burst's memory goes back to the allocator.
+    pub cpu_arena: bool,
 }
 
 pub use tensorrt::{TensorRtBackend, TensorRtOptions};
@@ -78,6 +81,7 @@ impl Default for OnnxOptions {
             file: None,
             library: None,
             cuda_libraries: None,
+            cpu_arena: false,
         }
     }
 }
@@ -104,8 +108,10 @@ struct SessionPlan<'a> {
     spinning: bool,
     /// Graph optimization level, 0 to 3.
     optimization: u8,
-    /// Execution providers in order of preference; empty: the CPU.
+    /// Execution providers in order of preference before the CPU's, which always comes last.
     providers: Vec<ExecutionProviderDispatch>,
+    /// Whether the CPU keeps ONNX Runtime's memory arena.
+    cpu_arena: bool,
     /// The dtype the session computes in (reported, not converted).
     dtype: DType,
 }
@@ -181,6 +187,7 @@ impl BackendPlugin for OnnxBackend {
             spinning: options.spinning,
             optimization: options.optimization,
             providers,
+            cpu_arena: options.cpu_arena,
             dtype,
         };
         Self::open(&document.model, library, plan)
@@ -232,13 +239,15 @@ impl OnnxBackend {
             .map_err(load_error)?
             .with_intra_op_spinning(plan.spinning)
             .map_err(load_error)?;
-        let mut builder = if plan.providers.is_empty() {
-            builder
-        } else {
-            builder
-                .with_execution_providers(&plan.providers)
-                .map_err(|e| providers::registration_error(library, &plan.providers, e))?
-        };
+        let mut providers = plan.providers;
+        providers.push(
+            ep::CPU::default()
+                .with_arena_allocator(plan.cpu_arena)
+                .build(),
+        );
+        let mut builder = builder
+            .with_execution_providers(&providers)
+            .map_err(|e| providers::registration_error(library, &providers, e))?;
         let session = builder
             .commit_from_file(&file)
             .map_err(|e| BackendError::Load(format!("{}: {e}", file.display())))?;
@@ -293,12 +302,13 @@ impl OnnxBackend {
             .or(output_names.first().copied())
             .map(str::to_string)
             .ok_or_else(|| BackendError::Load(format!("{} has no output", file.display())))?;
-        let providers: Vec<&str> = plan.providers.iter().map(|p| p.name()).collect();
+        let provider_names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
         tracing::info!(
             file = %file.display(),
             threads = plan.threads,
             output = %output,
-            providers = ?providers,
+            providers = ?provider_names,
+            cpu_arena = plan.cpu_arena,
             "ONNX Runtime session ready"
         );
         let mut spec = EncoderSpec::new(card, plan.dtype);

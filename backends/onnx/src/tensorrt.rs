@@ -165,6 +165,7 @@ impl BackendPlugin for TensorRtBackend {
             spinning: false,
             optimization: 3,
             providers,
+            cpu_arena: false,
             dtype,
         };
         OnnxBackend::open(model, library, plan).map(Self)
