@@ -15,6 +15,28 @@ use embedrt_api::config_source::ConfigSource;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's settings, read at its first allocation (`MALLOC_CONF` in the environment adds to
+/// them): freed pages, those of a batch's large activations included (no `oversize_threshold`
+/// arena, which hands them back at once), are kept a second for the next batch to reuse, then
+/// handed back by jemalloc's background thread, also while the server is idle. Handing them back
+/// at once cost 8% of the throughput of 10-sentence requests in page faults (BENCHMARKS.md,
+/// "Memory after a burst").
+#[cfg(feature = "jemalloc")]
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+static malloc_conf: JemallocConf = JemallocConf(
+    c"background_thread:true,oversize_threshold:0,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr(),
+);
+
+/// A C string for jemalloc to read (`const char *malloc_conf`).
+#[cfg(feature = "jemalloc")]
+#[repr(transparent)]
+struct JemallocConf(*const std::ffi::c_char);
+
+// SAFETY: the pointer is to a string literal, which nothing writes.
+#[cfg(feature = "jemalloc")]
+unsafe impl Sync for JemallocConf {}
+
 #[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
