@@ -55,6 +55,8 @@ mod replicas;
 mod rerank;
 /// The shell library of `scripts/` and `benches/`: servers started on free ports, stopped on exit.
 mod scripts;
+/// `benches/soak.py` squeezed into 30 s: every fault, no valid request lost.
+mod soak;
 /// Starting and stopping the binary: config errors, flags, the admin key rule, SIGTERM.
 mod startup;
 /// The harness's own promise: no test server outlives the test process.
