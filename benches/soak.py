@@ -19,7 +19,7 @@ SIGKILLed and started again.
 
 Writes soak.json (per-minute failed valid requests, p50/p99 and resident memory, the events),
 soak.png (latency and memory over time) and prints a Markdown table. Exits 1 when a valid request
-failed or an invalid one got anything but a 4xx.
+failed, an invalid one got anything but a 4xx, or a fault could not be carried out.
 
 Usage: python benches/soak.py --embedrt BIN --out DIR [--seconds 600] [--clients 60]
 (the plugins are found beside BIN, the echo plugin among them)
@@ -27,7 +27,6 @@ Usage: python benches/soak.py --embedrt BIN --out DIR [--seconds 600] [--clients
 
 import argparse
 import base64
-import ctypes
 import http.client
 import json
 import math
@@ -57,30 +56,26 @@ POISON_TOKEN = 7
 BUCKET_SECONDS = 10
 
 
-_LIBC = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent():
-    """In the child, before exec: SIGKILL when the thread that started it ends."""
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 class Spawner:
-    """Starts every process of the cluster from the main thread, so that each dies with this
-    script (the parent-death signal fires when the thread that forked the child ends, and the
-    fault thread ends before the run does). Other threads hand their commands to `serve`."""
+    """Starts every process of the cluster under `setpriv --pdeathsig KILL` from the main thread,
+    so that each dies with this script: the parent-death signal fires when the thread that forked
+    the child ends, and the fault thread ends before the run does, so other threads hand their
+    commands to `serve`. (Not Python's `preexec_fn`: Python code between fork and exec can
+    deadlock in a process with other threads, and a restarted replica once never started.)"""
 
     def __init__(self):
         self.requests = queue.Queue()
 
-    def spawn(self, args, log):
-        """Starts `args` with stdout and stderr appended to `log`; returns the Popen."""
+    def spawn(self, args, log, death_signal="KILL"):
+        """Starts `args` with stdout and stderr appended to `log`; returns the Popen. The
+        process gets `death_signal` when this script dies (TERM for nginx, whose master stops its
+        workers then; killed, it would leave them serving)."""
         if threading.current_thread() is threading.main_thread():
-            return subprocess.Popen(args, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-                                    preexec_fn=die_with_parent)
+            return subprocess.Popen(
+                ["setpriv", "--pdeathsig", death_signal, "--", *map(str, args)],
+                stdout=open(log, "ab"), stderr=subprocess.STDOUT)
         answer = queue.Queue()
-        self.requests.put((args, log, answer))
+        self.requests.put((args, log, death_signal, answer))
         return answer.get()
 
     def serve(self, seconds):
@@ -88,10 +83,10 @@ class Spawner:
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
             try:
-                args, log, answer = self.requests.get(timeout=min(left, 0.1))
+                args, log, death_signal, answer = self.requests.get(timeout=min(left, 0.1))
             except queue.Empty:
                 continue
-            answer.put(self.spawn(args, log))
+            answer.put(self.spawn(args, log, death_signal))
 
 
 SPAWNER = Spawner()
@@ -182,13 +177,13 @@ class Cluster:
         for replica in self.replicas:
             self.start_replica(replica)
         for replica in self.replicas:
-            wait_ready(replica)
+            wait_ready(self, replica)
         self.nginx_dir.mkdir(parents=True, exist_ok=True)
         self.write_nginx_config()
         self.nginx = SPAWNER.spawn(
             ["nginx", "-e", "stderr", "-p", str(self.nginx_dir), "-c",
              str(self.nginx_dir / "nginx.conf"), "-g", "daemon off;"],
-            self.out / "nginx.log",
+            self.out / "nginx.log", death_signal="TERM",
         )
         wait_answers(f"http://127.0.0.1:{self.nginx_http}/ready", 30)
 
@@ -269,7 +264,7 @@ class Cluster:
         self.in_nginx.discard(index)
         self.reload_nginx()
         self.start_replica(replica)
-        wait_ready(replica)
+        wait_ready(self, replica)
         self.in_nginx.add(index)
         self.reload_nginx()
         return f"replica {index} killed; serving again after {time.monotonic() - killed:.1f} s"
@@ -307,20 +302,26 @@ class Cluster:
         return values
 
 
-def wait_answers(url, seconds):
+def wait_answers(url, seconds, process=None, log=None):
+    """Waits until `url` answers 2xx; raises when `seconds` pass or `process` exits first (with
+    the end of its `log`)."""
     deadline = time.monotonic() + seconds
     while True:
         try:
             with urllib.request.urlopen(url, timeout=5):
                 return
         except Exception:  # noqa: BLE001 - not up yet
+            if process is not None and process.poll() is not None:
+                tail = "".join(Path(log).read_text(errors="replace").splitlines(True)[-20:])
+                raise RuntimeError(f"exited with {process.returncode} before {url} answered:\n{tail}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{url} did not answer in {seconds} s")
             time.sleep(0.1)
 
 
-def wait_ready(replica):
-    wait_answers(f"http://127.0.0.1:{replica.http}/ready", 300)
+def wait_ready(cluster, replica):
+    wait_answers(f"http://127.0.0.1:{replica.http}/ready", 300, replica.process,
+                 cluster.out / f"replica-{replica.index}.log")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -653,22 +654,26 @@ def schedule(seconds):
 
 
 def run_faults(cluster, record, stop, seconds):
+    """Injects the faults of `schedule` at their times; a fault that cannot be carried out (a
+    replica that does not come back) is recorded as "fault failed" and ends the schedule."""
+    faults = {
+        "reload": ("reload", cluster.reload_models),
+        "swap": ("engine swap", lambda: cluster.reload_models(swap_engine=True)),
+        "poison": ("backend panic", cluster.poison),
+        "kill replica": ("replica SIGKILL", lambda: cluster.kill_replica(1)),
+        "kill redis": ("Redis SIGKILL", cluster.kill_redis),
+        "restart redis": ("Redis back", cluster.restart_redis),
+    }
     for at, fault in schedule(seconds):
         while time.monotonic() - record.started < at:
             if stop.wait(0.2):
                 return
-        if fault == "reload":
-            record.event("reload", cluster.reload_models())
-        elif fault == "swap":
-            record.event("engine swap", cluster.reload_models(swap_engine=True))
-        elif fault == "poison":
-            record.event("backend panic", cluster.poison())
-        elif fault == "kill replica":
-            record.event("replica SIGKILL", cluster.kill_replica(1))
-        elif fault == "kill redis":
-            record.event("Redis SIGKILL", cluster.kill_redis())
-        elif fault == "restart redis":
-            record.event("Redis back", cluster.restart_redis())
+        label, inject = faults[fault]
+        try:
+            record.event(label, inject())
+        except Exception as error:  # noqa: BLE001 - reported, and the run fails
+            record.event("fault failed", f"{label}: {error}")
+            return
 
 
 def sample_memory(cluster, record, stop):
@@ -798,7 +803,10 @@ def main():
     print(f"\nfailed valid requests: {failed}; invalid requests answered other than 4xx: {wrong}")
     for failure in record.failures[:20]:
         print(f"  {failure}")
-    return 1 if failed or wrong else 0
+    broken = [text for _, label, text in record.events if label == "fault failed"]
+    for text in broken:
+        print(f"fault failed: {text}")
+    return 1 if failed or wrong or broken else 0
 
 
 if __name__ == "__main__":

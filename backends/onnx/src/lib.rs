@@ -239,15 +239,15 @@ impl OnnxBackend {
             .map_err(load_error)?
             .with_intra_op_spinning(plan.spinning)
             .map_err(load_error)?;
-        let mut providers = plan.providers;
-        providers.push(
+        let mut execution_providers = plan.providers;
+        execution_providers.push(
             ep::CPU::default()
                 .with_arena_allocator(plan.cpu_arena)
                 .build(),
         );
         let mut builder = builder
-            .with_execution_providers(&providers)
-            .map_err(|e| providers::registration_error(library, &providers, e))?;
+            .with_execution_providers(&execution_providers)
+            .map_err(|e| providers::registration_error(library, &execution_providers, e))?;
         let session = builder
             .commit_from_file(&file)
             .map_err(|e| BackendError::Load(format!("{}: {e}", file.display())))?;
@@ -302,7 +302,7 @@ impl OnnxBackend {
             .or(output_names.first().copied())
             .map(str::to_string)
             .ok_or_else(|| BackendError::Load(format!("{} has no output", file.display())))?;
-        let provider_names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
+        let provider_names: Vec<&str> = execution_providers.iter().map(|p| p.name()).collect();
         tracing::info!(
             file = %file.display(),
             threads = plan.threads,
