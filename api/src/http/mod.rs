@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -27,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use hyper::body::{Frame, SizeHint};
+use tokio_stream::StreamExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::admission::{BodyBytes, Refusal};
@@ -104,19 +106,65 @@ async fn admit(
     match state.admission.admit(length) {
         Ok(ticket) => {
             let bytes = ticket.body();
-            let request = request.map(|body| Body::new(Metered { body, bytes }));
+            let request = request.map(|body| {
+                Body::new(Metered {
+                    body,
+                    bytes,
+                    refused: false,
+                    linger_bytes: max_body_bytes,
+                })
+            });
             let response = next.run(request).await;
             drop(ticket);
             response
         }
-        Err(refusal) => ApiError::busy(refusal).into_response(),
+        Err(refusal) => {
+            linger(request.into_body(), max_body_bytes);
+            ApiError::busy(refusal).into_response()
+        }
     }
 }
 
-/// A request body that takes its bytes of the admission budget as they arrive.
+/// How long the rest of a refused request's body is still read.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Reads the rest of a refused request's body in the background and throws it away, for at most
+/// [`LINGER`] and `max_bytes`, as nginx's lingering close does: a connection closed with bytes
+/// left unread is reset, and a client still sending its body would read a broken pipe instead of
+/// the refusal. Nothing read is kept, so the bytes cost no memory.
+fn linger(body: Body, max_bytes: usize) {
+    tokio::spawn(async move {
+        let mut data = body.into_data_stream();
+        let mut left = max_bytes;
+        let read_rest = async {
+            while let Some(Ok(chunk)) = data.next().await {
+                left = left.saturating_sub(chunk.len());
+                if left == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, read_rest).await;
+    });
+}
+
+/// A request body that takes its bytes of the admission budget as they arrive; when they run
+/// out, the request is refused and the rest of the body [`linger`]s.
 struct Metered {
     body: Body,
     bytes: Arc<BodyBytes>,
+    /// Whether the budget ran out while the body arrived.
+    refused: bool,
+    /// At most this much of the rest is read after a refusal.
+    linger_bytes: usize,
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        if self.refused {
+            linger(std::mem::take(&mut self.body), self.linger_bytes);
+        }
+    }
 }
 
 impl hyper::body::Body for Metered {
@@ -133,6 +181,7 @@ impl hyper::body::Body for Metered {
             _ => 0,
         };
         if let Err(refusal) = self.bytes.take(arrived) {
+            self.refused = true;
             return Poll::Ready(Some(Err(axum::Error::new(refusal))));
         }
         Poll::Ready(frame)
