@@ -12,10 +12,13 @@ some give up after a few milliseconds (their requests count neither way).
 
 Faults, at fixed shares of the run: the config file rewritten and reloaded on both replicas every
 tenth of the run (minilm's batch size changed each time, so that it loads again; once jina moved
-from onnx to candle: the engine swap), a poison input that
-panics the echo backend (its request must fail alone, with a 500), one replica SIGKILLed and
-started again (out of nginx's list until `/ready` answers, as a readiness probe does), Redis
-SIGKILLed and started again.
+from onnx to candle: the engine swap), a poison input that panics the echo backend (its request
+must fail alone, with a 500), one replica SIGKILLed and started again (out of nginx's list until
+`/ready` answers, as a readiness probe does), Redis SIGKILLed and started again.
+
+Clients retry, at most twice, what a client's own retry policy would: gRPC UNAVAILABLE and a
+kept-alive HTTP connection closed under them; each retry is counted and reported. A valid request
+that still fails after that is a failure.
 
 Writes soak.json (per-minute failed valid requests, p50/p99 and resident memory, the events),
 soak.png (latency and memory over time) and prints a Markdown table. Exits 1 when a valid request
