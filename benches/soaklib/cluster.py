@@ -12,6 +12,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from memory_burst import status_mb
+
 from .traffic import http_post
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,7 +125,7 @@ class Cluster:
         for replica in self.replicas:
             self.start_replica(replica)
         for replica in self.replicas:
-            wait_ready(self, replica)
+            self.wait_ready(replica)
         self.nginx_dir.mkdir(parents=True, exist_ok=True)
         self.write_nginx_config()
         self.nginx = SPAWNER.spawn(
@@ -154,12 +156,20 @@ class Cluster:
     def write_config(self):
         self.config.write_text(config_text(self.redis_port, self.jina_backend, self.minilm_rows))
 
+    def replica_log(self, replica):
+        return self.out / f"replica-{replica.index}.log"
+
     def start_replica(self, replica):
         replica.process = SPAWNER.spawn(
             [self.args.embedrt, "serve", "--config", str(self.config),
              "--http", f"127.0.0.1:{replica.http}", "--grpc", f"127.0.0.1:{replica.grpc}"],
-            self.out / f"replica-{replica.index}.log",
+            self.replica_log(replica),
         )
+
+    def wait_ready(self, replica):
+        """Waits until `replica` answers `/ready`; raises, with its log's end, if it exits."""
+        wait_answers(f"http://127.0.0.1:{replica.http}/ready", 300, replica.process,
+                     self.replica_log(replica))
 
     def write_nginx_config(self):
         text = (ROOT / "deploy/nginx/nginx.conf.template").read_text()
@@ -210,7 +220,7 @@ class Cluster:
         self.in_nginx.discard(index)
         self.reload_nginx()
         self.start_replica(replica)
-        wait_ready(self, replica)
+        self.wait_ready(replica)
         self.in_nginx.add(index)
         self.reload_nginx()
         return f"replica {index} killed; serving again after {time.monotonic() - killed:.1f} s"
@@ -240,10 +250,8 @@ class Cluster:
         values = []
         for replica in self.replicas:
             try:
-                status = Path(f"/proc/{replica.process.pid}/status").read_text()
-                kb = next(int(l.split()[1]) for l in status.splitlines() if l.startswith("VmRSS:"))
-                values.append(kb / 1024)
-            except (OSError, StopIteration):
+                values.append(status_mb(replica.process.pid, "VmRSS:"))
+            except (OSError, KeyError):
                 values.append(None)
         return values
 
@@ -264,7 +272,3 @@ def wait_answers(url, seconds, process=None, log=None):
                 raise RuntimeError(f"{url} did not answer in {seconds} s")
             time.sleep(0.1)
 
-
-def wait_ready(cluster, replica):
-    wait_answers(f"http://127.0.0.1:{replica.http}/ready", 300, replica.process,
-                 cluster.out / f"replica-{replica.index}.log")

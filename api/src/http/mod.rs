@@ -133,7 +133,11 @@ const LINGER: Duration = Duration::from_secs(2);
 /// left unread is reset, and a client still sending its body would read a broken pipe instead of
 /// the refusal. Nothing read is kept, so the bytes cost no memory.
 fn linger(body: Body, max_bytes: usize) {
-    tokio::spawn(async move {
+    // A body is dropped on the server's runtime; without one there is nobody to read it.
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
         let mut data = body.into_data_stream();
         let mut left = max_bytes;
         let read_rest = async {
