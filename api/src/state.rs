@@ -156,11 +156,21 @@ impl AppState {
         }
     }
 
+    /// Whether the embedding API asks callers for an API key (some are configured).
+    pub fn needs_api_key(&self) -> bool {
+        !self.api_keys.is_empty()
+    }
+
+    /// Whether the admin endpoint asks for the admin key (one is configured and it is not off).
+    pub fn needs_admin_key(&self) -> bool {
+        matches!(self.admin, AdminAccess::Key(_))
+    }
+
     /// Whether a caller with `headers` may use the embedding API: anyone when no API keys are
     /// configured, else `Authorization: Bearer <key>` with one of them. Every key is compared,
     /// each in constant time, so the time taken says nothing about how much of one matched.
     pub fn accepts_api_key(&self, headers: &HeaderMap) -> bool {
-        if self.api_keys.is_empty() {
+        if !self.needs_api_key() {
             return true;
         }
         let Some(given) = bearer(headers) else {

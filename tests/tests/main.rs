@@ -8,6 +8,9 @@ mod common;
 
 /// The embedding cache: memory and Redis, through the server.
 mod cache;
+/// The API as a contract: the OpenAPI document against the server, schemathesis, `/docs` in a
+/// browser.
+mod contract;
 /// Qwen3-Embedding (a decoder) over HTTP on both engines with the official `openai` client.
 mod decoders_http;
 /// The backend plugins' dependency graph: never the runtime, never a server stack.

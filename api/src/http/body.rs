@@ -11,6 +11,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::{Map, Number, Value};
 
 use super::error::ApiError;
+use super::fields::{whole, whole_number};
 
 /// What `input` may hold.
 const INPUT_SHAPES: &str =
@@ -431,8 +432,8 @@ impl<'de> Visitor<'de> for ItemReader<'_> {
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Item, E> {
         Ok(Item::Wrong)
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Item, E> {
-        Ok(Item::Wrong)
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Item, E> {
+        self.visit_u64(whole(v).unwrap_or(u64::MAX))
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Item, E> {
         Ok(Item::Wrong)
@@ -450,7 +451,7 @@ impl<'de> Visitor<'de> for ItemReader<'_> {
             let Some(id) = seq.next_element::<Value>()? else {
                 break None;
             };
-            let Some(id) = id.as_u64().and_then(|id| u32::try_from(id).ok()) else {
+            let Some(id) = whole_number(&id).and_then(|id| u32::try_from(id).ok()) else {
                 break Some(Item::Wrong);
             };
             let Some(left) = self.0.get().checked_sub(1) else {
@@ -513,6 +514,28 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    #[test]
+    fn token_ids_written_as_whole_numbers_are_ids() {
+        // JSON Schema counts 2.0 as an integer, so a client generated from the document may
+        // send it.
+        let all = BodyLimits::default();
+        assert_eq!(
+            input(r#"{"input": [2.0, 3]}"#, all).unwrap(),
+            vec![Input::Tokens(vec![2, 3])]
+        );
+        assert_eq!(
+            input(r#"{"input": [[1e2], [4]]}"#, all).unwrap(),
+            vec![Input::Tokens(vec![100]), Input::Tokens(vec![4])]
+        );
+        for json in [
+            r#"{"input": [2.5]}"#,
+            r#"{"input": [[1e300]]}"#,
+            r#"{"input": [-0.5]}"#,
+        ] {
+            assert_eq!(input(json, all).unwrap_err().status.as_u16(), 422, "{json}");
+        }
     }
 
     #[test]

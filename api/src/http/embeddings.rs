@@ -12,10 +12,15 @@ use axum::Json;
 use embedrt_runtime::{EmbedRequest, EmbedResponse, ServedBy};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 
 use super::body::{self, BodyLimits};
 use super::error::ApiError;
-use super::fields::{model_field, optional};
+use super::fields::{model_field, optional, whole_number};
+use super::openapi::requests::EmbeddingsBody;
+use super::openapi::ApiErrors;
 use crate::encoding::{base64_f32, offset_sign_bits, sign_bits, VectorEncoding};
 use crate::state::AppState;
 
@@ -27,6 +32,28 @@ const BACKEND_HEADER: HeaderName = HeaderName::from_static("x-embedrt-backend");
 const DEVICE_HEADER: HeaderName = HeaderName::from_static("x-embedrt-device");
 
 /// `POST /v1/embeddings`.
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    operation_id = "createEmbedding",
+    tag = "embeddings",
+    summary = "Embeds texts or token ids",
+    request_body = EmbeddingsBody,
+    responses(
+        (
+            status = 200,
+            description = "One vector per input",
+            body = EmbeddingList,
+            headers(
+                ("x-embedrt-variant" = String, description = "The variant that answered"),
+                ("x-embedrt-backend" = String, description = "Its backend"),
+                ("x-embedrt-device" = String, description = "Where it runs"),
+            )
+        ),
+        ApiErrors,
+    ),
+    security(("api_key" = [])),
+)]
 pub(super) async fn handle(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -96,7 +123,7 @@ pub fn parse_request(body: &[u8], limits: BodyLimits) -> Result<ParsedRequest, A
     let dimensions = optional(
         &fields,
         "dimensions",
-        |value| value.as_u64().and_then(|d| usize::try_from(d).ok()),
+        |value| whole_number(value).and_then(|d| usize::try_from(d).ok()),
         "an integer (a size up to the model's width)",
     )?;
     let user = optional(&fields, "user", Value::as_str, "a string")?.map(str::to_string);
@@ -145,21 +172,30 @@ fn encoding(fields: &Map<String, Value>) -> Result<VectorEncoding, ApiError> {
 }
 
 /// The response body of `POST /v1/embeddings`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EmbeddingList {
+    /// Always `list`.
     object: &'static str,
+    /// One vector per input, in input order.
     data: Vec<EmbeddingObject>,
+    /// The model that answered (its name, whichever alias the request used).
     model: String,
+    /// The tokens the request used.
     usage: Usage,
 }
 
-#[derive(Serialize)]
+/// One vector of the list.
+#[derive(Serialize, ToSchema)]
 struct EmbeddingObject {
+    /// Always `embedding`.
     object: &'static str,
+    /// The position of its input in the request.
     index: usize,
+    /// The vector, written as the request's encoding says.
     embedding: EmbeddingValue,
 }
 
+/// A vector in one of the encodings.
 #[derive(Serialize)]
 #[serde(untagged)]
 enum EmbeddingValue {
@@ -169,10 +205,52 @@ enum EmbeddingValue {
     Signed(Vec<i8>),
 }
 
+impl PartialSchema for EmbeddingValue {
+    /// Any of the encodings: the byte arrays of `binary` and `ubinary` are arrays of numbers too,
+    /// so the schema is `anyOf`, not `oneOf`.
+    fn schema() -> RefOr<Schema> {
+        let array = |items: ObjectBuilder, description: &str| {
+            ArrayBuilder::new()
+                .items(items)
+                .description(Some(description))
+        };
+        let byte = |min: i32, max: i32| {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(min))
+                .maximum(Some(max))
+        };
+        AnyOfBuilder::new()
+            .item(array(
+                ObjectBuilder::new().schema_type(Type::Number),
+                "`float`: the vector's values",
+            ))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .content_encoding("base64")
+                    .description(Some("`base64`: the values as little-endian f32 bytes")),
+            )
+            .item(array(
+                byte(0, 255),
+                "`ubinary`: sign bits, 8 values to a byte, most significant first",
+            ))
+            .item(array(
+                byte(-128, 127),
+                "`binary`: the `ubinary` bytes less 128",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for EmbeddingValue {}
+
 /// The `usage` of an answer (embeddings, rerank): the tokens processed.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(super) struct Usage {
+    /// The tokens of the inputs.
     prompt_tokens: usize,
+    /// The same: nothing is generated.
     total_tokens: usize,
 }
 
@@ -257,6 +335,8 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.encoding, VectorEncoding::Base64);
         assert_eq!(parsed.request.dimensions, Some(8));
+        let whole = parse(r#"{"model":"m","input":"x","dimensions":8.0}"#).unwrap();
+        assert_eq!(whole.request.dimensions, Some(8));
         let parsed = parse(r#"{"input":"x"}"#).unwrap();
         assert_eq!(
             (parsed.request.model, parsed.encoding),

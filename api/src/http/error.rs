@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use embedrt_runtime::EmbedError;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::admission::Refusal;
 use crate::state::DeadlineExceeded;
@@ -181,17 +182,31 @@ impl From<EmbedError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error: OpenAI's `ErrorResponse`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"error": {
+    "message": "`input` is required",
+    "type": "invalid_request_error",
+    "param": "input",
+    "code": "missing_input"
+}}))]
+pub(super) struct ErrorBody<'a> {
+    /// What went wrong.
     error: ErrorFields<'a>,
 }
 
-#[derive(Serialize)]
+/// OpenAI's `Error`.
+#[derive(Serialize, ToSchema)]
 struct ErrorFields<'a> {
+    /// What went wrong, for people.
     message: &'a str,
+    /// The class of error (`invalid_request_error`, `rate_limit_error`, `server_error`, ...).
     #[serde(rename = "type")]
     kind: &'a str,
+    /// The request field at fault, or null.
+    #[schema(required = true)]
     param: Option<&'a str>,
+    /// A stable code for programs (`missing_input`, `model_not_found`, `server_busy`, ...).
     code: &'a str,
 }
 

@@ -32,3 +32,15 @@ pub(super) fn optional<'a, T>(
             .ok_or_else(|| ApiError::wrong_type(Some(key), format!("`{key}` must be {expected}"))),
     }
 }
+
+/// A count or an id: a non-negative integer, written as one or as a number without a fraction
+/// (`2.0`, which JSON Schema counts as an integer too); past `u64::MAX` it saturates.
+pub(super) fn whole_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| value.as_f64().and_then(whole))
+}
+
+/// `number` as a non-negative integer, when it has no fraction (saturating past `u64::MAX`).
+pub(super) fn whole(number: f64) -> Option<u64> {
+    // `as` saturates: 1e300 counts as u64::MAX, more than any limit.
+    (number >= 0.0 && number.fract() == 0.0).then_some(number as u64)
+}

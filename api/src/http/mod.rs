@@ -9,6 +9,7 @@ pub mod embeddings;
 pub mod error;
 mod fields;
 mod models;
+pub mod openapi;
 mod ops;
 mod rerank;
 pub mod tokenize;
@@ -64,6 +65,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/admin/reload", post(ops::admin_reload))
+        .merge(openapi::routes())
         .fallback(|| async { ApiError::no_route() })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // A bug in a handler answers 500 in the API's format instead of dropping the connection.

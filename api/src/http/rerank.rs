@@ -19,11 +19,14 @@ use axum::Json;
 use embedrt_runtime::{RerankRequest, RerankResponse};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::body::{self, BodyLimits};
 use super::embeddings::{served_by, Usage};
 use super::error::ApiError;
-use super::fields::{model_field, optional};
+use super::fields::{model_field, optional, whole_number};
+use super::openapi::requests::{AnyRerankBody, CohereRerankBody};
+use super::openapi::ApiErrors;
 use crate::state::AppState;
 
 /// The two request shapes, and so the two answers.
@@ -43,6 +46,28 @@ struct Parsed {
 }
 
 /// `POST /v1/rerank` (Cohere's API version 1 and Jina's).
+#[utoipa::path(
+    post,
+    path = "/v1/rerank",
+    operation_id = "rerankV1",
+    tag = "rerank",
+    summary = "Ranks documents for a query (Cohere's API version 1, Jina's)",
+    request_body = CohereRerankBody,
+    responses(
+        (
+            status = 200,
+            description = "The documents, best first",
+            body = CohereAnswer,
+            headers(
+                ("x-embedrt-variant" = String, description = "The variant that answered"),
+                ("x-embedrt-backend" = String, description = "Its backend"),
+                ("x-embedrt-device" = String, description = "Where it runs"),
+            )
+        ),
+        ApiErrors,
+    ),
+    security(("api_key" = [])),
+)]
 pub(super) async fn v1(
     state: State<Arc<AppState>>,
     headers: HeaderMap,
@@ -53,6 +78,28 @@ pub(super) async fn v1(
 }
 
 /// `POST /v2/rerank` (Cohere's API version 2).
+#[utoipa::path(
+    post,
+    path = "/v2/rerank",
+    operation_id = "rerankV2",
+    tag = "rerank",
+    summary = "Ranks documents for a query (Cohere's API version 2)",
+    request_body = CohereRerankBody,
+    responses(
+        (
+            status = 200,
+            description = "The documents, best first",
+            body = CohereAnswer,
+            headers(
+                ("x-embedrt-variant" = String, description = "The variant that answered"),
+                ("x-embedrt-backend" = String, description = "Its backend"),
+                ("x-embedrt-device" = String, description = "Where it runs"),
+            )
+        ),
+        ApiErrors,
+    ),
+    security(("api_key" = [])),
+)]
 pub(super) async fn v2(
     state: State<Arc<AppState>>,
     headers: HeaderMap,
@@ -63,6 +110,29 @@ pub(super) async fn v2(
 }
 
 /// `POST /rerank`: TEI's request when the body has `texts`, Cohere's when it has `documents`.
+#[utoipa::path(
+    post,
+    path = "/rerank",
+    operation_id = "rerank",
+    tag = "rerank",
+    summary = "Ranks documents for a query (Text Embeddings Inference's API, or Cohere's)",
+    request_body = AnyRerankBody,
+    responses(
+        (
+            status = 200,
+            description = "TEI's bare array (for `texts`) or Cohere's answer (for `documents`), \
+                           best first",
+            body = RerankAnswer,
+            headers(
+                ("x-embedrt-variant" = String, description = "The variant that answered"),
+                ("x-embedrt-backend" = String, description = "Its backend"),
+                ("x-embedrt-device" = String, description = "Where it runs"),
+            )
+        ),
+        ApiErrors,
+    ),
+    security(("api_key" = [])),
+)]
 pub(super) async fn any_shape(
     state: State<Arc<AppState>>,
     headers: HeaderMap,
@@ -102,12 +172,11 @@ async fn answer(
     parsed.request.user = state.user(parsed.request.user.take(), &headers);
     let response = registry.rerank(parsed.request).await?;
     let headers = served_by(&response.served_by);
-    Ok(match parsed.shape {
-        Shape::Cohere { version } => {
-            (headers, Json(cohere_answer(response, version))).into_response()
-        }
-        Shape::Tei => (headers, Json(tei_answer(response))).into_response(),
-    })
+    let answer = match parsed.shape {
+        Shape::Cohere { version } => RerankAnswer::Cohere(cohere_answer(response, version)),
+        Shape::Tei => RerankAnswer::Tei(tei_answer(response)),
+    };
+    Ok((headers, Json(answer)).into_response())
 }
 
 /// Parses Cohere's request (of API `version`).
@@ -220,7 +289,7 @@ fn count(fields: &Map<String, Value>, key: &'static str) -> Result<Option<usize>
     optional(
         fields,
         key,
-        |value| value.as_u64().and_then(|n| usize::try_from(n).ok()),
+        |value| whole_number(value).map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         "a positive integer",
     )
 }
@@ -230,42 +299,59 @@ fn missing(key: &'static str) -> ApiError {
 }
 
 /// Cohere's answer.
-#[derive(Serialize)]
-struct CohereAnswer {
+#[derive(Serialize, ToSchema)]
+pub(super) struct CohereAnswer {
+    /// A fresh id for the call.
     id: String,
+    /// The documents, best first (the best `top_n` when asked).
     results: Vec<CohereResult>,
+    /// The model that answered.
     model: String,
+    /// The tokens of the (query, document) pairs.
     usage: Usage,
+    /// Cohere's call metadata.
     meta: Meta,
 }
 
-#[derive(Serialize)]
+/// One ranked document.
+#[derive(Serialize, ToSchema)]
 struct CohereResult {
+    /// The document's position in the request.
     index: usize,
+    /// How relevant it is: a probability, or the raw logit with `raw_scores`.
     relevance_score: f32,
+    /// The document, with `return_documents`.
     #[serde(skip_serializing_if = "Option::is_none")]
     document: Option<Document>,
 }
 
-#[derive(Serialize)]
+/// A document of a result.
+#[derive(Serialize, ToSchema)]
 struct Document {
+    /// Its text.
     text: String,
 }
 
-#[derive(Serialize)]
+/// Cohere's `meta`.
+#[derive(Serialize, ToSchema)]
 struct Meta {
+    /// The API version of the request's route.
     api_version: ApiVersion,
+    /// What the call is billed as.
     billed_units: BilledUnits,
 }
 
-#[derive(Serialize)]
+/// Cohere's `api_version`.
+#[derive(Serialize, ToSchema)]
 struct ApiVersion {
+    /// `1` or `2`.
     version: &'static str,
 }
 
 /// Cohere bills a rerank call as one search unit; clients that read `meta` find it here.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct BilledUnits {
+    /// Always 1.
     search_units: u32,
 }
 
@@ -290,11 +376,24 @@ fn cohere_answer(response: RerankResponse, version: &'static str) -> CohereAnswe
     }
 }
 
-/// One entry of TEI's answer.
-#[derive(Serialize)]
-struct TeiResult {
+/// What `POST /rerank` answers: TEI's array or Cohere's object, as the request's shape was.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+enum RerankAnswer {
+    /// For TEI's request.
+    Tei(Vec<TeiResult>),
+    /// For Cohere's request.
+    Cohere(CohereAnswer),
+}
+
+/// One entry of TEI's answer (a bare array of them, best first).
+#[derive(Serialize, ToSchema)]
+pub(super) struct TeiResult {
+    /// The text's position in the request.
     index: usize,
+    /// How relevant it is: a probability, or the raw logit with `raw_scores`.
     score: f32,
+    /// The text, with `return_text`.
     #[serde(skip_serializing_if = "Option::is_none")]
     text: Option<String>,
 }

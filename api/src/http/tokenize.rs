@@ -11,13 +11,29 @@ use axum::Json;
 use embedrt_runtime::{Input, TokenizeRequest, TokenizeResponse};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::body::{self, BodyLimits};
 use super::error::ApiError;
 use super::fields::{model_field, optional};
+use super::openapi::requests::TokenizeBody;
+use super::openapi::ApiErrors;
 use crate::state::AppState;
 
 /// `POST /v1/tokenize`.
+#[utoipa::path(
+    post,
+    path = "/v1/tokenize",
+    operation_id = "tokenize",
+    tag = "embeddings",
+    summary = "Tokenizes texts as /v1/embeddings would",
+    request_body = TokenizeBody,
+    responses(
+        (status = 200, description = "Each text's token ids", body = TokenizeList),
+        ApiErrors,
+    ),
+    security(("api_key" = [])),
+)]
 pub(super) async fn handle(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
@@ -60,23 +76,33 @@ pub fn parse_tokenize_request(
 }
 
 /// The response body of `POST /v1/tokenize`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenizeList {
+    /// Always `list`.
     object: &'static str,
+    /// One entry per text, in order.
     data: Vec<TokenizedText>,
+    /// The model whose tokenizer answered.
     model: String,
+    /// The tokens of all the texts.
     usage: TokenUsage,
 }
 
-#[derive(Serialize)]
+/// The tokens of one text.
+#[derive(Serialize, ToSchema)]
 struct TokenizedText {
+    /// The position of the text in the request.
     index: usize,
+    /// The token ids `/v1/embeddings` would run, special tokens and instruction included.
     tokens: Vec<u32>,
+    /// How many there are.
     count: usize,
 }
 
-#[derive(Serialize)]
+/// The tokens of a `/v1/tokenize` answer.
+#[derive(Serialize, ToSchema)]
 struct TokenUsage {
+    /// The tokens of all the texts.
     total_tokens: usize,
 }
 

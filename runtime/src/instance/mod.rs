@@ -137,6 +137,8 @@ pub struct ModelInfo {
     pub max_input_tokens: usize,
     /// The most inputs (a reranker: documents) one request may carry.
     pub max_inputs: usize,
+    /// How many token ids there are for requests to send: ids from 0 up to this, exclusive.
+    pub token_vocabulary: usize,
 }
 
 /// One variant of a [`ModelInfo`].
@@ -295,6 +297,7 @@ impl ModelInstance {
             matryoshka_dimensions: self.card.matryoshka_dimensions.clone(),
             max_input_tokens: self.max_input_tokens(),
             max_inputs: self.max_inputs,
+            token_vocabulary: self.card.vocab_size,
         }
     }
 }
