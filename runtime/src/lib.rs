@@ -5,7 +5,8 @@
 //! - [`family`], [`kind`] and [`model`]: which model families embedrt serves, whether a model
 //!   embeds or reranks, and what a model folder says about its model ([`ModelCard`]);
 //! - [`hub`]: model folders given as hub ids, fetched with `hf-hub`;
-//! - [`tokenize`]: the model's tokenizer, and the pool it runs on;
+//! - [`tokenize`]: the model's tokenizer, and the pool it runs on; [`cl100k`]: OpenAI's token
+//!   ids read back into text, for models that take them;
 //! - [`scheduler`]: dynamic batching in front of one backend;
 //! - [`postprocess`]: Matryoshka truncation and normalization;
 //! - [`plugin`]: the host side of the plugin ABI (backends are shared libraries);
@@ -19,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod cache;
+pub mod cl100k;
 pub mod config;
 pub mod family;
 pub mod hub;

@@ -6,7 +6,8 @@
 pub enum Input {
     /// Text; the model's tokenizer adds its special tokens.
     Text(String),
-    /// Token ids of the model's own vocabulary, used as they are.
+    /// Token ids: of the model's own vocabulary, used as they are; or OpenAI's, read back into
+    /// text, for a model with `token_ids = "cl100k_base"` (see [`crate::cl100k`]).
     Tokens(Vec<u32>),
 }
 

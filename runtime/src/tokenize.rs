@@ -8,6 +8,7 @@ use tokenizers::{
     Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
+use crate::config::TokenIds;
 use crate::telemetry;
 
 /// Why an input could not be turned into token ids.
@@ -53,13 +54,23 @@ pub enum TokenizeError {
         max: usize,
     },
     /// A token id is outside the model's vocabulary.
-    #[error("token id {id} is outside the model's vocabulary of {vocab_size}")]
+    #[error(
+        "token id {id} is outside the model's vocabulary of {vocab_size}; token ids are read as \
+         the model's own unless it is configured with `token_ids = \"cl100k_base\"`, which \
+         reads OpenAI's (tiktoken's cl100k_base, as LangChain's OpenAIEmbeddings sends)"
+    )]
     UnknownTokenId {
         /// The offending id.
         id: u32,
         /// Size of the vocabulary.
         vocab_size: usize,
     },
+    /// A token id is none of cl100k_base's (for a model with `token_ids = "cl100k_base"`).
+    #[error(
+        "token id {0} is not in OpenAI's cl100k_base, which this model reads token ids as \
+         (`token_ids = \"cl100k_base\"`)"
+    )]
+    NotCl100kId(u32),
     /// The input holds no token.
     #[error("input is empty")]
     Empty,
@@ -84,6 +95,8 @@ pub struct TextTokenizer {
     inner: Tokenizer,
     max_input_tokens: usize,
     vocab_size: usize,
+    /// Whose token ids requests send.
+    token_ids: TokenIds,
     /// The special tokens the template puts before and after a single sequence.
     frame: (Vec<u32>, Vec<u32>),
 }
@@ -219,8 +232,52 @@ impl TextTokenizer {
             inner,
             max_input_tokens,
             vocab_size,
+            token_ids: TokenIds::Model,
             frame,
         })
+    }
+
+    /// This tokenizer, reading the token ids of requests as `token_ids` says (the model's own
+    /// by default). cl100k_base is set up here, so that the first request does not wait for it.
+    pub fn reading_ids_as(mut self, token_ids: TokenIds) -> Self {
+        if token_ids == TokenIds::Cl100kBase {
+            crate::cl100k::set_up();
+        }
+        self.token_ids = token_ids;
+        self
+    }
+
+    /// How many token ids requests may send: ids from 0 up to this, exclusive.
+    pub fn id_count(&self) -> usize {
+        match self.token_ids {
+            TokenIds::Model => self.vocab_size,
+            TokenIds::Cl100kBase => crate::cl100k::ID_COUNT,
+        }
+    }
+
+    /// The model's token ids for the caller-supplied `ids`: the model's own, checked and used
+    /// as they are (see [`TextTokenizer::check_ids`]); or OpenAI's, decoded to text and
+    /// tokenized after `instruction` as a text would be.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenizeError::Empty`] for no ids; for the model's own, as
+    /// [`TextTokenizer::check_ids`]; for OpenAI's, [`TokenizeError::NotCl100kId`] for an id
+    /// cl100k_base does not have, and as [`TextTokenizer::encode`].
+    pub fn encode_ids(
+        &self,
+        ids: Vec<u32>,
+        instruction: &str,
+        truncate: bool,
+    ) -> Result<Vec<u32>, TokenizeError> {
+        match self.token_ids {
+            TokenIds::Model => self.check_ids(ids, truncate),
+            TokenIds::Cl100kBase if ids.is_empty() => Err(TokenizeError::Empty),
+            TokenIds::Cl100kBase => {
+                let text = crate::cl100k::decode(&ids)?;
+                self.encode(&format!("{instruction}{text}"), truncate)
+            }
+        }
     }
 
     /// Builds one late-chunking document: each chunk tokenized without special tokens, after

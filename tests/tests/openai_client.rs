@@ -1,9 +1,10 @@
 //! The official `openai` Python client, installed from PyPI into a test venv, works unchanged
-//! against the server (including its base64 default).
+//! against the server (including its base64 default); LangChain's `OpenAIEmbeddings` at its
+//! defaults, which sends OpenAI's token ids, gets the vectors of its texts.
 
 use serde_json::json;
 
-use crate::common::python::{run_python_client, test_python};
+use crate::common::python::{run_python_client, test_python, venv_python};
 use crate::common::{fixtures_dir, jina_dir, ok, Model, Server};
 
 /// The pinned client (also `decoders_http`'s).
@@ -94,4 +95,70 @@ fn an_alias_with_a_task_the_model_lacks_stops_startup() {
         "{}",
         exit.log
     );
+}
+
+/// LangChain's `OpenAIEmbeddings` at its defaults sends tiktoken's cl100k_base ids, not texts: a
+/// model with `token_ids = "cl100k_base"` reads them back into the texts (the same vectors as
+/// the strings), and one without refuses them with a 400 naming the option.
+#[test]
+fn langchain_token_arrays_mean_the_texts_they_encode() {
+    let python = venv_python("langchain-venv", &["langchain-openai==1.8.1"]);
+    let server = Server::builder()
+        .model(
+            Model::minilm("minilm-cl100k")
+                .on("onnx")
+                .set("aliases", vec!["text-embedding-3-small"])
+                .set("token_ids", "cl100k_base"),
+        )
+        .model(Model::minilm("minilm").on("onnx"))
+        .start();
+    // tiktoken would download its encoding; it finds tiktoken-rs's copy (the same file) in its
+    // cache instead, under the SHA-1 of the address it would fetch.
+    let cache = embedrt_testkit::TempDir::new("tiktoken-cache");
+    std::fs::copy(
+        cl100k_base_file(),
+        cache
+            .path()
+            .join("9b5ad71b2ce5302211f9c61530b329a4922fc6a4"),
+    )
+    .unwrap();
+    let output = std::process::Command::new(&python)
+        .arg(embedrt_testkit::paths::repo_root().join("tests/python/langchain_token_ids.py"))
+        .args([&server.url, "text-embedding-3-small", "minilm"])
+        .env("TIKTOKEN_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.trim() == "ok",
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// tiktoken-rs's copy of cl100k_base, found through `cargo metadata`.
+fn cl100k_base_file() -> std::path::PathBuf {
+    let metadata = std::process::Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--manifest-path",
+        ])
+        .arg(embedrt_testkit::paths::repo_root().join("Cargo.toml"))
+        .output()
+        .unwrap();
+    assert!(metadata.status.success(), "cargo metadata failed");
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).unwrap();
+    let manifest = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "tiktoken-rs")
+        .and_then(|p| p["manifest_path"].as_str())
+        .expect("tiktoken-rs is a dependency");
+    std::path::Path::new(manifest)
+        .with_file_name("assets")
+        .join("cl100k_base.tiktoken")
 }

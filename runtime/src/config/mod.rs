@@ -15,7 +15,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use error::ConfigError;
-pub use model::{AliasConfig, AliasTable, BatchingConfig, ModelConfig, VariantConfig};
+pub use model::{AliasConfig, AliasTable, BatchingConfig, ModelConfig, TokenIds, VariantConfig};
 pub use plan::{
     Access, AdminAccess, AdmissionLimits, Alias, ConnectionLimits, Listeners, MessageLimits,
     ModelPlan, ModelSource, Overrides, Plan, Role, ServerPlan, VariantPlan,
@@ -101,7 +101,16 @@ mod tests {
         assert_eq!(variant.name, "onnx", "a variant is named after its backend");
         assert_eq!(variant.role, Role::Serving { weight: 1 });
         assert!(plan.models[0].truncate);
+        assert_eq!(plan.models[0].token_ids, TokenIds::Model);
         assert_eq!(plan.server.access.admin, AdminAccess::Open, "on loopback");
+    }
+
+    #[test]
+    fn token_ids_are_the_models_or_openais() {
+        let plan = resolve(&format!("{MINIMAL}token_ids = \"cl100k_base\"\n")).unwrap();
+        assert_eq!(plan.models[0].token_ids, TokenIds::Cl100kBase);
+        let err = Config::parse(&format!("{MINIMAL}token_ids = \"o200k_base\"\n")).unwrap_err();
+        assert!(format!("{err:#}").contains("cl100k_base"), "{err:#}");
     }
 
     #[test]

@@ -55,6 +55,23 @@ pub struct ModelConfig {
     /// Whether this model uses the `[cache]` (when one is configured).
     #[serde(default = "default_cache")]
     pub cache: bool,
+    /// Whose token ids requests send as `input`: the model's (`model`, the default) or
+    /// OpenAI's (`cl100k_base`).
+    #[serde(default)]
+    pub token_ids: TokenIds,
+}
+
+/// Whose vocabulary the token ids of a request's `input` are in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum TokenIds {
+    /// The model's own: used as they are.
+    #[default]
+    #[serde(rename = "model")]
+    Model,
+    /// OpenAI's `cl100k_base`, made by tiktoken (LangChain's `OpenAIEmbeddings` and other
+    /// OpenAI clients send texts so): decoded to text, which the model then tokenizes.
+    #[serde(rename = "cl100k_base")]
+    Cl100kBase,
 }
 
 /// One entry of a model's `aliases`.

@@ -18,7 +18,7 @@ use embedrt_backend_core::{BackendSettings, BatchLimits, Device};
 use super::model::AliasConfig;
 use super::{
     AdminSetting, BatchingConfig, CacheConfig, Config, ConfigError, ModelConfig, ServerConfig,
-    VariantConfig,
+    TokenIds, VariantConfig,
 };
 use crate::scheduler::BatchPolicy;
 
@@ -156,6 +156,8 @@ pub struct ModelPlan {
     pub default_task: Option<String>,
     /// Whether the model uses the cache (when one is configured).
     pub cache: bool,
+    /// Whose token ids requests send.
+    pub token_ids: TokenIds,
 }
 
 /// Another name of a model.
@@ -555,6 +557,7 @@ fn resolve_model<'a>(
         truncate: model.truncate,
         default_task: model.default_task.clone(),
         cache: model.cache,
+        token_ids: model.token_ids,
     })
 }
 

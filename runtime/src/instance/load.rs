@@ -48,7 +48,8 @@ impl ModelInstance {
             .iter()
             .map(|v| v.capabilities().max_input_tokens)
             .fold(card.max_input_tokens, usize::min);
-        let tokenizer = TextTokenizer::load(&card.path, max_input_tokens, card.vocab_size)?;
+        let tokenizer = TextTokenizer::load(&card.path, max_input_tokens, card.vocab_size)?
+            .reading_ids_as(plan.token_ids);
         let instance = Self::new(plan, card, tokenizer, variants)?;
         instance
             .warm_up()

@@ -297,7 +297,7 @@ impl ModelInstance {
             matryoshka_dimensions: self.card.matryoshka_dimensions.clone(),
             max_input_tokens: self.max_input_tokens(),
             max_inputs: self.max_inputs,
-            token_vocabulary: self.card.vocab_size,
+            token_vocabulary: self.tokenizer.id_count(),
         }
     }
 }

@@ -267,7 +267,7 @@ fn tokenize_slice(
             let ids = match input {
                 Input::Text(text) if instruction.is_empty() => tokenizer.encode(&text, truncate),
                 Input::Text(text) => tokenizer.encode(&format!("{instruction}{text}"), truncate),
-                Input::Tokens(ids) => tokenizer.check_ids(ids, truncate),
+                Input::Tokens(ids) => tokenizer.encode_ids(ids, instruction, truncate),
             };
             Ok(Sequence::pooled(
                 ids.map_err(|e| input_error("input", format!("input[{}]", first + i), e))?,
