@@ -2,7 +2,7 @@
 //! server reflection (v1 and v1alpha), over the same models, validation, routing and keys as
 //! the HTTP API.
 
-mod convert;
+pub mod convert;
 mod deadline;
 mod health;
 mod stream;

@@ -43,12 +43,7 @@ const DEVICE_HEADER: HeaderName = HeaderName::from_static("x-embedrt-device");
         (
             status = 200,
             description = "One vector per input",
-            body = EmbeddingList,
-            headers(
-                ("x-embedrt-variant" = String, description = "The variant that answered"),
-                ("x-embedrt-backend" = String, description = "Its backend"),
-                ("x-embedrt-device" = String, description = "Where it runs"),
-            )
+            body = EmbeddingList
         ),
         ApiErrors,
     ),

@@ -11,7 +11,7 @@ mod fields;
 mod models;
 pub mod openapi;
 mod ops;
-mod rerank;
+pub mod rerank;
 pub mod tokenize;
 
 use std::sync::Arc;

@@ -57,12 +57,7 @@ struct Parsed {
         (
             status = 200,
             description = "The documents, best first",
-            body = CohereAnswer,
-            headers(
-                ("x-embedrt-variant" = String, description = "The variant that answered"),
-                ("x-embedrt-backend" = String, description = "Its backend"),
-                ("x-embedrt-device" = String, description = "Where it runs"),
-            )
+            body = CohereAnswer
         ),
         ApiErrors,
     ),
@@ -73,8 +68,7 @@ pub(super) async fn v1(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let fields = read_fields(&state, body)?;
-    answer(state, headers, parse_cohere(&fields, "1")?).await
+    answer(state, headers, body, RerankRoute::V1).await
 }
 
 /// `POST /v2/rerank` (Cohere's API version 2).
@@ -89,12 +83,7 @@ pub(super) async fn v1(
         (
             status = 200,
             description = "The documents, best first",
-            body = CohereAnswer,
-            headers(
-                ("x-embedrt-variant" = String, description = "The variant that answered"),
-                ("x-embedrt-backend" = String, description = "Its backend"),
-                ("x-embedrt-device" = String, description = "Where it runs"),
-            )
+            body = CohereAnswer
         ),
         ApiErrors,
     ),
@@ -105,8 +94,7 @@ pub(super) async fn v2(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let fields = read_fields(&state, body)?;
-    answer(state, headers, parse_cohere(&fields, "2")?).await
+    answer(state, headers, body, RerankRoute::V2).await
 }
 
 /// `POST /rerank`: TEI's request when the body has `texts`, Cohere's when it has `documents`.
@@ -122,12 +110,7 @@ pub(super) async fn v2(
             status = 200,
             description = "TEI's bare array (for `texts`) or Cohere's answer (for `documents`), \
                            best first",
-            body = RerankAnswer,
-            headers(
-                ("x-embedrt-variant" = String, description = "The variant that answered"),
-                ("x-embedrt-backend" = String, description = "Its backend"),
-                ("x-embedrt-device" = String, description = "Where it runs"),
-            )
+            body = RerankAnswer
         ),
         ApiErrors,
     ),
@@ -138,37 +121,61 @@ pub(super) async fn any_shape(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let fields = read_fields(&state, body)?;
-    let parsed = if fields.contains_key("texts") {
-        parse_tei(&fields)?
-    } else if fields.contains_key("documents") {
-        parse_cohere(&fields, "2")?
-    } else {
-        return Err(ApiError::bad_request(
+    answer(state, headers, body, RerankRoute::AnyShape).await
+}
+
+/// The rerank routes, each with the request shapes it takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RerankRoute {
+    /// `/v1/rerank`: Cohere's request, API version 1.
+    V1,
+    /// `/v2/rerank`: Cohere's request, API version 2.
+    V2,
+    /// `/rerank`: TEI's request (with `texts`) or Cohere's (with `documents`).
+    AnyShape,
+}
+
+/// Parses a body sent to `route`, read within `limits`.
+///
+/// # Errors
+///
+/// As [`body::read`]; 400 for a missing `query` or `documents` (or `texts`), 422 for fields of
+/// the wrong type.
+pub fn parse_rerank_request(
+    body: &[u8],
+    limits: BodyLimits,
+    route: RerankRoute,
+) -> Result<RerankRequest, ApiError> {
+    parse(body, limits, route).map(|parsed| parsed.request)
+}
+
+/// Parses a body sent to `route`, and the shape its answer takes.
+fn parse(body: &[u8], limits: BodyLimits, route: RerankRoute) -> Result<Parsed, ApiError> {
+    let fields = body::read(body, limits)?.fields;
+    match route {
+        RerankRoute::V1 => parse_cohere(&fields, "1"),
+        RerankRoute::V2 => parse_cohere(&fields, "2"),
+        RerankRoute::AnyShape if fields.contains_key("texts") => parse_tei(&fields),
+        RerankRoute::AnyShape if fields.contains_key("documents") => parse_cohere(&fields, "2"),
+        RerankRoute::AnyShape => Err(ApiError::bad_request(
             Some("texts"),
             "missing_documents",
             "`/rerank` needs `texts` (Text Embeddings Inference's request) or `documents` \
              (Cohere's)",
-        ));
-    };
-    answer(state, headers, parsed).await
+        )),
+    }
 }
 
-/// The fields of a rerank body, read within the served models' limits.
-fn read_fields(
-    state: &AppState,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Map<String, Value>, ApiError> {
-    let limits = BodyLimits::of(&*state.registry()?);
-    Ok(body::read(&super::body_or_error(body)?, limits)?.fields)
-}
-
+/// Reads, parses and answers a rerank request sent to `route`.
 async fn answer(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    mut parsed: Parsed,
+    body: Result<Bytes, BytesRejection>,
+    route: RerankRoute,
 ) -> Result<Response, ApiError> {
+    let body = super::body_or_error(body)?;
     let registry = state.registry()?;
+    let mut parsed = parse(&body, BodyLimits::of(&registry), route)?;
     parsed.request.user = state.user(parsed.request.user.take(), &headers);
     let response = registry.rerank(parsed.request).await?;
     let headers = served_by(&response.served_by);

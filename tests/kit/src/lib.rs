@@ -8,7 +8,9 @@
 //! - [`minilm`], [`jina`], [`encoders`] and [`rerankers`]: the fixture checks a backend runs
 //!   in-process;
 //! - [`TempDir`]: a temporary folder removed when dropped;
-//! - [`load_document`]: what a backend is told for a fixture model.
+//! - [`load_document`]: what a backend is told for a fixture model;
+//! - [`untrusted`]: the invariants of every parser of untrusted input, for the fuzz targets and
+//!   the property tests.
 
 #![deny(missing_docs)]
 
@@ -18,6 +20,7 @@ pub mod jina;
 pub mod minilm;
 pub mod paths;
 pub mod rerankers;
+pub mod untrusted;
 pub mod vectors;
 
 use std::path::{Path, PathBuf};

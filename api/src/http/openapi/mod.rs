@@ -50,7 +50,7 @@ pub const PAGE_PATH: &str = "/docs";
         super::ops::admin_reload,
     ),
     components(schemas(super::error::ErrorBody)),
-    modifiers(&KeySchemes),
+    modifiers(&KeySchemes, &ServedByHeaders),
     tags(
         (name = "embeddings", description = "Vectors for texts or token ids"),
         (name = "rerank", description = "Scores of (query, document) pairs"),
@@ -73,6 +73,39 @@ impl Modify for KeySchemes {
             let mut scheme = Http::new(HttpAuthScheme::Bearer);
             scheme.description = Some(format!("`Authorization: Bearer <key>` with {what}"));
             components.add_security_scheme(name, SecurityScheme::Http(scheme));
+        }
+    }
+}
+
+/// The headers of the answers that ran a model: which variant, backend and device served them.
+struct ServedByHeaders;
+
+impl Modify for ServedByHeaders {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let header = |description: &str| {
+            HeaderBuilder::new()
+                .schema(Some(String::schema()))
+                .description(Some(description))
+                .build()
+        };
+        for path in ["/v1/embeddings", "/v1/rerank", "/v2/rerank", "/rerank"] {
+            let answer = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|operation| operation.responses.responses.get_mut("200"));
+            if let Some(RefOr::T(answer)) = answer {
+                for (name, description) in [
+                    ("x-embedrt-variant", "The variant that answered"),
+                    ("x-embedrt-backend", "Its backend"),
+                    ("x-embedrt-device", "Where it runs"),
+                ] {
+                    answer
+                        .headers
+                        .insert(name.into(), RefOr::T(header(description)));
+                }
+            }
         }
     }
 }
