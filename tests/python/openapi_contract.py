@@ -75,6 +75,11 @@ for body, kind in [
     documented = [n for n in schemas[body]["properties"]["model"]["enum"] if n is not None]
     assert sorted(documented) == sorted(names[kind]), (body, documented, names[kind])
 
+# Every schema's example validates against it.
+for name, schema in schemas.items():
+    if "example" in schema:
+        check({"$ref": f"#/components/schemas/{name}"}, schema["example"], components, f"{name}'s example")
+
 # Every route's example runs as it is, and the answer is as documented.
 operations = [
     (path, method, operation)

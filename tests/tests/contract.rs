@@ -8,6 +8,9 @@ use std::sync::OnceLock;
 use embedrt_testkit::paths::{fixtures_dir, repo_root};
 use embedrt_testkit::TempDir;
 
+use std::process::Command;
+
+use crate::common::process::stdout_of;
 use crate::common::python::{run_python_client, venv_python};
 use crate::common::{Model, Server};
 
@@ -78,34 +81,27 @@ fn schemathesis_finds_nothing_on_any_route() {
         ),
     )
     .unwrap();
-    let st = python.with_file_name("st");
-    let output = std::process::Command::new(&st)
-        .arg("--config-file")
-        .arg(&config)
-        .args(["run", &format!("{}/openapi.json", server.url)])
-        // Every check, every phase; bounded so that it fits in the suite, seeded so that a
-        // failure reproduces.
-        .args([
-            "--checks",
-            "all",
-            "--max-examples",
-            "60",
-            "--seed",
-            "20261204",
-        ])
-        .args(["--no-color", "--request-timeout", "30"])
-        .env("EMBEDRT_URL", &server.url)
-        .env("EMBEDRT_API_KEY", API_KEY)
-        .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
-        .env("PYTHONPATH", repo_root().join("tests/python"))
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "schemathesis found failures:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = stdout_of(
+        Command::new(python.with_file_name("st"))
+            .arg("--config-file")
+            .arg(&config)
+            .args(["run", &format!("{}/openapi.json", server.url)])
+            // Every check, every phase; bounded so that it fits in the suite, seeded so that a
+            // failure reproduces.
+            .args([
+                "--checks",
+                "all",
+                "--max-examples",
+                "60",
+                "--seed",
+                "20261204",
+            ])
+            .args(["--no-color", "--request-timeout", "30"])
+            .env("EMBEDRT_URL", &server.url)
+            .env("EMBEDRT_API_KEY", API_KEY)
+            .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
+            .env("PYTHONPATH", repo_root().join("tests/python"))
+            .current_dir(dir.path()),
     );
     // Every route of the document was exercised.
     assert!(stdout.contains("Tested: 10"), "{stdout}");

@@ -4,25 +4,20 @@
 
 use std::process::Command;
 
+use crate::common::process::stdout_of;
 use crate::common::{alone, build_dir, fixtures_dir, minilm_dir, repo_root, Model, Server};
 
 #[test]
 fn the_gpu_check_passes_every_cpu_engine_in_full_and_half_precision() {
     let _alone = alone(); // its own servers, and 60 clients
-    let output = Command::new(repo_root().join("scripts/test-gpu.sh"))
-        .args(["--device", "cpu", "--seconds", "1", "--engines"])
-        .arg("candle-f32 candle-f16 onnx-f32")
-        .arg("--bin")
-        .arg(build_dir())
-        .arg("--minilm")
-        .arg(minilm_dir())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = stdout_of(
+        Command::new(repo_root().join("scripts/test-gpu.sh"))
+            .args(["--device", "cpu", "--seconds", "1", "--engines"])
+            .arg("candle-f32 candle-f16 onnx-f32")
+            .arg("--bin")
+            .arg(build_dir())
+            .arg("--minilm")
+            .arg(minilm_dir()),
     );
     for engine in ["candle-f32", "candle-f16", "onnx-f32"] {
         assert!(stdout.contains(&format!("{engine}: PASS")), "{stdout}");

@@ -4,6 +4,7 @@
 
 use serde_json::json;
 
+use crate::common::process::stdout_of;
 use crate::common::python::{run_python_client, test_python, venv_python};
 use crate::common::{fixtures_dir, jina_dir, ok, Model, Server};
 
@@ -122,18 +123,13 @@ fn langchain_token_arrays_mean_the_texts_they_encode() {
             .join("9b5ad71b2ce5302211f9c61530b329a4922fc6a4"),
     )
     .unwrap();
-    let output = std::process::Command::new(&python)
-        .arg(embedrt_testkit::paths::repo_root().join("tests/python/langchain_token_ids.py"))
-        .args([&server.url, "text-embedding-3-small", "minilm"])
-        .env("TIKTOKEN_CACHE_DIR", cache.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.trim() == "ok",
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = stdout_of(
+        std::process::Command::new(&python)
+            .arg(embedrt_testkit::paths::repo_root().join("tests/python/langchain_token_ids.py"))
+            .args([&server.url, "text-embedding-3-small", "minilm"])
+            .env("TIKTOKEN_CACHE_DIR", cache.path()),
     );
+    assert_eq!(stdout.trim(), "ok");
 }
 
 /// tiktoken-rs's copy of cl100k_base, found through `cargo metadata`.

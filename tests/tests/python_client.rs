@@ -7,6 +7,7 @@
 
 use std::process::Command;
 
+use crate::common::process::stdout_of;
 use crate::common::python::{pip_install, venv_python};
 use crate::common::{alone, build_dir, fixtures_dir, minilm_dir, repo_root, TempDir};
 
@@ -51,20 +52,14 @@ fn python_client_test_suite() {
             copy.path().as_os_str(),
         ],
     );
-    let output = Command::new(&python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
-        .current_dir(&package)
-        .env("EMBEDRT_BIN", build_dir().join("embedrt"))
-        .env("EMBEDRT_PLUGIN_DIR", build_dir())
-        .env("EMBEDRT_MINILM_DIR", minilm_dir())
-        .env("EMBEDRT_FIXTURES", fixtures_dir())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "pytest failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = stdout_of(
+        Command::new(&python)
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
+            .current_dir(&package)
+            .env("EMBEDRT_BIN", build_dir().join("embedrt"))
+            .env("EMBEDRT_PLUGIN_DIR", build_dir())
+            .env("EMBEDRT_MINILM_DIR", minilm_dir())
+            .env("EMBEDRT_FIXTURES", fixtures_dir()),
     );
     println!("{stdout}");
 }

@@ -74,15 +74,16 @@ pub fn spawn_tied(mut command: Command) -> std::io::Result<Child> {
 ///
 /// # Panics
 ///
-/// Unless it succeeds (the message holds the command and its stderr).
+/// Unless it succeeds (the message holds the command and both its outputs).
 pub fn stdout_of(command: &mut Command) -> String {
     let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "{command:?}: {}",
+        "{command:?} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8(output.stdout).unwrap()
+    stdout
 }
 
 /// Whether process `pid` still runs (a zombie waiting for its reaper does not).

@@ -23,7 +23,8 @@ const DRIFT: f32 = 1e-5;
 /// The largest gRPC message the shared server accepts.
 const MAX_REQUEST_BYTES: usize = 256 * 1024;
 
-/// One server for most tests: all-MiniLM on ONNX Runtime (and a copy with a low input limit),
+/// One server for most tests: all-MiniLM on ONNX Runtime (and copies with a low input limit and
+/// reading OpenAI's token ids),
 /// the tiny jina-embeddings-v3 on candle and on ONNX Runtime, and an A/B model.
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
@@ -42,6 +43,11 @@ fn server() -> &'static Server {
                     .set("max_inputs_per_request", 2),
             )
             .model(Model::minilm("counted").on("onnx"))
+            .model(
+                Model::minilm("openai-ids")
+                    .on("onnx")
+                    .set("token_ids", "cl100k_base"),
+            )
             .model(
                 Model::minilm("tight")
                     .on("echo")

@@ -63,6 +63,16 @@ fn same_requests() -> Vec<(pb::EmbedRequest, Value)> {
             },
             json!({ "model": "minilm", "input": [[101, 7592, 2088, 102], [101, 102]] }),
         ),
+        // OpenAI's ids for "hello world" (cl100k_base), read back into the text.
+        (
+            pb::EmbedRequest {
+                tokens: vec![pb::TokenIds {
+                    ids: vec![15339, 1917],
+                }],
+                ..texts("openai-ids", &[])
+            },
+            json!({ "model": "openai-ids", "input": "hello world" }),
+        ),
         (
             pb::EmbedRequest {
                 task: Some("retrieval.query".into()),
