@@ -1,6 +1,7 @@
-//! The parts of the document that depend on what is served: the names a request's `model` may
-//! take (per route, by the model's kind), the widest limits of those models, their tasks, and
-//! whether keys are asked for. While the models load, `model` is any string.
+//! The parts of the document that depend on what is served: the routes (by the kinds of models
+//! served), the names a request's `model` may take (per route, by the model's kind), the widest
+//! limits of those models, their tasks, and whether keys are asked for. While the models load,
+//! every route is there and `model` is any string.
 
 use embedrt_runtime::{ModelInfo, ModelKind};
 use serde_json::{json, Value};
@@ -33,6 +34,19 @@ pub(super) fn describe(document: &mut Value, state: &AppState) {
         .filter(|m| m.kind != ModelKind::Embedding)
         .collect();
     let all: Vec<&ModelInfo> = models.iter().collect();
+    // A route no served model answers (rerank without a reranker) is left out: every request
+    // to it would be refused.
+    for (kind, routes) in [
+        (&embedders, &["/v1/embeddings"][..]),
+        (&rerankers, &["/v1/rerank", "/v2/rerank", "/rerank"][..]),
+    ] {
+        let paths = document["paths"].as_object_mut();
+        if let (true, Some(paths)) = (kind.is_empty(), paths) {
+            for route in routes {
+                paths.remove(*route);
+            }
+        }
+    }
     // A request may leave `model` out only when one model is served.
     let model_required = models.len() > 1;
     let schemas = &mut document["components"]["schemas"];
@@ -109,16 +123,17 @@ fn name_models(body: &mut Value, models: &[&ModelInfo], required: bool) {
     if let (Some(example), Some(first)) = (body["example"].as_object_mut(), models.first()) {
         example.insert("model".into(), json!(first.name));
     }
+    if required {
+        if let Some(fields) = body["required"].as_array_mut() {
+            fields.push(json!("model"));
+        }
+    }
     let mut names: Vec<Value> = models
         .iter()
         .flat_map(|m| std::iter::once(&m.name).chain(&m.aliases))
         .map(|name| json!(name))
         .collect();
-    if required {
-        if let Some(fields) = body["required"].as_array_mut() {
-            fields.push(json!("model"));
-        }
-    } else {
+    if !required {
         names.push(Value::Null);
     }
     let model = &mut body["properties"]["model"];
