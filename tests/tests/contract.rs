@@ -12,7 +12,9 @@ use std::process::Command;
 
 use crate::common::process::stdout_of;
 use crate::common::python::{run_python_client, venv_python};
-use crate::common::{Model, Server};
+use serde_json::{json, Value};
+
+use crate::common::{ok, Model, Server};
 
 /// The pinned tools of these tests, in a venv of their own.
 const TOOLS: [&str; 5] = [
@@ -118,4 +120,39 @@ fn the_docs_page_renders_in_a_real_browser() {
         &[server.url.as_ref(), screenshot.as_ref()],
     );
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
+}
+
+/// The document follows what is served: with one embedding model (jina-v3, with tasks and
+/// Matryoshka sizes) and no keys, there are no rerank routes, `model` may be left out, `task`
+/// and `dimensions` take that model's values, and no security scheme is asked for.
+#[test]
+fn the_document_follows_what_is_served() {
+    let server = Server::builder()
+        .model(Model::jina("jina").on("onnx"))
+        .start();
+    let document = ok(server.get("/openapi.json"));
+    let paths: Vec<&String> = document["paths"].as_object().unwrap().keys().collect();
+    assert!(
+        paths.iter().all(|path| !path.contains("rerank")),
+        "{paths:?}"
+    );
+    assert!(paths.iter().any(|path| *path == "/v1/embeddings"));
+    let body = &document["components"]["schemas"]["EmbeddingsBody"];
+    assert_eq!(body["properties"]["model"]["enum"], json!(["jina", null]));
+    assert_eq!(body["required"], json!(["input"]));
+    let model = &ok(server.get("/v1/models"))["data"][0];
+    let mut tasks = model["tasks"].as_array().unwrap().clone();
+    tasks.sort_by_key(|task| task.to_string());
+    tasks.extend([json!("none"), Value::Null]);
+    assert_eq!(body["properties"]["task"]["enum"], json!(tasks));
+    let sizes = model["matryoshka_dimensions"].as_array().unwrap();
+    assert!(!sizes.is_empty());
+    assert_eq!(
+        body["properties"]["dimensions"]["enum"],
+        json!(sizes.iter().chain([&Value::Null]).collect::<Vec<_>>())
+    );
+    assert!(
+        !document.to_string().contains("\"security\""),
+        "no key is configured"
+    );
 }
