@@ -18,8 +18,10 @@
 //!   the checks that refuse what a backend cannot run;
 //! - [`files`]: the [`WeightFiles`] a backend asks for in answer to a [`FilesQuery`];
 //! - [`boundary`]: every conversion between these types and the ABI's, both directions;
-//! - [`pooling`] and [`padded`]: the helpers backends that run padded tensors share;
+//! - [`pooling`] and [`padded`]: the helpers backends that run padded tensors share; [`graph`]:
+//!   the inputs and output of an exported graph bound by name;
 //! - [`guest`]: the plugin side of the ABI, behind [`export_plugin!`];
+//! - [`library`]: where an engine's shared library is looked for, in one order for every engine;
 //! - [`threads`]: how many threads a backend may use.
 
 #![deny(missing_docs)]
@@ -28,7 +30,9 @@ pub mod backend;
 pub mod boundary;
 pub mod document;
 pub mod files;
+pub mod graph;
 pub mod guest;
+pub mod library;
 pub mod padded;
 pub mod placement;
 pub mod pooling;

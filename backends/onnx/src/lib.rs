@@ -34,11 +34,11 @@ use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use embedrt_backend_core::graph::{self, GraphInputs};
 use embedrt_backend_core::guest::BackendPlugin;
-use embedrt_backend_core::padded::{EncoderSpec, PaddedBatch, PaddedEncoder, Positions};
+use embedrt_backend_core::padded::{EncoderSpec, PaddedBatch, PaddedEncoder};
 use embedrt_backend_core::{
-    AdapterId, BackendError, DType, Device, FileSet, FilesQuery, Head, LoadDocument, ModelSpec,
-    WeightFiles,
+    BackendError, DType, Device, FileSet, FilesQuery, Head, LoadDocument, ModelSpec, WeightFiles,
 };
 use library::Library;
 use ort::ep::{self, ExecutionProviderDispatch};
@@ -120,21 +120,10 @@ struct SessionPlan<'a> {
 pub struct OnnxBackend {
     session: Session,
     spec: EncoderSpec,
-    has_token_types: bool,
-    has_task_id: bool,
-    /// How to number `position_ids`, when the graph takes them.
-    positions: Option<Positions>,
+    /// The optional inputs the graph takes.
+    inputs: GraphInputs,
     output: String,
 }
-
-/// The inputs this backend knows how to feed.
-const KNOWN_INPUTS: [&str; 5] = [
-    "input_ids",
-    "attention_mask",
-    "token_type_ids",
-    "position_ids",
-    "task_id",
-];
 
 fn load_error(e: impl std::fmt::Display) -> BackendError {
     BackendError::Load(e.to_string())
@@ -253,55 +242,9 @@ impl OnnxBackend {
             .map_err(|e| BackendError::Load(format!("{}: {e}", file.display())))?;
 
         let input_names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-        for required in ["input_ids", "attention_mask"] {
-            if !input_names.contains(&required) {
-                return Err(BackendError::Load(format!(
-                    "{} has no `{required}` input (inputs: {input_names:?})",
-                    file.display()
-                )));
-            }
-        }
-        if let Some(cache) = input_names
-            .iter()
-            .find(|n| n.starts_with("past_key_values"))
-        {
-            // A decoder exported with its KV cache (optimum's `*-with-past` tasks): an embedding
-            // is one pass over the whole input, which needs no cache.
-            return Err(BackendError::Load(format!(
-                "{} asks for the KV-cache input `{cache}`: it is a decoder exported with its \
-                 cache (for text generation), and an embedder runs each input in one pass with \
-                 no cache. Export \
-                 it without one (`optimum-cli export onnx --task feature-extraction`, or \
-                 `use_cache=False`): inputs input_ids, attention_mask and position_ids, output \
-                 last_hidden_state",
-                file.display()
-            )));
-        }
-        if let Some(unknown) = input_names.iter().find(|n| !KNOWN_INPUTS.contains(n)) {
-            return Err(BackendError::Load(format!(
-                "{} asks for the input `{unknown}`, which this backend does not feed (it feeds \
-                 {KNOWN_INPUTS:?})",
-                file.display()
-            )));
-        }
-        let has_token_types = input_names.contains(&"token_type_ids");
-        let has_task_id = input_names.contains(&"task_id");
-        let positions = input_names
-            .contains(&"position_ids")
-            .then(|| Positions::of(&card.architecture, card.pad_token_id));
+        let inputs = GraphInputs::of(&file, &input_names, card)?;
         let output_names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-        // A cross-encoder's graph (transformers' sequence classification export) ends in `logits`.
-        let wanted: &[&str] = match card.head {
-            Head::Pooled => &["last_hidden_state", "text_embeds"],
-            Head::Classifier { .. } => &["logits"],
-        };
-        let output = wanted
-            .iter()
-            .copied()
-            .find(|name| output_names.contains(name))
-            .or(output_names.first().copied())
-            .map(str::to_string)
-            .ok_or_else(|| BackendError::Load(format!("{} has no output", file.display())))?;
+        let output = graph::output_of(&file, &output_names, &card.head)?;
         let provider_names: Vec<&str> = execution_providers.iter().map(|p| p.name()).collect();
         tracing::info!(
             file = %file.display(),
@@ -312,33 +255,14 @@ impl OnnxBackend {
             "ONNX Runtime session ready"
         );
         let mut spec = EncoderSpec::new(card, plan.dtype);
-        spec.capabilities.base_task = !has_task_id;
+        spec.capabilities.base_task = !inputs.task_id;
         Ok(Self {
             session,
             spec,
-            has_token_types,
-            has_task_id,
-            positions,
+            inputs,
             output,
         })
     }
-}
-
-/// The adapter index shared by every row, as the graph's scalar `task_id` input takes it;
-/// such graphs run one adapter per call and have no base-weights mode.
-fn single_adapter(adapters: &[AdapterId]) -> Result<i64, BackendError> {
-    let first = adapters.first().copied().unwrap_or(AdapterId::BASE);
-    if adapters.iter().any(|&a| a != first) {
-        return Err(BackendError::InvalidInput(
-            "this ONNX graph runs one task per batch".into(),
-        ));
-    }
-    let index = first.index().ok_or_else(|| {
-        BackendError::InvalidInput(
-            "this ONNX graph has no base-weights mode: task `none` is not available".into(),
-        )
-    })?;
-    Ok(index as i64)
 }
 
 /// The ONNX file to open: `file` when given, else the first of [`DEFAULT_FILES`] (for int8:
@@ -384,20 +308,20 @@ impl PaddedEncoder for OnnxBackend {
             "input_ids" => tensor(&padded.input_ids)?,
             "attention_mask" => tensor(&padded.attention_mask)?,
         ];
-        if self.has_token_types {
+        if self.inputs.token_types {
             inputs.push((
                 "token_type_ids".into(),
                 tensor(&padded.token_type_ids)?.into(),
             ));
         }
-        if let Some(positions) = self.positions {
+        if let Some(positions) = self.inputs.positions {
             inputs.push((
                 "position_ids".into(),
                 tensor(&padded.position_ids(positions))?.into(),
             ));
         }
-        if self.has_task_id {
-            let adapter = single_adapter(&padded.adapter_ids)?;
+        if self.inputs.task_id {
+            let adapter = graph::single_adapter(&padded.adapter_ids)?;
             let task_id = Tensor::from_array(((), vec![adapter])).map_err(inference_error)?;
             inputs.push(("task_id".into(), task_id.into()));
         }
