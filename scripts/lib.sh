@@ -20,6 +20,7 @@ RELEASE_PACKAGES=(
     embedrt-plugin-onnx
     embedrt-plugin-candle
     embedrt-plugin-tensorrt
+    embedrt-plugin-openvino
     embedrt-bench
 )
 

@@ -28,6 +28,7 @@ ONNX_VERSION=1.23.2
 NUMPY_VERSION=2.3.5
 TOKENIZERS_VERSION=0.23.3
 SYMPY_VERSION=1.14.0
+OPENVINO_VERSION=2026.4.1
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 assets="$root/.assets"
@@ -78,6 +79,37 @@ with zipfile.ZipFile(wheel) as z:
         dst.write(src.read())
 PY
     mv "$ort_lib.tmp" "$ort_lib"
+fi
+
+# OpenVINO's libraries for the CPU from the PyPI wheel: the C library the openvino backend opens,
+# the runtime, the CPU plugin, the IR and ONNX readers, and TBB (not the GPU and NPU plugins nor
+# the other frameworks' readers: 140 MB less). Nor TBB's NUMA binding (tbbbind, with hwloc): TBB
+# opens it with its own symbol scope, so hwloc frees with glibc's free what embedrt's allocator
+# (jemalloc) allocated, and the process aborts; without it TBB sees one NUMA node. Nor
+# tbbmalloc_proxy, which would replace malloc.
+ov_dir="$assets/openvino"
+if [ ! -f "$ov_dir/libopenvino_c.so" ]; then
+    log "fetching OpenVINO $OPENVINO_VERSION (CPU libraries)"
+    wheel="$(fetch_wheel "openvino==$OPENVINO_VERSION")"
+    rm -rf "$ov_dir.tmp" && mkdir -p "$ov_dir.tmp"
+    "$python" - "$wheel" "$ov_dir.tmp" <<'PY'
+import os, re, sys, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+keep = re.compile(r"openvino/libs/(libopenvino(_c|_intel_cpu_plugin|_ir_frontend|_onnx_frontend)?|libtbb|libtbbmalloc)\.so[.0-9]*$")
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if keep.match(name):
+            target = os.path.join(out, os.path.basename(name))
+            with z.open(name) as src, open(target, "wb") as dst:
+                dst.write(src.read())
+            os.chmod(target, 0o755)
+# The loader's names for the versioned files (libopenvino_c.so.2641 -> libopenvino_c.so).
+for name in os.listdir(out):
+    m = re.match(r"(libopenvino\w*\.so)\.\d+$", name)
+    if m and not os.path.exists(os.path.join(out, m.group(1))):
+        os.symlink(name, os.path.join(out, m.group(1)))
+PY
+    rm -rf "$ov_dir" && mv "$ov_dir.tmp" "$ov_dir"
 fi
 
 model_dir="$assets/models/all-MiniLM-L6-v2"

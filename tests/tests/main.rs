@@ -46,6 +46,8 @@ mod nginx;
 mod onnx_library;
 /// The official `openai` Python client.
 mod openai_client;
+/// The openvino engine through the server: A/B with onnx, bf16, finding its library.
+mod openvino;
 /// The parsers of untrusted input under proptest, with the fuzz targets' invariants and corpus.
 mod parsers;
 /// The plugin loader: real plugins, broken ones, panics, ABI 1.0.

@@ -28,21 +28,22 @@ fn place(file: &str, dir: &Path) {
     }
 }
 
-/// Starts the `embedrt` binary and the onnx plugin from the folder `outside` (outside the
-/// project, so no `.assets` lies above them, nor above the working directory), serving
-/// all-MiniLM-L6-v2 on onnx, with no `ORT_DYLIB_PATH`, no `LD_LIBRARY_PATH` and `path` as
-/// `PATH`.
-fn serve_from(outside: &TempDir, path: &Path) -> Server {
+/// Starts the `embedrt` binary and the plugin of `backend` from the folder `outside` (outside
+/// the project, so no `.assets` lies above them, nor above the working directory), serving
+/// all-MiniLM-L6-v2 on `backend`, with no `ORT_DYLIB_PATH` or `OPENVINO_LIBRARY`, no
+/// `LD_LIBRARY_PATH` and `path` as `PATH`.
+pub(crate) fn serve_from(outside: &TempDir, path: &Path, backend: &str) -> Server {
     place("embedrt", outside.path());
-    place("libembedrt_plugin_onnx.so", outside.path());
+    place(&format!("libembedrt_plugin_{backend}.so"), outside.path());
     Server::builder()
         .binary(&outside.path().join("embedrt"))
         .without_plugin_dirs()
         .current_dir(outside.path())
         .env_remove("ORT_DYLIB_PATH")
+        .env_remove("OPENVINO_LIBRARY")
         .env_remove("LD_LIBRARY_PATH")
         .env("PATH", path)
-        .model(Model::minilm("m").on("onnx"))
+        .model(Model::minilm("m").on(backend))
         .spawn()
 }
 
@@ -60,7 +61,8 @@ fn the_binary_alone_serves_the_default_config() {
 fn without_a_library_the_error_lists_every_place_it_looked() {
     let empty = TempDir::new("empty-path");
     let outside = TempDir::new("no-ort");
-    let Exit { code, log } = serve_from(&outside, empty.path()).wait_exit(Duration::from_secs(60));
+    let Exit { code, log } =
+        serve_from(&outside, empty.path(), "onnx").wait_exit(Duration::from_secs(60));
     assert_eq!(code, Some(1), "{log}");
     assert!(
         log.contains("cannot find the ONNX Runtime library"),
@@ -81,7 +83,7 @@ fn the_onnxruntime_package_of_python3_on_path_is_found() {
     let python = test_python(&["onnxruntime==1.31.1"]);
     let bin: PathBuf = python.parent().unwrap().to_path_buf();
     let outside = TempDir::new("pip-ort");
-    let mut server = serve_from(&outside, &bin);
+    let mut server = serve_from(&outside, &bin, "onnx");
     server.wait_ready();
     server.signal(libc::SIGTERM);
     let Exit { code, log } = server.wait_exit(Duration::from_secs(30));

@@ -1,0 +1,106 @@
+//! The openvino engine through the server: one model A/B-tested between onnx and openvino over
+//! HTTP (both variants answer, with the same vectors, and `/v1/models` and the metrics name each
+//! one's backend and dtype); bf16 over HTTP against sentence-transformers' vectors; and without
+//! OpenVINO's library the error lists every place it looked.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use embedrt_testkit::golden;
+use serde_json::json;
+
+use crate::common::{cosine, embeddings_of, header, ok, Exit, Model, Server, TempDir, Variant};
+use crate::onnx_library::serve_from;
+
+#[test]
+fn an_ab_split_between_onnx_and_openvino_serves_both_alike() {
+    let server = Server::builder()
+        .model(
+            Model::minilm("ab")
+                .variant(Variant::on("onnx").named("onnx"))
+                .variant(Variant::on("openvino").named("openvino")),
+        )
+        .start();
+    let text = "The A/B test compares engines on identical token ids.";
+    let mut vectors = Vec::new();
+    let mut seen = HashSet::new();
+    for user in 0..40 {
+        let response =
+            server.embed(json!({"model": "ab", "input": text, "user": format!("u{user}")}));
+        let variant = header(&response, "x-embedrt-variant");
+        let backend = header(&response, "x-embedrt-backend");
+        assert_eq!(variant, backend);
+        if seen.insert(variant) {
+            vectors.push(embeddings_of(&ok(response)).remove(0));
+        }
+    }
+    assert_eq!(seen.len(), 2, "both variants answered: {seen:?}");
+    assert!(cosine(&vectors[0], &vectors[1]) >= 0.9999);
+    let variants = &server.models()["data"][0]["variants"];
+    assert_eq!(variants[1]["backend"], "openvino");
+    assert_eq!(variants[1]["dtype"], "f32");
+    for backend in ["onnx", "openvino"] {
+        let answered = server.metric(
+            "embedrt_requests_total",
+            &[("model", "ab"), ("backend", backend), ("status", "ok")],
+        );
+        assert!(answered > 0.0, "{backend}: {answered}");
+    }
+}
+
+/// Whether this CPU computes bf16 (AVX512_BF16 or AMX), as Linux reports its flags.
+fn cpu_has_bf16() -> bool {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    cpuinfo
+        .split_whitespace()
+        .any(|flag| flag == "avx512_bf16" || flag == "amx_bf16")
+}
+
+#[test]
+fn bf16_over_http_stays_within_its_gate() {
+    let builder =
+        Server::builder().model(Model::minilm("bf16").on("openvino").set("dtype", "bf16"));
+    if !cpu_has_bf16() {
+        // Refused at load, saying why.
+        let Exit { code, log } = builder.run_to_exit();
+        assert_eq!(code, Some(1), "{log}");
+        assert!(log.contains("AVX512_BF16 or AMX"), "{log}");
+        return;
+    }
+    let server = builder.start();
+    let expected = golden::minilm();
+    let body = ok(server.embed(json!({"model": "bf16", "input": expected.texts})));
+    assert_eq!(server.models()["data"][0]["variants"][0]["dtype"], "bf16");
+    let got = embeddings_of(&body);
+    assert_eq!(got.len(), expected.embeddings.len());
+    for (text, (got, want)) in expected
+        .texts
+        .iter()
+        .zip(got.iter().zip(&expected.embeddings))
+    {
+        assert!(cosine(got, want) >= 0.999, "{text}: {}", cosine(got, want));
+    }
+}
+
+#[test]
+fn without_openvino_the_error_lists_every_place_it_looked() {
+    let empty = TempDir::new("empty-path");
+    let outside = TempDir::new("no-openvino");
+    let Exit { code, log } =
+        serve_from(&outside, empty.path(), "openvino").wait_exit(Duration::from_secs(60));
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("cannot find OpenVINO's C library"), "{log}");
+    let mut from = 0;
+    for place in [
+        "the `library` option: not set",
+        "OPENVINO_LIBRARY: not set",
+        ".assets/openvino/libopenvino_c.so",
+        "python3's openvino package",
+        "the system library path",
+    ] {
+        let at = log[from..]
+            .find(place)
+            .unwrap_or_else(|| panic!("{place:?} missing or out of order in:\n{log}"));
+        from += at;
+    }
+}
