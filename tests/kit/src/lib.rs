@@ -4,7 +4,8 @@
 //! - [`paths`]: the repository, the build folder, the fixtures and the default model;
 //! - [`golden`]: the reference outputs of the fixtures (sentence-transformers' and the models'
 //!   own code), read into types;
-//! - [`vectors`]: comparing vectors and lists of them;
+//! - [`vectors`]: comparing vectors and lists of them; [`int8`]: the quality gates of an int8
+//!   variant against its fp32 one;
 //! - [`minilm`], [`jina`], [`encoders`] and [`rerankers`]: the fixture checks a backend runs
 //!   in-process;
 //! - [`TempDir`]: a temporary folder removed when dropped;
@@ -16,6 +17,7 @@
 
 pub mod encoders;
 pub mod golden;
+pub mod int8;
 pub mod jina;
 pub mod minilm;
 pub mod paths;
