@@ -3,8 +3,9 @@
 # model folder, same load generator, one server at a time. For each server: 1 and 60 concurrent
 # clients, 1 and 10 sentences per request. Prints a Markdown table; raw JSON goes to
 # target/bench-results/. Usage: benches/compare.sh [SECONDS_PER_RUN] [SERVER...]
-# (servers: onnx onnx-int8 candle infinity infinity-onnx, embedrt's with -xN for N replicas, e.g.
-# onnx-int8-x2; default onnx candle infinity).
+# (servers: embedrt's as BACKEND[-DTYPE][-xN], e.g. onnx, onnx-int8, candle, openvino-bf16,
+# onnx-int8-x2 for 2 replicas (see benches/lib.sh's engine_keys); infinity, infinity-onnx;
+# default onnx candle infinity).
 source "$(dirname "$0")/lib.sh"
 seconds="${1:-15}"
 shift || true
@@ -25,7 +26,7 @@ run_matrix() { # LABEL URL
 
 for server in "${servers[@]}"; do
     case "$server" in
-        onnx*|candle*)
+        onnx*|candle*|openvino*)
             # The default model on this backend with its default options (see engine_keys).
             model_table "$server" > "$results/$server.toml"
             start_server "$results/$server.log" --config "$results/$server.toml"

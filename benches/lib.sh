@@ -8,16 +8,21 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 results="$root/target/bench-results"
 mkdir -p "$results"
 
-# engine_keys ENGINE: the model-table keys for ENGINE, written BACKEND[-int8][-xN]: `backend`,
-# `dtype = "int8"` with -int8 and `replicas = N` with -xN (e.g. onnx-int8-x2).
+# engine_keys ENGINE: the model-table keys for ENGINE, written BACKEND[-DTYPE][-xN]: `backend`,
+# `dtype = "DTYPE"` with -int8, -bf16, -f16 or -f32, and `replicas = N` with -xN (e.g.
+# onnx-int8-x2, openvino-bf16).
 engine_keys() {
     local name="$1" replicas=1
     if [[ "$name" =~ -x([0-9]+)$ ]]; then
         replicas="${BASH_REMATCH[1]}"
         name="${name%-x*}"
     fi
-    echo "backend = \"${name%-int8}\""
-    if [ "$name" != "${name%-int8}" ]; then echo 'dtype = "int8"'; fi
+    if [[ "$name" =~ ^(.*)-(int8|bf16|f16|f32)$ ]]; then
+        echo "backend = \"${BASH_REMATCH[1]}\""
+        echo "dtype = \"${BASH_REMATCH[2]}\""
+    else
+        echo "backend = \"$name\""
+    fi
     echo "replicas = $replicas"
 }
 

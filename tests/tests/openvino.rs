@@ -1,7 +1,8 @@
 //! The openvino engine through the server: one model A/B-tested between onnx and openvino over
 //! HTTP (both variants answer, with the same vectors, and `/v1/models` and the metrics name each
-//! one's backend and dtype); bf16 over HTTP against sentence-transformers' vectors; and without
-//! OpenVINO's library the error lists every place it looked.
+//! one's backend and dtype); bf16 over HTTP against sentence-transformers' vectors; without
+//! OpenVINO's library the error lists every place it looked, and a library beside TBB's NUMA
+//! binding is refused.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -9,7 +10,9 @@ use std::time::Duration;
 use embedrt_testkit::golden;
 use serde_json::json;
 
-use crate::common::{cosine, embeddings_of, header, ok, Exit, Model, Server, TempDir, Variant};
+use crate::common::{
+    cosine, embeddings_of, header, ok, repo_root, Exit, Model, Server, TempDir, Variant,
+};
 use crate::onnx_library::serve_from;
 
 #[test]
@@ -103,4 +106,20 @@ fn without_openvino_the_error_lists_every_place_it_looked() {
             .unwrap_or_else(|| panic!("{place:?} missing or out of order in:\n{log}"));
         from += at;
     }
+}
+
+/// The `openvino` package of python3 carries TBB's NUMA binding, which aborts a process on
+/// jemalloc: found there, the library is refused with the reason, not loaded.
+#[test]
+fn a_library_beside_tbbs_numa_binding_is_refused() {
+    let bin = repo_root().join(".assets/openvino-venv/bin");
+    let outside = TempDir::new("pip-openvino");
+    let Exit { code, log } =
+        serve_from(&outside, &bin, "openvino").wait_exit(Duration::from_secs(60));
+    assert_eq!(code, Some(1), "{log}");
+    let line = log
+        .lines()
+        .find(|line| line.contains("python3's openvino package"))
+        .unwrap_or_else(|| panic!("the python package was not tried:\n{log}"));
+    assert!(line.contains("libtbbbind"), "{line}");
 }

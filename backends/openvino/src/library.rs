@@ -18,6 +18,31 @@ const PLACES: LibraryPlaces = LibraryPlaces {
            backend's `library` option",
 };
 
+/// Refuses a library with TBB's NUMA binding beside it (the wheel's own folder): TBB opens
+/// `libtbbbind` and hwloc with a symbol scope of their own, so hwloc frees with glibc's `free`
+/// what the process's allocator (jemalloc in `embedrt`) allocated, and the process aborts.
+fn refuse_numa_binding(library: &Path) -> Result<(), String> {
+    let folder = library.parent().filter(|p| !p.as_os_str().is_empty());
+    let Some(entries) = folder.and_then(|folder| std::fs::read_dir(folder).ok()) else {
+        return Ok(());
+    };
+    let binding = entries.filter_map(Result::ok).any(|entry| {
+        entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("libtbbbind")
+    });
+    if binding {
+        return Err(
+            "its folder holds TBB's NUMA binding (libtbbbind), which aborts a process \
+                    whose allocator is not glibc's (embedrt's is jemalloc); use the copy \
+                    scripts/setup.sh makes in .assets/openvino, which leaves it out"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// Opens OpenVINO's C library from the first place that has one that loads; returns where it
 /// came from. The library stays open for the life of the process (the `openvino` crate keeps
 /// one), so the first load decides.
@@ -27,6 +52,7 @@ const PLACES: LibraryPlaces = LibraryPlaces {
 /// When no place has one: every place tried and why it failed, and how to get the library.
 pub fn load(option: Option<&Path>) -> Result<PathBuf, String> {
     let found = PLACES.find(option, |path| {
+        refuse_numa_binding(path)?;
         openvino_sys::library::load_from(path)?;
         // Opening is not enough: a library of the wrong kind fails here, when first used.
         openvino::Core::new().map(drop).map_err(|e| e.to_string())
