@@ -35,7 +35,6 @@ Needs: numpy, onnx, onnxruntime, tokenizers (scripts/setup.sh puts them in .asse
 """
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
@@ -45,6 +44,8 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from tokenizers import Tokenizer
+
+from digest import sha256
 
 ROOT = Path(__file__).resolve().parent
 BATCH = 32
@@ -62,16 +63,6 @@ def has_vnni() -> bool:
     except OSError:
         return False
     return any(flag in flags.split() for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
-
-
-def sha256(*paths: Path) -> str:
-    """One digest over the contents of `paths`, in order."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def with_weight_files(source: Path) -> list[Path]:

@@ -30,7 +30,6 @@ Needs: openvino, nncf, numpy, tokenizers (scripts/setup.sh puts them in .assets/
 """
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
@@ -39,20 +38,12 @@ import nncf
 import openvino as ov
 from tokenizers import Tokenizer
 
+from digest import sha256
+
 ROOT = Path(__file__).resolve().parent
 SOURCES = ["openvino_model.xml", "openvino/openvino_model.xml", "model.onnx", "onnx/model.onnx"]
 # Bumped whenever the recipe changes what it writes, so older int8 IRs are made again.
 RECIPE_VERSION = 1
-
-
-def sha256(*paths: Path) -> str:
-    """One digest over the contents of `paths`, in order."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_of(source: Path) -> list[Path]:

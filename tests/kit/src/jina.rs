@@ -1,7 +1,8 @@
 //! The jina-embeddings-v3 fixture's checks, run by every backend in-process: every task ×
-//! Matryoshka size × normalization case, and the batch that mixes every adapter.
+//! Matryoshka size × normalization case, the batch that mixes every adapter, and the official
+//! export's one adapter a run.
 
-use embedrt_runtime::backend_core::{AdapterId, Backend, Batch};
+use embedrt_runtime::backend_core::{AdapterId, Backend, BackendError, Batch};
 use embedrt_runtime::postprocess::finish;
 use embedrt_runtime::tokenize::TextTokenizer;
 use embedrt_runtime::ModelCard;
@@ -172,4 +173,29 @@ pub fn check_token_states(
             );
         });
     }
+}
+
+/// Asserts that `backend`, running jina-v3's official export (a scalar `task_id` input: one
+/// adapter per run), refuses the base weights (task `none`) and a batch that mixes adapters.
+///
+/// # Panics
+///
+/// When it runs either.
+pub fn check_one_adapter_per_run(backend: &mut dyn Backend) {
+    let caps = backend.capabilities();
+    assert!(!caps.mixed_tasks && !caps.base_task);
+    let err = backend
+        .embed(&Batch::from_sequences([(&[0, 5, 2][..], AdapterId::BASE)]))
+        .unwrap_err();
+    assert!(
+        matches!(&err, BackendError::InvalidInput(m) if m.contains("none")),
+        "{err}"
+    );
+    let err = backend
+        .embed(&Batch::from_sequences([
+            (&[0, 5, 2][..], AdapterId::adapter(0)),
+            (&[0, 5, 2][..], AdapterId::adapter(1)),
+        ]))
+        .unwrap_err();
+    assert!(matches!(err, BackendError::InvalidInput(_)), "{err}");
 }
