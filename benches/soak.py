@@ -16,8 +16,9 @@ from onnx to candle: the engine swap), a poison input that panics the echo backe
 must fail alone, with a 500), one replica SIGKILLed and started again (out of nginx's list until
 `/ready` answers, as a readiness probe does), Redis SIGKILLed and started again.
 
-Clients retry, at most twice, what a client's own retry policy would: gRPC UNAVAILABLE and a
-kept-alive HTTP connection closed under them; each retry is counted and reported. A valid request
+Clients retry, at most twice, what a client's own retry policy would: gRPC UNAVAILABLE, a gRPC
+stream the proxy reset when its replica died under the call, and a kept-alive HTTP connection
+closed under them; each retry is counted and reported. A valid request
 that still fails after that is a failure.
 
 Writes soak.json (per-minute failed valid requests, p50/p99 and resident memory, the events),

@@ -229,7 +229,9 @@ def unchunk(payload):
 
 # Errors a client retries, as HTTP clients and gRPC's retry policy do: a keep-alive connection
 # that the proxy closed before the request reached it (nginx closes its idle ones when it
-# reloads), and gRPC's UNAVAILABLE (a replica that died under the call or is still loading).
+# reloads), gRPC's UNAVAILABLE (a replica that died under the call or is still loading), and a
+# gRPC stream the proxy reset because its replica died under the call (grpc-core reports the
+# RST_STREAM as INTERNAL). Embedding calls are idempotent, so a retry is safe.
 RETRIES = 2
 
 
@@ -247,6 +249,8 @@ def send(call, address, connection, embed):
             code = error.code()
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise Retry(f"gRPC UNAVAILABLE: {error.details()}") from error
+            if code == grpc.StatusCode.INTERNAL and "RST_STREAM" in (error.details() or ""):
+                raise Retry(f"gRPC stream reset by the proxy: {error.details()}") from error
             if call.valid:
                 return f"gRPC {code.name}: {error.details()}"
             if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
