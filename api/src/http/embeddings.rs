@@ -25,11 +25,11 @@ use crate::encoding::{base64_f32, offset_sign_bits, sign_bits, VectorEncoding};
 use crate::state::AppState;
 
 /// The response header naming the variant that answered.
-const VARIANT_HEADER: HeaderName = HeaderName::from_static("x-embedrt-variant");
+pub(super) const VARIANT_HEADER: HeaderName = HeaderName::from_static("x-embedrt-variant");
 /// The response header naming that variant's backend.
-const BACKEND_HEADER: HeaderName = HeaderName::from_static("x-embedrt-backend");
+pub(super) const BACKEND_HEADER: HeaderName = HeaderName::from_static("x-embedrt-backend");
 /// The response header naming where that variant runs.
-const DEVICE_HEADER: HeaderName = HeaderName::from_static("x-embedrt-device");
+pub(super) const DEVICE_HEADER: HeaderName = HeaderName::from_static("x-embedrt-device");
 
 /// `POST /v1/embeddings`.
 #[utoipa::path(

@@ -20,12 +20,19 @@ use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder
 use utoipa::{IntoResponses, Modify, OpenApi, PartialSchema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
+use super::embeddings::{BACKEND_HEADER, DEVICE_HEADER, VARIANT_HEADER};
 use crate::state::AppState;
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/openapi.json";
 /// Where the page that renders it is served.
 pub const PAGE_PATH: &str = "/docs";
+
+/// The routes that run an embedding model. Their answers, and the rerank routes', say which
+/// variant served them; a route no served model of its kind answers is left out of the document.
+const EMBEDDING_ROUTES: [&str; 1] = ["/v1/embeddings"];
+/// The routes that run a reranker.
+const RERANK_ROUTES: [&str; 3] = ["/v1/rerank", "/v2/rerank", "/rerank"];
 
 /// The document's fixed part: every route, request and response.
 #[derive(OpenApi)]
@@ -88,22 +95,22 @@ impl Modify for ServedByHeaders {
                 .description(Some(description))
                 .build()
         };
-        for path in ["/v1/embeddings", "/v1/rerank", "/v2/rerank", "/rerank"] {
+        for path in EMBEDDING_ROUTES.iter().chain(&RERANK_ROUTES) {
             let answer = openapi
                 .paths
                 .paths
-                .get_mut(path)
+                .get_mut(*path)
                 .and_then(|item| item.post.as_mut())
                 .and_then(|operation| operation.responses.responses.get_mut("200"));
             if let Some(RefOr::T(answer)) = answer {
                 for (name, description) in [
-                    ("x-embedrt-variant", "The variant that answered"),
-                    ("x-embedrt-backend", "Its backend"),
-                    ("x-embedrt-device", "Where it runs"),
+                    (VARIANT_HEADER, "The variant that answered"),
+                    (BACKEND_HEADER, "Its backend"),
+                    (DEVICE_HEADER, "Where it runs"),
                 ] {
                     answer
                         .headers
-                        .insert(name.into(), RefOr::T(header(description)));
+                        .insert(name.as_str().into(), RefOr::T(header(description)));
                 }
             }
         }

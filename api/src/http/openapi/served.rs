@@ -36,14 +36,15 @@ pub(super) fn describe(document: &mut Value, state: &AppState) {
     let all: Vec<&ModelInfo> = models.iter().collect();
     // A route no served model answers (rerank without a reranker) is left out: every request
     // to it would be refused.
-    for (kind, routes) in [
-        (&embedders, &["/v1/embeddings"][..]),
-        (&rerankers, &["/v1/rerank", "/v2/rerank", "/rerank"][..]),
-    ] {
-        let paths = document["paths"].as_object_mut();
-        if let (true, Some(paths)) = (kind.is_empty(), paths) {
-            for route in routes {
-                paths.remove(*route);
+    if let Some(paths) = document["paths"].as_object_mut() {
+        for (kind, routes) in [
+            (&embedders, &super::EMBEDDING_ROUTES[..]),
+            (&rerankers, &super::RERANK_ROUTES[..]),
+        ] {
+            if kind.is_empty() {
+                for route in routes {
+                    paths.remove(*route);
+                }
             }
         }
     }
@@ -136,10 +137,14 @@ fn name_models(body: &mut Value, models: &[&ModelInfo], required: bool) {
     if !required {
         names.push(Value::Null);
     }
-    let model = &mut body["properties"]["model"];
-    model["enum"] = Value::Array(names);
-    if let Some(model) = model.as_object_mut() {
-        model.remove("type");
+    only(&mut body["properties"]["model"], names);
+}
+
+/// Lets `schema` take `values` only (an enum, which its `type` would only repeat).
+fn only(schema: &mut Value, values: Vec<Value>) {
+    schema["enum"] = Value::Array(values);
+    if let Some(schema) = schema.as_object_mut() {
+        schema.remove("type");
     }
 }
 
@@ -160,10 +165,7 @@ fn name_tasks(body: &mut Value, models: &[&ModelInfo]) {
     }
     let mut names: Vec<Value> = tasks.into_iter().map(|t| json!(t)).collect();
     names.extend([json!(embedrt_runtime::model::BASE_TASK), Value::Null]);
-    task["enum"] = Value::Array(names);
-    if let Some(task) = task.as_object_mut() {
-        task.remove("type");
-    }
+    only(task, names);
 }
 
 /// The sizes `dimensions` may take (said by `description`): 1 up to the widest model's width,
