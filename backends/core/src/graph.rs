@@ -2,11 +2,29 @@
 //! an OpenVINO IR in OpenVINO): which of the inputs a padded encoder feeds a graph asks for, and
 //! which output holds the answer. Engines that run such graphs check them the same way at load.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::document::{Head, ModelSpec};
 use crate::padded::Positions;
 use crate::BackendError;
+
+/// The graph file to open in the model folder `dir`: `file` (a backend's `file` option) when
+/// given, else the first of `defaults` there is.
+///
+/// # Errors
+///
+/// `looked for [...]`, the paths tried, when none is a file (the backend says what and why).
+pub fn find_file(dir: &Path, file: Option<&Path>, defaults: &[&str]) -> Result<PathBuf, String> {
+    let candidates: Vec<PathBuf> = match file {
+        Some(file) => vec![dir.join(file)],
+        None => defaults.iter().map(|f| dir.join(f)).collect(),
+    };
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .ok_or_else(|| format!("looked for {candidates:?}"))
+}
 
 /// The inputs a padded encoder knows how to feed.
 pub const KNOWN_INPUTS: [&str; 5] = [

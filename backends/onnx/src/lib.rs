@@ -273,25 +273,18 @@ fn model_file(dir: &Path, file: Option<&Path>, dtype: DType) -> Result<PathBuf, 
     } else {
         DEFAULT_FILES
     };
-    let candidates: Vec<PathBuf> = match file {
-        Some(file) => vec![dir.join(file)],
-        None => defaults.iter().map(|f| dir.join(f)).collect(),
-    };
-    if let Some(found) = candidates.iter().find(|path| path.is_file()) {
-        return Ok(found.clone());
-    }
-    let hint = if dtype == DType::Int8 && file.is_none() {
-        format!(
-            "; make the int8 graph from the fp32 one with `.assets/venv/bin/python \
-             scripts/quantize_onnx.py {}` (scripts/setup.sh does it for the default model)",
-            dir.display()
-        )
-    } else {
-        String::new()
-    };
-    Err(BackendError::Load(format!(
-        "no ONNX file: looked for {candidates:?}{hint}"
-    )))
+    graph::find_file(dir, file, &defaults).map_err(|looked| {
+        let hint = if dtype == DType::Int8 && file.is_none() {
+            format!(
+                "; make the int8 graph from the fp32 one with `.assets/venv/bin/python \
+                 scripts/quantize_onnx.py {}` (scripts/setup.sh does it for the default model)",
+                dir.display()
+            )
+        } else {
+            String::new()
+        };
+        BackendError::Load(format!("no ONNX file: {looked}{hint}"))
+    })
 }
 
 impl PaddedEncoder for OnnxBackend {

@@ -40,24 +40,28 @@ pub struct OpenVinoOptions {
     /// split between a variant's replicas).
     pub threads: Option<usize>,
     /// The graph, relative to the model folder (an `.xml` IR or an `.onnx` file); default: the
-    /// first of [`IR_FILES`] then [`ONNX_FILES`] (for int8, [`INT8_FILES`]).
+    /// first of [`GRAPH_FILES`] there is (for int8, of [`INT8_FILES`]).
     pub file: Option<PathBuf>,
     /// OpenVINO's C library; default: found as [`library`] describes.
     pub library: Option<PathBuf>,
 }
 
-/// The IR files looked for first, unless the `file` option names one.
-pub const IR_FILES: [&str; 2] = ["openvino_model.xml", "openvino/openvino_model.xml"];
-/// The ONNX files looked for when there is no IR.
-pub const ONNX_FILES: [&str; 2] = ["model.onnx", "onnx/model.onnx"];
+/// The graphs looked for, in order, unless the `file` option names one: the IR, else the ONNX
+/// file.
+pub const GRAPH_FILES: [&str; 4] = [
+    "openvino_model.xml",
+    "openvino/openvino_model.xml",
+    "model.onnx",
+    "onnx/model.onnx",
+];
 /// The quantized IRs `scripts/quantize_openvino.py` writes, looked for for `dtype = "int8"`.
 pub const INT8_FILES: [&str; 2] = [
     "openvino_model_int8.xml",
     "openvino/openvino_model_int8.xml",
 ];
 
-/// Where the library came from, once loaded (the first load's `library` option decides).
-static LIBRARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+/// Whether the library loaded, once tried (the first load's `library` option decides).
+static LIBRARY: OnceLock<Result<(), String>> = OnceLock::new();
 
 /// Opens OpenVINO's library (once per process) and a core on it.
 fn core(option: Option<&Path>) -> Result<Core, BackendError> {
@@ -151,11 +155,7 @@ impl BackendPlugin for OpenVinoBackend {
         let options: OpenVinoOptions = query.settings.options()?;
         let files: Vec<String> = match options.file {
             Some(file) => vec![file.to_string_lossy().into_owned()],
-            None => IR_FILES
-                .iter()
-                .chain(&ONNX_FILES)
-                .map(|f| f.to_string())
-                .collect(),
+            None => GRAPH_FILES.iter().map(|f| f.to_string()).collect(),
         };
         Ok(WeightFiles {
             alternatives: files
@@ -168,39 +168,34 @@ impl BackendPlugin for OpenVinoBackend {
 
 /// The file a graph's weights are in: an IR's `.bin`, an ONNX file's external data.
 fn companion(file: &str) -> String {
-    match file.strip_suffix(".xml") {
-        Some(stem) => format!("{stem}.bin"),
-        None => format!("{file}_data"),
-    }
+    ir_weights(file).unwrap_or_else(|| format!("{file}_data"))
 }
 
-/// The graph to compile: `file` when given, else the first there is of [`IR_FILES`] and
-/// [`ONNX_FILES`] (for int8: [`INT8_FILES`]).
+/// The `.bin` of the IR `file`; none for a file that is no IR.
+fn ir_weights(file: &str) -> Option<String> {
+    file.strip_suffix(".xml").map(|stem| format!("{stem}.bin"))
+}
+
+/// The graph to compile: `file` when given, else the first there is of [`GRAPH_FILES`] (for
+/// int8: [`INT8_FILES`]).
 fn model_file(dir: &Path, file: Option<&Path>, dtype: DType) -> Result<PathBuf, BackendError> {
-    let candidates: Vec<PathBuf> = match (file, dtype) {
-        (Some(file), _) => vec![dir.join(file)],
-        (None, DType::Int8) => INT8_FILES.iter().map(|f| dir.join(f)).collect(),
-        (None, _) => IR_FILES
-            .iter()
-            .chain(&ONNX_FILES)
-            .map(|f| dir.join(f))
-            .collect(),
-    };
-    if let Some(found) = candidates.iter().find(|path| path.is_file()) {
-        return Ok(found.clone());
-    }
-    let hint = if dtype == DType::Int8 && file.is_none() {
-        format!(
-            "; make the int8 IR from the fp32 graph with `.assets/openvino-venv/bin/python \
-             scripts/quantize_openvino.py {}` (scripts/setup.sh does it for the default model)",
-            dir.display()
-        )
+    let defaults: &[&str] = if dtype == DType::Int8 {
+        &INT8_FILES
     } else {
-        String::new()
+        &GRAPH_FILES
     };
-    Err(BackendError::Load(format!(
-        "no graph for OpenVINO: looked for {candidates:?}{hint}"
-    )))
+    graph::find_file(dir, file, defaults).map_err(|looked| {
+        let hint = if dtype == DType::Int8 && file.is_none() {
+            format!(
+                "; make the int8 IR from the fp32 graph with `.assets/openvino-venv/bin/python \
+                 scripts/quantize_openvino.py {}` (scripts/setup.sh does it for the default model)",
+                dir.display()
+            )
+        } else {
+            String::new()
+        };
+        BackendError::Load(format!("no graph for OpenVINO: {looked}{hint}"))
+    })
 }
 
 impl OpenVinoBackend {
@@ -213,11 +208,8 @@ impl OpenVinoBackend {
         threads: usize,
     ) -> Result<Self, BackendError> {
         let path = file.to_string_lossy();
-        let weights = if path.ends_with(".xml") {
-            path.trim_end_matches(".xml").to_string() + ".bin"
-        } else {
-            String::new()
-        };
+        // An ONNX file names its own external data.
+        let weights = ir_weights(&path).unwrap_or_default();
         let at = |e: openvino::InferenceError| BackendError::Load(format!("{path}: {e}"));
         let model = core.read_model_from_file(&path, &weights).map_err(at)?;
         let names = |count: usize, node: &dyn Fn(usize) -> Result<openvino::Node, _>| {

@@ -3,7 +3,7 @@
 //! option, `OPENVINO_LIBRARY`, `.assets/openvino/` (where `scripts/setup.sh` puts the libraries
 //! of the PyPI `openvino` wheel), the `openvino` package of the `python3` on `PATH`, the system.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use embedrt_backend_core::library::LibraryPlaces;
 
@@ -43,14 +43,14 @@ fn refuse_numa_binding(library: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens OpenVINO's C library from the first place that has one that loads; returns where it
+/// Opens OpenVINO's C library from the first place that has one that loads, and logs where it
 /// came from. The library stays open for the life of the process (the `openvino` crate keeps
 /// one), so the first load decides.
 ///
 /// # Errors
 ///
 /// When no place has one: every place tried and why it failed, and how to get the library.
-pub fn load(option: Option<&Path>) -> Result<PathBuf, String> {
+pub fn load(option: Option<&Path>) -> Result<(), String> {
     let found = PLACES.find(option, |path| {
         refuse_numa_binding(path)?;
         openvino_sys::library::load_from(path)?;
@@ -62,5 +62,5 @@ pub fn load(option: Option<&Path>) -> Result<PathBuf, String> {
         found_in = %found.place,
         "OpenVINO loaded"
     );
-    Ok(found.path)
+    Ok(())
 }
