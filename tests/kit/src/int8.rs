@@ -109,15 +109,13 @@ fn neighbours(vectors: &[Vec<f32>], k: usize) -> Vec<Vec<usize>> {
 ///
 /// When a gate fails, or an int8 vector of a golden text is below [`MIN_COSINE`] of
 /// sentence-transformers' own.
-pub fn check_gates(
-    fp32: &mut dyn Backend,
-    int8: &mut dyn Backend,
-    tokenizer: &TextTokenizer,
-    what: &str,
-) -> Agreement {
+pub fn check_gates(fp32: &mut dyn Backend, int8: &mut dyn Backend, what: &str) -> Agreement {
+    let card = crate::minilm::card();
+    let tokenizer =
+        TextTokenizer::load(&card.path, card.max_input_tokens, card.vocab_size).unwrap();
     let texts = held_out();
-    let reference = embed(fp32, tokenizer, &texts);
-    let quantized = embed(int8, tokenizer, &texts);
+    let reference = embed(fp32, &tokenizer, &texts);
+    let quantized = embed(int8, &tokenizer, &texts);
     let cosines: Vec<f32> = reference
         .iter()
         .zip(&quantized)

@@ -139,8 +139,8 @@ pub fn config_file(file: &[u8]) {
 fn tokenizers() -> &'static [TextTokenizer; 3] {
     static TOKENIZERS: OnceLock<[TextTokenizer; 3]> = OnceLock::new();
     TOKENIZERS.get_or_init(|| {
-        let dir = crate::paths::minilm_dir();
-        let load = |max| TextTokenizer::load(&dir, max, 30_522).unwrap();
+        let card = crate::minilm::card();
+        let load = |max| TextTokenizer::load(&card.path, max, card.vocab_size).unwrap();
         [
             load(MAX_TOKENS),
             load(1 << 24),
