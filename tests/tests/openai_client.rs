@@ -113,16 +113,15 @@ fn langchain_token_arrays_mean_the_texts_they_encode() {
         )
         .model(Model::minilm("minilm").on("onnx"))
         .start();
-    // tiktoken would download its encoding; it finds tiktoken-rs's copy (the same file) in its
-    // cache instead, under the SHA-1 of the address it would fetch.
+    // tiktoken would download its encoding; it finds it in its cache instead, under the SHA-1
+    // of the address it would fetch, written from tiktoken-rs's (tiktoken checks the file's
+    // SHA-256 and would try the network on a mismatch, so a wrong copy fails the test).
     let cache = embedrt_testkit::TempDir::new("tiktoken-cache");
-    std::fs::copy(
-        cl100k_base_file(),
-        cache
+    write_cl100k_base(
+        &cache
             .path()
             .join("9b5ad71b2ce5302211f9c61530b329a4922fc6a4"),
-    )
-    .unwrap();
+    );
     let stdout = stdout_of(
         std::process::Command::new(&python)
             .arg(embedrt_testkit::paths::repo_root().join("tests/python/langchain_token_ids.py"))
@@ -132,29 +131,25 @@ fn langchain_token_arrays_mean_the_texts_they_encode() {
     assert_eq!(stdout.trim(), "ok");
 }
 
-/// tiktoken-rs's copy of cl100k_base, found through `cargo metadata`.
-fn cl100k_base_file() -> std::path::PathBuf {
-    let metadata = std::process::Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--offline",
-            "--manifest-path",
-        ])
-        .arg(embedrt_testkit::paths::repo_root().join("Cargo.toml"))
-        .output()
-        .unwrap();
-    assert!(metadata.status.success(), "cargo metadata failed");
-    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).unwrap();
-    let manifest = metadata["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "tiktoken-rs")
-        .and_then(|p| p["manifest_path"].as_str())
-        .expect("tiktoken-rs is a dependency");
-    std::path::Path::new(manifest)
-        .with_file_name("assets")
-        .join("cl100k_base.tiktoken")
+/// Writes cl100k_base's ranks as tiktoken's `.tiktoken` file (a line per regular token, in rank
+/// order: the token's bytes in base64, a space, its rank) from the encoding compiled into
+/// tiktoken-rs, so that no download, cargo cache or earlier run is needed.
+fn write_cl100k_base(path: &std::path::Path) {
+    use base64::Engine as _;
+    use std::fmt::Write as _;
+    let encoding = tiktoken_rs::cl100k_base_singleton();
+    let special: std::collections::HashSet<&str> = encoding.special_tokens();
+    let mut file = String::new();
+    // Regular tokens are ranked 0, 1, ... without gaps; the special ones come after them.
+    for rank in 0u32.. {
+        let Ok(bytes) = encoding.decode_bytes(&[rank]) else {
+            break;
+        };
+        if std::str::from_utf8(&bytes).is_ok_and(|text| special.contains(text)) {
+            break;
+        }
+        let token = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        writeln!(file, "{token} {rank}").unwrap();
+    }
+    std::fs::write(path, file).unwrap();
 }
