@@ -10,7 +10,7 @@ use embedrt_proto::v1 as pb;
 use embedrt_proto::v1::embedder_client::EmbedderClient;
 use serde_json::{json, Value};
 
-use crate::common::{alone, concurrently, error, ok, Model, Server};
+use crate::common::{alone, concurrently, error, memory_mb, ok, Model, Server};
 
 /// The sum of user and system CPU time the process `pid` has used.
 fn cpu_time(pid: u32) -> Duration {
@@ -21,17 +21,6 @@ fn cpu_time(pid: u32) -> Duration {
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     Duration::from_millis(ticks * 1000 / per_second)
-}
-
-/// A `VmHWM` (peak) or `VmRSS` (now) line of `/proc/<pid>/status`, in MB.
-fn memory_mb(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|line| line.starts_with(field))
-        .unwrap_or_else(|| panic!("no {field} in {status}"));
-    let kb: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb / 1024.0
 }
 
 /// A blocking HTTP client that gives up after `timeout`.
@@ -74,12 +63,15 @@ fn the_work_of_callers_that_gave_up_is_dropped() {
         "every caller timed out"
     );
     // The batch running when they gave up may finish; the queued inputs of the others are
-    // dropped unrun, and a live caller is answered after at most that batch.
+    // dropped unrun, and a live caller is answered after at most that batch and its own, where
+    // the abandoned ones would have taken 50 batches of 200 ms. The bound is a quarter of that,
+    // so only running the abandoned work (not a slow or busy machine) can reach it (both cores
+    // held by busy loops, 2026-12-07: passed).
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
     ok(server.embed(json!({ "input": "a caller that waits" })));
     let waited = started.elapsed();
-    assert!(waited < Duration::from_millis(1500), "{waited:?}");
+    assert!(waited < Duration::from_millis(50 * 200 / 4), "{waited:?}");
     let ran = batches(&server, "slow") - before;
     assert!(
         ran <= 4.0,
@@ -89,23 +81,30 @@ fn the_work_of_callers_that_gave_up_is_dropped() {
     assert!(dropped >= 45.0, "{dropped} abandoned inputs counted");
 }
 
+/// The deadlines are far apart (a call's 500 ms, the server's 2 s, a batch's 8 s), so each
+/// answer shows which one cut it, by its message and by coming well before the next deadline:
+/// seconds of margin that a busy machine does not use up (both cores held by busy loops,
+/// 2026-12-07: passed).
 #[test]
 fn past_the_request_timeout_http_answers_504_and_grpc_deadline_exceeded() {
     let server = Server::builder()
-        .server("request_timeout_ms", 300)
+        .server("request_timeout_ms", 2000)
         .model(
             Model::minilm("slow")
                 .on("echo")
-                .option("delay_ms", 1000)
+                .option("delay_ms", 8000)
                 .batching("max_batch_requests", 1),
         )
         .start();
     let started = Instant::now();
     let err = error(server.embed(json!({ "input": "too slow" })), 504);
-    assert!(started.elapsed() < Duration::from_millis(900));
+    assert!(started.elapsed() < Duration::from_millis(6000));
     assert_eq!(err["code"], "request_timeout");
     assert_eq!(err["type"], "timeout_error");
-    assert!(err["message"].as_str().unwrap().contains("300 ms"), "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("2000 ms"),
+        "{err}"
+    );
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -119,14 +118,15 @@ fn past_the_request_timeout_http_answers_504_and_grpc_deadline_exceeded() {
         // The server's limit.
         let status = client.embed(request()).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
-        assert!(status.message().contains("300 ms"), "{status:?}");
+        assert!(status.message().contains("2000 ms"), "{status:?}");
         // The call's own, shorter deadline.
         let mut call = tonic::Request::new(request());
-        call.set_timeout(Duration::from_millis(100));
+        call.set_timeout(Duration::from_millis(500));
         let started = Instant::now();
         let status = client.embed(call).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
-        assert!(started.elapsed() < Duration::from_millis(280));
+        assert!(!status.message().contains("2000 ms"), "{status:?}");
+        assert!(started.elapsed() < Duration::from_millis(1500));
     });
 }
 
@@ -464,8 +464,14 @@ fn connections_past_the_cap_are_closed_at_once() {
     let streams: Vec<TcpStream> = (0..10)
         .map(|_| TcpStream::connect(&address).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let closed = streams.iter().filter(|stream| is_closed(stream)).count();
+    // Closed at once, as the server accepts them; a busy machine may take a while to get there
+    // (both cores held by busy loops, 2026-12-07: passed).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut closed = 0;
+    while closed < 6 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        closed = streams.iter().filter(|stream| is_closed(stream)).count();
+    }
     // Four places, one of them perhaps held by the harness's own kept-alive connection.
     assert!((6..=7).contains(&closed), "{closed} of 10 closed");
     drop(streams);
@@ -474,63 +480,19 @@ fn connections_past_the_cap_are_closed_at_once() {
     assert!(server.metric("embedrt_refused_connections_total", &[]) >= 6.0);
 }
 
-#[test]
-fn memory_comes_back_within_seconds_of_a_burst() {
-    let _alone = alone();
-    let server = Server::builder()
-        .model(Model::minilm("minilm").on("onnx"))
-        .start();
-    let pid = server.pid();
-    // Steady traffic: requests of 10 short sentences from 8 clients, then a rest.
-    concurrently(8, |client| {
-        for request in 0..25 {
-            let inputs: Vec<String> = (0..10)
-                .map(|i| format!("client {client} asks question {request}.{i} about memory"))
-                .collect();
-            ok(server.embed(json!({ "input": inputs })));
-        }
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    let steady = memory_mb(pid, "VmRSS");
-    // One request of 2,048 inputs of ~128 tokens.
-    let long = "the quick brown fox jumps over the lazy dog ".repeat(14);
-    let answer = ok(impatient(Duration::from_secs(300))
-        .post(format!("{}/v1/embeddings", server.url))
-        .json(&json!({ "input": vec![long; 2048] }))
-        .send()
-        .unwrap());
-    assert_eq!(answer["data"].as_array().unwrap().len(), 2048);
-    drop(answer);
-    let peak = memory_mb(pid, "VmHWM");
-    let bound = steady * 1.25;
-    // The burst must have raised memory past the bound, or the test would show nothing.
-    assert!(peak > bound, "peak {peak:.0} MB, steady {steady:.0} MB");
-    let answered = Instant::now();
-    let mut now = memory_mb(pid, "VmRSS");
-    while now > bound && answered.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(250));
-        now = memory_mb(pid, "VmRSS");
-    }
-    assert!(
-        now <= bound,
-        "{now:.0} MB 10 s after the burst (peak {peak:.0} MB), steady {steady:.0} MB"
-    );
-    ok(server.embed(json!({ "input": "still serving" })));
-}
-
-/// The seconds the model's batches took so far, and how many ran, from `/metrics`.
-fn batch_seconds(server: &Server, model: &str) -> (f64, f64) {
-    let labels = [("model", model)];
-    (
-        server.metric("embedrt_inference_duration_seconds_sum", &labels),
-        server.metric("embedrt_inference_duration_seconds_count", &labels),
-    )
-}
-
+/// A small request waits for the batch running when it came and, at most, one more, never for
+/// the rest of a huge request queued before it. The bound counts batches, not time: each small
+/// request is answered within three batches started after it was sent (the huge request's next
+/// one, its own, and one the worker may start between the answer and the count being read),
+/// where a first-come scheduler would hold it behind all 32 of the huge request's. A slower or
+/// busier machine makes batches and small requests slower alike, so machine speed alone cannot
+/// fail it (run with both cores held by busy loops, 2026-12-07: passed).
 #[test]
 fn a_small_request_waits_a_couple_of_batches_behind_a_huge_one() {
     let _alone = alone();
     let server = Server::builder()
+        // The huge request's own time is not what is measured: no deadline cuts it short.
+        .server("request_timeout_ms", 0)
         .model(
             Model::minilm("minilm")
                 .on("echo")
@@ -539,57 +501,41 @@ fn a_small_request_waits_a_couple_of_batches_behind_a_huge_one() {
         )
         .start();
     let sentence = |i: usize| json!({ "input": format!("one small sentence, number {i}") });
-    let mut baseline: Vec<Duration> = (0..20)
-        .map(|i| {
-            std::thread::sleep(Duration::from_millis(100));
-            let started = Instant::now();
-            ok(server.embed(sentence(i)));
-            started.elapsed()
-        })
-        .collect();
-    let baseline = percentile(&mut baseline, 0.99);
     // 2,048 inputs of 256 tokens: 32 full batches of 64 (each one `delay_ms`) after their
     // tokenization.
     let long = "the quick brown fox jumps over the lazy dog ".repeat(30);
     let huge = json!({ "input": vec![long; 2048] });
-    let (seconds_before, batches_before) = batch_seconds(&server, "minilm");
-    let (during, huge_took) = std::thread::scope(|scope| {
+    let batches_before = batches(&server, "minilm");
+    let waited: Vec<f64> = std::thread::scope(|scope| {
         let big = scope.spawn(|| {
-            let started = Instant::now();
-            let answer = ok(impatient(Duration::from_secs(120))
+            let answer = ok(impatient(Duration::from_secs(600))
                 .post(format!("{}/v1/embeddings", server.url))
                 .json(&huge)
                 .send()
                 .unwrap());
             assert_eq!(answer["data"].as_array().unwrap().len(), 2048);
-            started.elapsed()
         });
         std::thread::sleep(Duration::from_millis(200));
-        let mut during = Vec::new();
+        let mut waited = Vec::new();
         while !big.is_finished() {
             std::thread::sleep(Duration::from_millis(100));
-            let started = Instant::now();
-            ok(server.embed(sentence(during.len())));
-            during.push(started.elapsed());
+            let before = batches(&server, "minilm");
+            ok(server.embed(sentence(waited.len())));
+            waited.push(batches(&server, "minilm") - before);
         }
-        (during, big.join().unwrap())
+        big.join().unwrap();
+        waited
     });
+    let ran = batches(&server, "minilm") - batches_before;
+    assert!(ran >= 32.0, "{ran} batches");
     assert!(
-        during.len() >= 5,
-        "{} small requests while the huge one ran {huge_took:?}",
-        during.len()
+        waited.len() >= 5,
+        "{} small requests while the huge one ran",
+        waited.len()
     );
-    // A batch is `delay_ms` plus the echo backend's own work on 64 x 256 tokens, so its time
-    // is measured rather than assumed.
-    let (seconds, batches) = batch_seconds(&server, "minilm");
-    let batches = batches - batches_before;
-    assert!(batches >= 32.0, "{batches} batches");
-    let batch = Duration::from_secs_f64((seconds - seconds_before) / batches);
-    let mut samples = during;
-    let during = percentile(&mut samples, 0.99);
     assert!(
-        during <= baseline + batch * 2,
-        "p99 {during:?} beside the huge request ({huge_took:?}), {baseline:?} alone, batches of \
-         {batch:?}: {samples:?}"
+        waited.iter().all(|&started| started <= 3.0),
+        "batches started while each small request waited, beside the huge one's {ran}: \
+         {waited:?}"
     );
 }

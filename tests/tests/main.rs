@@ -40,6 +40,8 @@ mod int8;
 mod jina_http;
 /// The Kubernetes manifests against the API schemas, and the config they carry.
 mod kubernetes;
+/// The server's memory on every engine: back after a burst, flat under varied shapes.
+mod memory;
 /// Replicas behind a real nginx through a drain and a crash.
 mod nginx;
 /// The onnx backend finding ONNX Runtime by itself.

@@ -52,7 +52,7 @@ fn an_ab_split_between_onnx_and_openvino_serves_both_alike() {
 }
 
 /// Whether this CPU computes bf16 (AVX512_BF16 or AMX), as Linux reports its flags.
-fn cpu_has_bf16() -> bool {
+pub(crate) fn cpu_has_bf16() -> bool {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
     cpuinfo
         .split_whitespace()

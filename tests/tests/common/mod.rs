@@ -26,4 +26,5 @@ pub use embedrt_testkit::{load_document, TempDir};
 pub use http::{embeddings_of, error, header, ok};
 pub use load::{concurrently, under_load, LoadOutcome};
 pub use models::{broken_copy, served, Model, Variant, ENGINES};
+pub use process::memory_mb;
 pub use server::{alone, refusal, Exit, Server};

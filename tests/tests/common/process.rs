@@ -1,5 +1,5 @@
 //! Processes a test starts: forked so that they cannot outlive the test process, the loopback
-//! ports they listen on, whether they still run, and what a command prints.
+//! ports they listen on, whether they still run, their memory, and what a command prints.
 
 use std::net::TcpListener;
 use std::process::{Child, Command};
@@ -99,4 +99,15 @@ pub fn running(pid: u32) -> bool {
         .chars()
         .next();
     !matches!(state, Some('Z' | 'X'))
+}
+
+/// A `VmHWM` (peak) or `VmRSS` (now) line of `/proc/<pid>/status`, in MB.
+pub fn memory_mb(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in {status}"));
+    let kb: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb / 1024.0
 }
