@@ -54,6 +54,54 @@ impl PaddedBatch {
         padded
     }
 
+    /// This batch padded further, to `rows` sequences of `cols` tokens (at least its own): the
+    /// added tokens are `pad_id` with a zero mask, the added rows all padding (with the first
+    /// row's adapter). An engine that compiles kernels per input shape runs a few such shapes
+    /// instead of every one a scheduler forms ([`Self::crop`] takes the real part back).
+    pub fn grown_to(&self, rows: usize, cols: usize, pad_id: u32) -> Self {
+        let (rows, cols) = (rows.max(self.rows), cols.max(self.cols));
+        let mut grown = PaddedBatch {
+            input_ids: vec![pad_id as i64; rows * cols],
+            attention_mask: vec![0; rows * cols],
+            token_type_ids: vec![0; rows * cols],
+            adapter_ids: self.adapter_ids.clone(),
+            rows,
+            cols,
+        };
+        if let Some(&first) = self.adapter_ids.first() {
+            grown.adapter_ids.resize(rows, first);
+        }
+        for row in 0..self.rows {
+            let (from, to) = (row * self.cols..(row + 1) * self.cols, row * cols);
+            grown.input_ids[to..to + self.cols].copy_from_slice(&self.input_ids[from.clone()]);
+            grown.attention_mask[to..to + self.cols]
+                .copy_from_slice(&self.attention_mask[from.clone()]);
+            grown.token_type_ids[to..to + self.cols].copy_from_slice(&self.token_type_ids[from]);
+        }
+        grown
+    }
+
+    /// The part of `values` (an output of `grown`, a [`Self::grown_to`] of this batch, laid out
+    /// `[grown rows, grown cols, width]`, or `[grown rows, width]` when `per_token` is false)
+    /// that belongs to this batch's rows and columns.
+    pub fn crop(
+        &self,
+        grown: &PaddedBatch,
+        values: &[f32],
+        width: usize,
+        per_token: bool,
+    ) -> Vec<f32> {
+        if !per_token {
+            return values[..self.rows * width].to_vec();
+        }
+        let mut out = Vec::with_capacity(self.rows * self.cols * width);
+        for row in 0..self.rows {
+            let start = row * grown.cols * width;
+            out.extend_from_slice(&values[start..start + self.cols * width]);
+        }
+        out
+    }
+
     /// The `(first row, length)` of each sequence in a `[rows * cols, hidden]` output.
     pub fn spans<'a>(&'a self, batch: &'a Batch) -> impl Iterator<Item = (usize, usize)> + 'a {
         (0..self.rows).map(move |i| (i * self.cols, batch.span(i).len()))
@@ -230,6 +278,33 @@ mod tests {
             Pooling::Mean.pool(&states, 1, padded.spans(&batch)),
             vec![1.0, 3.0]
         );
+    }
+
+    #[test]
+    fn grown_batches_crop_back_to_their_own_part() {
+        let batch = Batch::from_sequences([(&[7, 8][..], AdapterId(3)), (&[5][..], AdapterId(3))]);
+        let padded = PaddedBatch::new(&batch, 9);
+        let grown = padded.grown_to(4, 3, 9);
+        assert_eq!((grown.rows, grown.cols), (4, 3));
+        assert_eq!(grown.input_ids, vec![7, 8, 9, 5, 9, 9, 9, 9, 9, 9, 9, 9]);
+        assert_eq!(
+            grown.attention_mask,
+            vec![1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(grown.adapter_ids, vec![AdapterId(3); 4]);
+        // Token states of width 2: the real rows' first two positions come back.
+        let states: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        assert_eq!(
+            padded.crop(&grown, &states, 2, true),
+            vec![0.0, 1.0, 2.0, 3.0, 6.0, 7.0, 8.0, 9.0]
+        );
+        // Logits of width 2: the real rows.
+        assert_eq!(
+            padded.crop(&grown, &states[..8], 2, false),
+            vec![0.0, 1.0, 2.0, 3.0]
+        );
+        // Never smaller than the batch.
+        assert_eq!(padded.grown_to(1, 1, 9), padded);
     }
 
     #[test]

@@ -10,11 +10,14 @@
 //!   graph (`openvino_model_int8.xml`).
 //!
 //! Inputs and output are bound by name as for ONNX Runtime (`embedrt_backend_core::graph`):
-//! batch and sequence dimensions stay dynamic, so one compiled model serves every batch.
+//! batch and sequence dimensions stay dynamic, so one compiled model serves every batch, each
+//! padded up to one of a few shapes ([`shapes`]) so that the memory OpenVINO keeps per shape is
+//! bounded.
 
 #![deny(missing_docs)]
 
 pub mod library;
+pub mod shapes;
 
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
@@ -44,6 +47,9 @@ pub struct OpenVinoOptions {
     pub file: Option<PathBuf>,
     /// OpenVINO's C library; default: found as [`library`] describes.
     pub library: Option<PathBuf>,
+    /// Runs each batch in its own shape instead of padding it up to one of [`shapes`]' buckets:
+    /// no padded work, but OpenVINO keeps memory for every new shape, without bound.
+    pub exact_shapes: bool,
 }
 
 /// The graphs looked for, in order, unless the `file` option names one: the IR, else the ONNX
@@ -99,6 +105,8 @@ pub struct OpenVinoBackend {
     /// Kept alive for the request.
     _compiled: CompiledModel,
     request: InferRequest,
+    /// Whether batches run in their own shapes (the `exact_shapes` option).
+    exact_shapes: bool,
     spec: EncoderSpec,
     inputs: GraphInputs,
     output: String,
@@ -146,7 +154,11 @@ impl BackendPlugin for OpenVinoBackend {
                 .map_err(|e| BackendError::Load(format!("OpenVINO CPU property {key:?}: {e}")))?;
         }
         let file = model_file(&document.model.path, options.file.as_deref(), dtype)?;
-        Self::compile(&mut core, &document.model, &file, dtype, threads)
+        let compiled = Self::compile(&mut core, &document.model, &file, dtype, threads)?;
+        Ok(Self {
+            exact_shapes: options.exact_shapes,
+            ..compiled
+        })
     }
 
     /// The graph: the `file` option, else the IR (with its `.bin`), else the ONNX file (with its
@@ -243,6 +255,7 @@ impl OpenVinoBackend {
         Ok(Self {
             _compiled: compiled,
             request,
+            exact_shapes: false,
             spec,
             inputs: graph_inputs,
             output,
@@ -273,7 +286,22 @@ impl PaddedEncoder for OpenVinoBackend {
         &self.spec
     }
 
-    fn encode_padded(&mut self, padded: &PaddedBatch) -> Result<Vec<f32>, BackendError> {
+    fn encode_padded(&mut self, batch: &PaddedBatch) -> Result<Vec<f32>, BackendError> {
+        if self.exact_shapes {
+            return self.infer(batch);
+        }
+        let max_cols = self.spec.capabilities.max_input_tokens;
+        let (rows, cols) = shapes::bucket(batch.rows, batch.cols, max_cols);
+        let bucketed = batch.grown_to(rows, cols, self.spec.pad_token_id);
+        let values = self.infer(&bucketed)?;
+        let width = self.spec.capabilities.hidden_size;
+        Ok(batch.crop(&bucketed, &values, width, self.spec.head.is_pooled()))
+    }
+}
+
+impl OpenVinoBackend {
+    /// Runs `padded` in its own shape: its token states (or logits) as [`PaddedEncoder`] says.
+    fn infer(&mut self, padded: &PaddedBatch) -> Result<Vec<f32>, BackendError> {
         let shape = [padded.rows as i64, padded.cols as i64];
         self.set_input("input_ids", shape, &padded.input_ids)?;
         self.set_input("attention_mask", shape, &padded.attention_mask)?;
