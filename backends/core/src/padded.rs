@@ -30,14 +30,7 @@ impl PaddedBatch {
     /// Pads every sequence of `batch` to its longest one with `pad_id`.
     pub fn new(batch: &Batch, pad_id: u32) -> Self {
         let (rows, cols) = (batch.len(), batch.max_len);
-        let mut padded = PaddedBatch {
-            input_ids: vec![pad_id as i64; rows * cols],
-            attention_mask: vec![0; rows * cols],
-            token_type_ids: vec![0; rows * cols],
-            adapter_ids: batch.adapter_ids.clone(),
-            rows,
-            cols,
-        };
+        let mut padded = Self::all_padding(rows, cols, pad_id, batch.adapter_ids.clone());
         for i in 0..rows {
             let span = batch.span(i);
             let row = i * cols..i * cols + span.len();
@@ -54,23 +47,29 @@ impl PaddedBatch {
         padded
     }
 
+    /// `rows` x `cols` of padding: `pad_id` tokens with zero masks and token types.
+    fn all_padding(rows: usize, cols: usize, pad_id: u32, adapter_ids: Vec<AdapterId>) -> Self {
+        PaddedBatch {
+            input_ids: vec![pad_id as i64; rows * cols],
+            attention_mask: vec![0; rows * cols],
+            token_type_ids: vec![0; rows * cols],
+            adapter_ids,
+            rows,
+            cols,
+        }
+    }
+
     /// This batch padded further, to `rows` sequences of `cols` tokens (at least its own): the
     /// added tokens are `pad_id` with a zero mask, the added rows all padding (with the first
     /// row's adapter). An engine that compiles kernels per input shape runs a few such shapes
     /// instead of every one a scheduler forms ([`Self::crop`] takes the real part back).
     pub fn grown_to(&self, rows: usize, cols: usize, pad_id: u32) -> Self {
         let (rows, cols) = (rows.max(self.rows), cols.max(self.cols));
-        let mut grown = PaddedBatch {
-            input_ids: vec![pad_id as i64; rows * cols],
-            attention_mask: vec![0; rows * cols],
-            token_type_ids: vec![0; rows * cols],
-            adapter_ids: self.adapter_ids.clone(),
-            rows,
-            cols,
-        };
+        let mut adapter_ids = self.adapter_ids.clone();
         if let Some(&first) = self.adapter_ids.first() {
-            grown.adapter_ids.resize(rows, first);
+            adapter_ids.resize(rows, first);
         }
+        let mut grown = Self::all_padding(rows, cols, pad_id, adapter_ids);
         for row in 0..self.rows {
             let (from, to) = (row * self.cols..(row + 1) * self.cols, row * cols);
             grown.input_ids[to..to + self.cols].copy_from_slice(&self.input_ids[from.clone()]);
