@@ -29,9 +29,28 @@ pub struct PaddedBatch {
 impl PaddedBatch {
     /// Pads every sequence of `batch` to its longest one with `pad_id`.
     pub fn new(batch: &Batch, pad_id: u32) -> Self {
-        let (rows, cols) = (batch.len(), batch.max_len);
-        let mut padded = Self::all_padding(rows, cols, pad_id, batch.adapter_ids.clone());
-        for i in 0..rows {
+        Self::in_shape(batch, pad_id, (batch.len(), batch.max_len))
+    }
+
+    /// Lays `batch` out as `rows` x `cols` (at least its own size): each sequence padded with
+    /// `pad_id` to `cols`, and rows past the batch's all padding (with the first row's adapter).
+    /// An engine that keeps state per input shape runs a few such shapes instead of every one a
+    /// scheduler forms ([`PaddedEncoder::padded_shape`]).
+    pub fn in_shape(batch: &Batch, pad_id: u32, (rows, cols): (usize, usize)) -> Self {
+        let (rows, cols) = (rows.max(batch.len()), cols.max(batch.max_len));
+        let mut adapter_ids = batch.adapter_ids.clone();
+        if let Some(&first) = batch.adapter_ids.first() {
+            adapter_ids.resize(rows, first);
+        }
+        let mut padded = PaddedBatch {
+            input_ids: vec![pad_id as i64; rows * cols],
+            attention_mask: vec![0; rows * cols],
+            token_type_ids: vec![0; rows * cols],
+            adapter_ids,
+            rows,
+            cols,
+        };
+        for i in 0..batch.len() {
             let span = batch.span(i);
             let row = i * cols..i * cols + span.len();
             padded.input_ids[row.clone()]
@@ -47,63 +66,9 @@ impl PaddedBatch {
         padded
     }
 
-    /// `rows` x `cols` of padding: `pad_id` tokens with zero masks and token types.
-    fn all_padding(rows: usize, cols: usize, pad_id: u32, adapter_ids: Vec<AdapterId>) -> Self {
-        PaddedBatch {
-            input_ids: vec![pad_id as i64; rows * cols],
-            attention_mask: vec![0; rows * cols],
-            token_type_ids: vec![0; rows * cols],
-            adapter_ids,
-            rows,
-            cols,
-        }
-    }
-
-    /// This batch padded further, to `rows` sequences of `cols` tokens (at least its own): the
-    /// added tokens are `pad_id` with a zero mask, the added rows all padding (with the first
-    /// row's adapter). An engine that compiles kernels per input shape runs a few such shapes
-    /// instead of every one a scheduler forms ([`Self::crop`] takes the real part back).
-    pub fn grown_to(&self, rows: usize, cols: usize, pad_id: u32) -> Self {
-        let (rows, cols) = (rows.max(self.rows), cols.max(self.cols));
-        let mut adapter_ids = self.adapter_ids.clone();
-        if let Some(&first) = self.adapter_ids.first() {
-            adapter_ids.resize(rows, first);
-        }
-        let mut grown = Self::all_padding(rows, cols, pad_id, adapter_ids);
-        for row in 0..self.rows {
-            let (from, to) = (row * self.cols..(row + 1) * self.cols, row * cols);
-            grown.input_ids[to..to + self.cols].copy_from_slice(&self.input_ids[from.clone()]);
-            grown.attention_mask[to..to + self.cols]
-                .copy_from_slice(&self.attention_mask[from.clone()]);
-            grown.token_type_ids[to..to + self.cols].copy_from_slice(&self.token_type_ids[from]);
-        }
-        grown
-    }
-
-    /// The part of `values` (an output of `grown`, a [`Self::grown_to`] of this batch, laid out
-    /// `[grown rows, grown cols, width]`, or `[grown rows, width]` when `per_token` is false)
-    /// that belongs to this batch's rows and columns.
-    pub fn crop(
-        &self,
-        grown: &PaddedBatch,
-        values: &[f32],
-        width: usize,
-        per_token: bool,
-    ) -> Vec<f32> {
-        if !per_token {
-            return values[..self.rows * width].to_vec();
-        }
-        let mut out = Vec::with_capacity(self.rows * self.cols * width);
-        for row in 0..self.rows {
-            let start = row * grown.cols * width;
-            out.extend_from_slice(&values[start..start + self.cols * width]);
-        }
-        out
-    }
-
     /// The `(first row, length)` of each sequence in a `[rows * cols, hidden]` output.
     pub fn spans<'a>(&'a self, batch: &'a Batch) -> impl Iterator<Item = (usize, usize)> + 'a {
-        (0..self.rows).map(move |i| (i * self.cols, batch.span(i).len()))
+        (0..batch.len()).map(move |i| (i * self.cols, batch.span(i).len()))
     }
 
     /// Copies the real (unpadded) rows of a `[rows * cols, hidden]` output into the flat token order
@@ -215,6 +180,18 @@ pub trait PaddedEncoder: Send {
     /// For [`Head::Pooled`]: the last-layer states of every position of `batch`, padding
     /// included, row-major. For [`Head::Classifier`]: each row's logits.
     fn encode_padded(&mut self, batch: &PaddedBatch) -> Result<Vec<f32>, BackendError>;
+
+    /// The `[rows, cols]` to lay a batch of `rows` sequences of at most `cols` tokens out as (at
+    /// least that): the batch's own by default.
+    fn padded_shape(&self, rows: usize, cols: usize) -> (usize, usize) {
+        (rows, cols)
+    }
+}
+
+/// `batch` laid out in the shape `encoder` runs it as.
+fn pad_for<E: PaddedEncoder>(encoder: &E, batch: &Batch) -> PaddedBatch {
+    let shape = encoder.padded_shape(batch.len(), batch.max_len);
+    PaddedBatch::in_shape(batch, encoder.spec().pad_token_id, shape)
 }
 
 impl<E: PaddedEncoder> Backend for E {
@@ -223,17 +200,19 @@ impl<E: PaddedEncoder> Backend for E {
     }
 
     fn embed(&mut self, batch: &Batch) -> Result<Embeddings, BackendError> {
-        let padded = PaddedBatch::new(batch, self.spec().pad_token_id);
-        let states = self.encode_padded(&padded)?;
+        let padded = pad_for(self, batch);
+        let mut states = self.encode_padded(&padded)?;
         let hidden = self.spec().capabilities.hidden_size;
         if let Head::Classifier { labels } = self.spec().head {
-            if states.len() != batch.len() * labels {
+            if states.len() != padded.rows * labels {
                 return Err(BackendError::Inference(format!(
                     "the classifier returned {} values for {} sequences of {labels} labels",
                     states.len(),
-                    batch.len()
+                    padded.rows
                 )));
             }
+            // The rows past the batch's (padding only) are dropped.
+            states.truncate(batch.len() * labels);
             return Ok(Embeddings::new(states, labels));
         }
         Ok(Embeddings::new(
@@ -250,7 +229,7 @@ impl<E: PaddedEncoder> Backend for E {
                 "token states of a model with a classifier head".into(),
             ));
         }
-        let padded = PaddedBatch::new(batch, self.spec().pad_token_id);
+        let padded = pad_for(self, batch);
         let states = self.encode_padded(&padded)?;
         let hidden = self.spec().capabilities.hidden_size;
         Ok(TokenStates::new(
@@ -280,30 +259,27 @@ mod tests {
     }
 
     #[test]
-    fn grown_batches_crop_back_to_their_own_part() {
+    fn a_larger_shape_pads_rows_and_columns_and_keeps_the_spans() {
         let batch = Batch::from_sequences([(&[7, 8][..], AdapterId(3)), (&[5][..], AdapterId(3))]);
-        let padded = PaddedBatch::new(&batch, 9);
-        let grown = padded.grown_to(4, 3, 9);
-        assert_eq!((grown.rows, grown.cols), (4, 3));
-        assert_eq!(grown.input_ids, vec![7, 8, 9, 5, 9, 9, 9, 9, 9, 9, 9, 9]);
+        let padded = PaddedBatch::in_shape(&batch, 9, (4, 3));
+        assert_eq!((padded.rows, padded.cols), (4, 3));
+        assert_eq!(padded.input_ids, vec![7, 8, 9, 5, 9, 9, 9, 9, 9, 9, 9, 9]);
         assert_eq!(
-            grown.attention_mask,
+            padded.attention_mask,
             vec![1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]
         );
-        assert_eq!(grown.adapter_ids, vec![AdapterId(3); 4]);
-        // Token states of width 2: the real rows' first two positions come back.
+        assert_eq!(padded.adapter_ids, vec![AdapterId(3); 4]);
+        // Token states of width 2: the real rows' real positions come back.
         let states: Vec<f32> = (0..24).map(|v| v as f32).collect();
         assert_eq!(
-            padded.crop(&grown, &states, 2, true),
-            vec![0.0, 1.0, 2.0, 3.0, 6.0, 7.0, 8.0, 9.0]
-        );
-        // Logits of width 2: the real rows.
-        assert_eq!(
-            padded.crop(&grown, &states[..8], 2, false),
-            vec![0.0, 1.0, 2.0, 3.0]
+            padded.unpad(&batch, &states, 2),
+            vec![0.0, 1.0, 2.0, 3.0, 6.0, 7.0]
         );
         // Never smaller than the batch.
-        assert_eq!(padded.grown_to(1, 1, 9), padded);
+        assert_eq!(
+            PaddedBatch::in_shape(&batch, 9, (1, 1)),
+            PaddedBatch::new(&batch, 9)
+        );
     }
 
     #[test]

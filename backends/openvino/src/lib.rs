@@ -286,22 +286,14 @@ impl PaddedEncoder for OpenVinoBackend {
         &self.spec
     }
 
-    fn encode_padded(&mut self, batch: &PaddedBatch) -> Result<Vec<f32>, BackendError> {
+    fn padded_shape(&self, rows: usize, cols: usize) -> (usize, usize) {
         if self.exact_shapes {
-            return self.infer(batch);
+            return (rows, cols);
         }
-        let max_cols = self.spec.capabilities.max_input_tokens;
-        let (rows, cols) = shapes::bucket(batch.rows, batch.cols, max_cols);
-        let bucketed = batch.grown_to(rows, cols, self.spec.pad_token_id);
-        let values = self.infer(&bucketed)?;
-        let width = self.spec.capabilities.hidden_size;
-        Ok(batch.crop(&bucketed, &values, width, self.spec.head.is_pooled()))
+        shapes::bucket(rows, cols, self.spec.capabilities.max_input_tokens)
     }
-}
 
-impl OpenVinoBackend {
-    /// Runs `padded` in its own shape: its token states (or logits) as [`PaddedEncoder`] says.
-    fn infer(&mut self, padded: &PaddedBatch) -> Result<Vec<f32>, BackendError> {
+    fn encode_padded(&mut self, padded: &PaddedBatch) -> Result<Vec<f32>, BackendError> {
         let shape = [padded.rows as i64, padded.cols as i64];
         self.set_input("input_ids", shape, &padded.input_ids)?;
         self.set_input("attention_mask", shape, &padded.attention_mask)?;
