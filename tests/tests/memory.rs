@@ -3,7 +3,7 @@
 //! within seconds of a burst. Each engine's test is one server: steady traffic, one burst, then
 //! the rounds. OpenVINO keeps what it built for the burst's shape (about 130 MB for all-MiniLM's
 //! 64 x 144-token batches) for the life of the compiled model, whether or not the inference
-//! request is made anew, so on openvino the burst is only checked not to grow memory further.
+//! request is made anew, so on openvino only the rounds after the burst are checked.
 //! The openvino tests are ignored for now: padding batches up to a few shapes cut the growth
 //! (BENCHMARKS.md, "OpenVINO's memory under varied shapes") but not yet within 25% of the first
 //! round on every run; `cargo test -p embedrt-tests --test e2e -- --ignored memory::` runs them.

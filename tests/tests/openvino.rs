@@ -51,6 +51,46 @@ fn an_ab_split_between_onnx_and_openvino_serves_both_alike() {
     }
 }
 
+/// Batches padded up to a bucket (the default) and run in their own shapes (`exact_shapes`)
+/// give the reference vectors, for a request of texts of different lengths (so padding rows and
+/// columns are added); an option of the wrong type is refused at load, saying what it expected.
+#[test]
+fn bucketed_and_exact_shapes_both_match_the_reference() {
+    let server = Server::builder()
+        .model(Model::minilm("bucketed").on("openvino"))
+        .model(
+            Model::minilm("exact")
+                .on("openvino")
+                .option("exact_shapes", true),
+        )
+        .start();
+    let expected = golden::minilm();
+    for model in ["bucketed", "exact"] {
+        let body = ok(server.embed(json!({"model": model, "input": expected.texts})));
+        let got = embeddings_of(&body);
+        assert_eq!(got.len(), expected.embeddings.len());
+        for (got, want) in got.iter().zip(&expected.embeddings) {
+            assert!(
+                cosine(got, want) >= 0.9999,
+                "{model}: {}",
+                cosine(got, want)
+            );
+        }
+    }
+    let Exit { code, log } = Server::builder()
+        .model(
+            Model::minilm("wrong")
+                .on("openvino")
+                .option("exact_shapes", "yes"),
+        )
+        .run_to_exit();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("bad backend options") && log.contains("expected a boolean"),
+        "{log}"
+    );
+}
+
 /// Whether this CPU computes bf16 (AVX512_BF16 or AMX), as Linux reports its flags.
 pub(crate) fn cpu_has_bf16() -> bool {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
