@@ -41,6 +41,13 @@ batching = { max_batch_tokens = 16384, max_batch_requests = ${BATCH_ROWS:-64}, m
 TOML
 }
 
+# write_passages OUT: writes passages of ~60 words (benches/data/sentences.txt's sentences joined
+# in order) to OUT, one a line, for the benchmarks' longer inputs.
+write_passages() {
+    awk '{ line = line (line ? " " : "") $0; words += NF }
+         words >= 60 { print line; line = ""; words = 0 }' "$root/benches/data/sentences.txt" > "$1"
+}
+
 # start_infinity LOG FOLDER NAME ENGINE: Infinity (benches/peers/infinity.sh) serving the model
 # FOLDER as NAME with its ENGINE (torch, optimum) on a free port, in the background, logging to
 # LOG; sets INFINITY_URL once it is ready. Returns 1, with the log's tail, when it does not start.

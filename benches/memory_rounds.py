@@ -16,8 +16,9 @@ import json
 import random
 import sys
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+
+from memory_burst import post, status_mb
 
 REQUESTS = 86
 # embedrt's jemalloc hands freed pages back after a second.
@@ -40,36 +41,19 @@ def traffic(seed=7):
     ]
 
 
-def rss_mb(pid):
-    """The process's resident memory now, in MB."""
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise KeyError("VmRSS")
-
-
-def post(url, texts):
-    """Posts one embeddings request and checks a vector came back for each text."""
-    body = json.dumps({"input": texts}).encode()
-    request = urllib.request.Request(
-        f"{url}/v1/embeddings", body, {"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=600) as response:
-        assert len(json.load(response)["data"]) == len(texts)
-
-
 def main():
     url, pid, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     clients = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     requests = traffic()
-    memory = [rss_mb(pid)]
+    memory = [status_mb(pid, "VmRSS:")]
     print(f"ready: {memory[0]:.0f} MB", flush=True)
     with ThreadPoolExecutor(clients) as pool:
         for round_ in range(1, rounds + 1):
             # list() re-raises a failed request's error.
-            list(pool.map(lambda texts: post(url, texts), requests))
+            counts = list(pool.map(lambda texts: post(url, texts, timeout=600), requests))
+            assert counts == [len(texts) for texts in requests]
             time.sleep(SETTLE_SECONDS)
-            memory.append(rss_mb(pid))
+            memory.append(status_mb(pid, "VmRSS:"))
             print(f"after round {round_}: {memory[-1]:.0f} MB", flush=True)
     if len(sys.argv) > 5:
         with open(sys.argv[5], "w") as out:

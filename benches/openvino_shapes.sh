@@ -19,8 +19,7 @@ scripts/setup.sh
 cargo build --release -p embedrt-api -p embedrt-plugin-openvino -p embedrt-bench
 sentences="$root/benches/data/sentences.txt"
 passages="$results/passages.txt"
-awk '{ line = line (line ? " " : "") $0; words += NF }
-     words >= 60 { print line; line = ""; words = 0 }' "$sentences" > "$passages"
+write_passages "$passages"
 
 files=()
 memory=()

@@ -22,8 +22,7 @@ servers=(${SERVERS:-onnx candle infinity st})
 venv="$root/.assets/infinity-venv/bin/python"
 sentences="$root/benches/data/sentences.txt"
 passages="$results/passages.txt"
-awk '{ line = line (line ? " " : "") $0; words += NF }
-     words >= 60 { print line; line = ""; words = 0 }' "$sentences" > "$passages"
+write_passages "$passages"
 
 build_release
 [ -x "$venv" ] || benches/peers/infinity.sh --help >/dev/null
