@@ -11,7 +11,8 @@ use embedrt_testkit::golden;
 use serde_json::json;
 
 use crate::common::{
-    cosine, embeddings_of, header, ok, repo_root, Exit, Model, Server, TempDir, Variant,
+    concurrently, cosine, embeddings_of, header, ok, repo_root, Exit, Model, Server, TempDir,
+    Variant,
 };
 use crate::onnx_library::serve_from;
 
@@ -89,6 +90,37 @@ fn bucketed_and_exact_shapes_both_match_the_reference() {
         log.contains("bad backend options") && log.contains("expected a boolean"),
         "{log}"
     );
+}
+
+/// A model compiled afresh whenever it has sat idle (`rebuild_kept_mb = 0`) keeps answering
+/// the reference vectors, also to clients whose requests arrive while it compiles, and says so
+/// in the log.
+#[test]
+fn a_model_compiled_afresh_when_idle_still_answers_the_reference() {
+    let server = Server::builder()
+        .model(
+            Model::minilm("rebuilt")
+                .on("openvino")
+                .option("rebuild_idle_ms", 50)
+                .option("rebuild_kept_mb", 0),
+        )
+        .start();
+    let expected = golden::minilm();
+    let check = |body: &serde_json::Value| {
+        for (got, want) in embeddings_of(body).iter().zip(&expected.embeddings) {
+            assert!(cosine(got, want) >= 0.9999, "{}", cosine(got, want));
+        }
+    };
+    for pause_ms in [0, 300, 60, 120, 45, 300] {
+        std::thread::sleep(Duration::from_millis(pause_ms));
+        let bodies = concurrently(4, |_| ok(server.embed(json!({"input": expected.texts}))));
+        bodies.iter().for_each(check);
+    }
+    server.signal(libc::SIGTERM);
+    let Exit { code, log } = server.wait_exit(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{log}");
+    let rebuilds = log.matches("compiled afresh").count();
+    assert!(rebuilds >= 2, "{rebuilds} rebuilds: {log}");
 }
 
 /// Whether this CPU computes bf16 (AVX512_BF16 or AMX), as Linux reports its flags.

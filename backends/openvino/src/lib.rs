@@ -12,16 +12,19 @@
 //! Inputs and output are bound by name as for ONNX Runtime (`embedrt_backend_core::graph`):
 //! batch and sequence dimensions stay dynamic, so one compiled model serves every batch, each
 //! padded up to one of a few shapes ([`shapes`]) so that the memory OpenVINO keeps per shape is
-//! bounded.
+//! bounded, and the model is compiled afresh once it has kept more than a budget and sat idle
+//! ([`rebuild`]), which hands back the working memory of the largest batches.
 
 #![deny(missing_docs)]
 
 pub mod library;
+pub mod rebuild;
 pub mod shapes;
 
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use embedrt_backend_core::graph::{self, GraphInputs};
 use embedrt_backend_core::guest::BackendPlugin;
@@ -29,14 +32,12 @@ use embedrt_backend_core::padded::{EncoderSpec, PaddedBatch, PaddedEncoder};
 use embedrt_backend_core::{
     BackendError, DType, Device, FileSet, FilesQuery, Head, LoadDocument, ModelSpec, WeightFiles,
 };
-use openvino::{
-    CompiledModel, Core, DeviceType, ElementType, InferRequest, PropertyKey, RwPropertyKey, Shape,
-    Tensor,
-};
+use openvino::{Core, DeviceType, ElementType, PropertyKey, RwPropertyKey, Shape, Tensor};
+use rebuild::{RebuildPolicy, Rebuilding, Session};
 use serde::Deserialize;
 
 /// Backend options (`options = { ... }` in the model's config).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenVinoOptions {
     /// Inference threads; default: the host's budget for this copy of the model (every core,
@@ -50,6 +51,34 @@ pub struct OpenVinoOptions {
     /// Runs each batch in its own shape instead of padding it up to one of [`shapes`]' buckets:
     /// no padded work, but OpenVINO keeps memory for every new shape, without bound.
     pub exact_shapes: bool,
+    /// How long (ms) the model must have run nothing before it is compiled afresh to hand back
+    /// the memory OpenVINO kept ([`rebuild`]); 0 never rebuilds it.
+    pub rebuild_idle_ms: u64,
+    /// How much memory (MB) the model must have kept since it was compiled for that.
+    pub rebuild_kept_mb: u64,
+}
+
+impl Default for OpenVinoOptions {
+    fn default() -> Self {
+        Self {
+            threads: None,
+            file: None,
+            library: None,
+            exact_shapes: false,
+            rebuild_idle_ms: 500,
+            rebuild_kept_mb: 64,
+        }
+    }
+}
+
+impl OpenVinoOptions {
+    /// When the model is compiled afresh; none when `rebuild_idle_ms` is 0.
+    fn rebuild_policy(&self) -> Option<RebuildPolicy> {
+        (self.rebuild_idle_ms > 0).then(|| RebuildPolicy {
+            idle: Duration::from_millis(self.rebuild_idle_ms),
+            kept_bytes: self.rebuild_kept_mb << 20,
+        })
+    }
 }
 
 /// The graphs looked for, in order, unless the `file` option names one: the IR, else the ONNX
@@ -102,9 +131,7 @@ fn has_bf16(core: &Core) -> Result<bool, BackendError> {
 
 /// A model compiled for OpenVINO's CPU plugin, with its one inference request.
 pub struct OpenVinoBackend {
-    /// Kept alive for the request.
-    _compiled: CompiledModel,
-    request: InferRequest,
+    session: Rebuilding,
     /// Whether batches run in their own shapes (the `exact_shapes` option).
     exact_shapes: bool,
     spec: EncoderSpec,
@@ -154,11 +181,7 @@ impl BackendPlugin for OpenVinoBackend {
                 .map_err(|e| BackendError::Load(format!("OpenVINO CPU property {key:?}: {e}")))?;
         }
         let file = model_file(&document.model.path, options.file.as_deref(), dtype)?;
-        let compiled = Self::compile(&mut core, &document.model, &file, dtype, threads)?;
-        Ok(Self {
-            exact_shapes: options.exact_shapes,
-            ..compiled
-        })
+        Self::compile(core, &document.model, &file, dtype, threads, &options)
     }
 
     /// The graph: the `file` option, else the IR (with its `.bin`), else the ONNX file (with its
@@ -211,13 +234,15 @@ fn model_file(dir: &Path, file: Option<&Path>, dtype: DType) -> Result<PathBuf, 
 }
 
 impl OpenVinoBackend {
-    /// Reads the graph in `file` (a model of `card`) and compiles it for the CPU.
+    /// Reads the graph in `file` (a model of `card`) and compiles it for the CPU with `core`,
+    /// which then rebuilds it as `options` say.
     fn compile(
-        core: &mut Core,
+        mut core: Core,
         card: &ModelSpec,
         file: &Path,
         dtype: DType,
         threads: usize,
+        options: &OpenVinoOptions,
     ) -> Result<Self, BackendError> {
         let path = file.to_string_lossy();
         // An ONNX file names its own external data.
@@ -241,8 +266,7 @@ impl OpenVinoBackend {
         let output_names: Vec<&str> = outputs.iter().map(String::as_str).collect();
         let graph_inputs = GraphInputs::of(file, &input_names, card)?;
         let output = graph::output_of(file, &output_names, &card.head)?;
-        let mut compiled = core.compile_model(&model, DeviceType::CPU).map_err(at)?;
-        let request = compiled.create_infer_request().map_err(at)?;
+        let session = Session::compile(&mut core, &model).map_err(at)?;
         tracing::info!(
             file = %file.display(),
             %dtype,
@@ -253,32 +277,32 @@ impl OpenVinoBackend {
         let mut spec = EncoderSpec::new(card, dtype);
         spec.capabilities.base_task = !graph_inputs.task_id;
         Ok(Self {
-            _compiled: compiled,
-            request,
-            exact_shapes: false,
+            session: Rebuilding::start(core, model, session, options.rebuild_policy()),
+            exact_shapes: options.exact_shapes,
             spec,
             inputs: graph_inputs,
             output,
         })
     }
+}
 
-    /// Sets the input `name` to the `[rows, cols]` i64 `values`.
-    fn set_input(
-        &mut self,
-        name: &str,
-        shape: [i64; 2],
-        values: &[i64],
-    ) -> Result<(), BackendError> {
-        let shape = Shape::new(&shape).map_err(inference_error)?;
-        let mut tensor = Tensor::new(ElementType::I64, &shape).map_err(inference_error)?;
-        tensor
-            .get_data_mut::<i64>()
-            .map_err(inference_error)?
-            .copy_from_slice(values);
-        self.request
-            .set_tensor(name, &tensor)
-            .map_err(inference_error)
-    }
+/// Sets `session`'s input `name` to the `[rows, cols]` i64 `values`.
+fn set_input(
+    session: &mut Session,
+    name: &str,
+    shape: [i64; 2],
+    values: &[i64],
+) -> Result<(), BackendError> {
+    let shape = Shape::new(&shape).map_err(inference_error)?;
+    let mut tensor = Tensor::new(ElementType::I64, &shape).map_err(inference_error)?;
+    tensor
+        .get_data_mut::<i64>()
+        .map_err(inference_error)?
+        .copy_from_slice(values);
+    session
+        .request()
+        .set_tensor(name, &tensor)
+        .map_err(inference_error)
 }
 
 impl PaddedEncoder for OpenVinoBackend {
@@ -295,28 +319,39 @@ impl PaddedEncoder for OpenVinoBackend {
 
     fn encode_padded(&mut self, padded: &PaddedBatch) -> Result<Vec<f32>, BackendError> {
         let shape = [padded.rows as i64, padded.cols as i64];
-        self.set_input("input_ids", shape, &padded.input_ids)?;
-        self.set_input("attention_mask", shape, &padded.attention_mask)?;
+        let mut session = self.session.lock();
+        set_input(&mut session, "input_ids", shape, &padded.input_ids)?;
+        set_input(
+            &mut session,
+            "attention_mask",
+            shape,
+            &padded.attention_mask,
+        )?;
         if self.inputs.token_types {
-            self.set_input("token_type_ids", shape, &padded.token_type_ids)?;
+            set_input(
+                &mut session,
+                "token_type_ids",
+                shape,
+                &padded.token_type_ids,
+            )?;
         }
         if let Some(positions) = self.inputs.positions {
             let ids = padded.position_ids(positions);
-            self.set_input("position_ids", shape, &ids)?;
+            set_input(&mut session, "position_ids", shape, &ids)?;
         }
         if self.inputs.task_id {
             let adapter = graph::single_adapter(&padded.adapter_ids)?;
             // A scalar: OpenVINO's C API makes no shape of rank 0, but the request holds the
             // input's tensor already (its shape is static).
-            let mut task_id = self
-                .request
+            let mut task_id = session
+                .request()
                 .get_tensor("task_id")
                 .map_err(inference_error)?;
             task_id.get_data_mut::<i64>().map_err(inference_error)?[0] = adapter;
         }
-        self.request.infer().map_err(inference_error)?;
-        let output = self
-            .request
+        session.infer().map_err(inference_error)?;
+        let output = session
+            .request()
             .get_tensor(&self.output)
             .map_err(inference_error)?;
         let out_shape = output.get_shape().map_err(inference_error)?;
