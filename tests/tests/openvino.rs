@@ -11,8 +11,8 @@ use embedrt_testkit::golden;
 use serde_json::json;
 
 use crate::common::{
-    concurrently, cosine, embeddings_of, header, ok, repo_root, Exit, Model, Server, TempDir,
-    Variant,
+    assert_each_pair, concurrently, cosine, embeddings_of, header, ok, repo_root, Exit, Model,
+    Server, TempDir, Variant,
 };
 use crate::onnx_library::serve_from;
 
@@ -68,15 +68,7 @@ fn bucketed_and_exact_shapes_both_match_the_reference() {
     let expected = golden::minilm();
     for model in ["bucketed", "exact"] {
         let body = ok(server.embed(json!({"model": model, "input": expected.texts})));
-        let got = embeddings_of(&body);
-        assert_eq!(got.len(), expected.embeddings.len());
-        for (got, want) in got.iter().zip(&expected.embeddings) {
-            assert!(
-                cosine(got, want) >= 0.9999,
-                "{model}: {}",
-                cosine(got, want)
-            );
-        }
+        assert_reference_vectors(&body, &expected, 0.9999);
     }
     let Exit { code, log } = Server::builder()
         .model(
@@ -106,15 +98,12 @@ fn a_model_compiled_afresh_when_idle_still_answers_the_reference() {
         )
         .start();
     let expected = golden::minilm();
-    let check = |body: &serde_json::Value| {
-        for (got, want) in embeddings_of(body).iter().zip(&expected.embeddings) {
-            assert!(cosine(got, want) >= 0.9999, "{}", cosine(got, want));
-        }
-    };
     for pause_ms in [0, 300, 60, 120, 45, 300] {
         std::thread::sleep(Duration::from_millis(pause_ms));
         let bodies = concurrently(4, |_| ok(server.embed(json!({"input": expected.texts}))));
-        bodies.iter().for_each(check);
+        for body in &bodies {
+            assert_reference_vectors(body, &expected, 0.9999);
+        }
     }
     server.signal(libc::SIGTERM);
     let Exit { code, log } = server.wait_exit(Duration::from_secs(30));
@@ -146,15 +135,21 @@ fn bf16_over_http_stays_within_its_gate() {
     let expected = golden::minilm();
     let body = ok(server.embed(json!({"model": "bf16", "input": expected.texts})));
     assert_eq!(server.models()["data"][0]["variants"][0]["dtype"], "bf16");
-    let got = embeddings_of(&body);
-    assert_eq!(got.len(), expected.embeddings.len());
-    for (text, (got, want)) in expected
-        .texts
-        .iter()
-        .zip(got.iter().zip(&expected.embeddings))
-    {
-        assert!(cosine(got, want) >= 0.999, "{text}: {}", cosine(got, want));
-    }
+    assert_reference_vectors(&body, &expected, 0.999);
+}
+
+/// Asserts that `body` (an answer to `expected.texts`) holds one vector per text, each at cosine
+/// `min_cosine` or closer to the reference's.
+fn assert_reference_vectors(body: &serde_json::Value, expected: &golden::MiniLm, min_cosine: f32) {
+    let got = embeddings_of(body);
+    assert_each_pair(&got, &expected.embeddings, |i, got, want| {
+        let similarity = cosine(got, want);
+        assert!(
+            similarity >= min_cosine,
+            "{:?}: cosine {similarity}",
+            expected.texts[i]
+        );
+    });
 }
 
 #[test]
